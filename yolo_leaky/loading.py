@@ -1,0 +1,99 @@
+"""Load a model (YAML or checkpoint) with clear errors, validated activation keys and a swap-aware trainer."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import yaml as pyyaml
+
+from .errors import UserError
+from .spec import ActSpec
+from .train import attach_trainer, spec_from_yaml
+
+HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
+
+
+def is_offline() -> bool:
+    from ultralytics.utils import is_online
+
+    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
+
+
+def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = False):
+    """Load an Ultralytics model and, if ``act`` is given, swap its activations.
+
+    Args:
+        model: A model YAML (``yolo11n.yaml``, ``cfg/yolo11n-prelu.yaml``) or a checkpoint (``yolo11n.pt``, ``last.pt``).
+        act: Activation spec to install at every site; None keeps what the model has (and what its YAML asks for).
+        verbose: Print Ultralytics' model summary.
+
+    Returns:
+        An ``ultralytics.YOLO`` (or ``RTDETR``) whose ``train()`` keeps the activation.
+    """
+    from .swap import swap_activations
+
+    path = _check_model_path(str(model))
+    yolo = _construct(path, verbose)
+    spec = spec_from_yaml(getattr(yolo.model, "yaml", None)) if act is None else act
+    if spec is not None and (act is not None or path.suffix in (".yaml", ".yml")):
+        swap_activations(yolo, spec)
+    attach_trainer(yolo)
+    return yolo
+
+
+def _construct(path: Path, verbose: bool):
+    from ultralytics import RTDETR, YOLO
+
+    cls = RTDETR if "rtdetr" in path.stem.lower() else YOLO
+    if path.suffix in (".yaml", ".yml"):
+        _validate_model_yaml(path)
+    try:
+        return cls(str(path), verbose=verbose) if cls is YOLO else cls(str(path))
+    except UserError:
+        raise
+    except FileNotFoundError as e:
+        raise UserError(f"model {path} could not be loaded ({e}); check the path") from None
+    except KeyError as e:
+        raise UserError(f"model YAML {path} names an unknown module or key {e}; fix the YAML or start from a stock one") from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        raise UserError(f"model {path} is truncated or corrupt ({type(e).__name__}); re-download or re-train it") from None
+    except (TypeError, AttributeError, ValueError, ModuleNotFoundError) as e:
+        if path.suffix == ".pt":
+            raise UserError(f"{path} is not an Ultralytics checkpoint ({type(e).__name__}: {e}); pass a YOLO .pt or model YAML") from None
+        raise UserError(f"model YAML {path} could not be built ({type(e).__name__}: {e}); fix the YAML") from None
+
+
+def _check_model_path(model: str) -> Path:
+    path = Path(model)
+    if path.suffix not in (".pt", ".yaml", ".yml"):
+        raise UserError(f"model {model!r} must be a .pt checkpoint or a .yaml model file, e.g. model=yolo11n.yaml")
+    if path.is_dir():
+        raise UserError(f"model {model!r} is a directory; pass a .pt or .yaml file inside it")
+    if path.exists():
+        if path.stat().st_size == 0:
+            raise UserError(f"model file {model!r} is empty; re-download or re-train it")
+        return path
+    if path.suffix == ".pt" and path.parent == Path("."):
+        if is_offline():
+            raise UserError(f"weights {model!r} are not here and this machine is offline; " + HUB_HINT.format(name=model))
+        return path  # Ultralytics downloads known assets on a connected machine
+    if path.suffix in (".yaml", ".yml") and path.parent == Path("."):
+        return path  # a stock model name such as yolo11n.yaml, resolved by Ultralytics
+    raise UserError(f"model file {model!r} does not exist; check the path")
+
+
+def _validate_model_yaml(path: Path) -> None:
+    """Parse a user model YAML safely and refuse an ``activation:`` that is not a plain whitelisted spec."""
+    if not path.exists():
+        return  # stock name: Ultralytics' own file
+    try:
+        data = pyyaml.safe_load(path.read_text())
+    except pyyaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise UserError(f"model YAML {path} has a syntax error{where}; fix the YAML") from None
+    if not isinstance(data, dict) or "backbone" not in data or "head" not in data:
+        raise UserError(f"model YAML {path} is not an Ultralytics model (needs 'backbone' and 'head'); check the file")
+    spec_from_yaml(data)  # raises UserError for code or unknown names, before Ultralytics ever sees the string

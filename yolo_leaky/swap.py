@@ -1,0 +1,205 @@
+"""Model surgery: give every activation site of a network its own new module.
+
+Ultralytics shares one ``Conv.default_act`` instance between all Convs, keeps separate class-level defaults in
+RepConv and ConvTranspose, and hard-codes SiLU in BottleneckCSP, RepVGGDW and (functionally) SwiGLUFFN. This module
+walks the module tree and replaces each site, one fresh module per site, so that a per-channel PReLU gets its own
+slopes everywhere and nothing is missed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from torch import nn
+from ultralytics.engine.model import Model
+from ultralytics.nn.modules.block import BottleneckCSP, RepVGGDW, SwiGLUFFN
+from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
+
+from .spec import ActSpec, parse_act
+
+SITE_MARK = "_yolo_leaky_site"  # attribute set on every module we install, so a later swap finds the sites again
+YAML_KEY = "yolo_leaky"  # our key in model.yaml; Ultralytics ignores keys it does not know
+
+ACT_TYPES = (nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Hardswish, nn.ReLU6)
+CONV_FAMILY = (Conv, ConvTranspose, RepConv)
+# Parents whose forward is act(<fresh tensor>): the activation may overwrite its input.
+INPLACE_SAFE_PARENTS = (Conv, ConvTranspose, RepConv, BottleneckCSP, RepVGGDW)
+# Modules used only by a loss (not in the inference graph). Their SiLUs are left alone on purpose.
+LOSS_ONLY = {"RealNVP": "normalizing flow used only by the pose-26 RLE loss; not in the inference graph or export"}
+
+
+class GatedFFN(nn.Module):
+    """SwiGLUFFN with its hard-coded ``F.silu`` gate replaced by a module: ``w3(act(x1) * x2)``."""
+
+    def __init__(self, ffn: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.w12, self.w3, self.act = ffn.w12, ffn.w3, act
+
+    def forward(self, x):
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(self.act(x1) * x2)
+
+
+@dataclass
+class SwapReport:
+    """What a swap did.
+
+    Attributes:
+        act: The activation installed.
+        swapped: Sites replaced, by the parent module's type name.
+        replaced: Module types that were replaced, with counts (e.g. ``{"SiLU": 77}``).
+        params_added: Learnable parameters added minus removed.
+        left: Sites deliberately not swapped, ``(module path, reason)``.
+        notes: Anything else worth knowing (e.g. a PReLU that fell back to one slope).
+    """
+
+    act: str
+    swapped: Counter = field(default_factory=Counter)
+    replaced: Counter = field(default_factory=Counter)
+    params_added: int = 0
+    left: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.swapped.values())
+
+    def summary(self) -> str:
+        by_type = ", ".join(f"{k} {v}" for k, v in sorted(self.swapped.items()))
+        text = f"swapped {self.total} activation sites to {self.act} ({by_type}); params added: {self.params_added:+,}"
+        if self.left:
+            text += f"; left {len(self.left)}: " + "; ".join(f"{p} ({why})" for p, why in self.left)
+        return text
+
+    def to_dict(self) -> dict:
+        return {
+            "act": self.act,
+            "total": self.total,
+            "swapped": dict(self.swapped),
+            "replaced": dict(self.replaced),
+            "params_added": self.params_added,
+            "left": [list(x) for x in self.left],
+            "notes": list(self.notes),
+        }
+
+
+def swap_activations(model, act: str | ActSpec, inplace: bool = True) -> SwapReport:
+    """Replace every activation site of ``model`` with a new module built from ``act``.
+
+    Args:
+        model: An Ultralytics ``YOLO`` object, an Ultralytics ``BaseModel`` or any ``nn.Module``.
+        act: Activation spec (``relu``, ``leaky_relu:0.1``, ``prelu`` ... or ``nn.LeakyReLU(0.1)``).
+        inplace: Use in-place modules where the parent's forward makes that safe.
+
+    Returns:
+        A ``SwapReport``. For a ``YOLO`` object the trainer is also hooked so that ``train()`` keeps the swap.
+    """
+    spec = parse_act(act)
+    net = _network(model)
+    report = SwapReport(act=str(spec))
+    default_ids = _default_act_ids(net)
+    params_before = sum(p.numel() for p in net.parameters())
+    for parent_path, parent in list(net.named_modules()):  # each parent once; shared children are seen per parent
+        if in_loss_only(net, parent_path):
+            continue
+        for name, child in list(parent.named_children()):
+            path = f"{parent_path}.{name}" if parent_path else name
+            if type(child).__name__ in LOSS_ONLY:
+                _note_loss_only(report, child, path)
+            elif isinstance(child, SwiGLUFFN):
+                _swap_site(report, parent, name, child, GatedFFN(child, _new_act(spec, child.w12.out_features // 2, report, path)), "SwiGLUFFN(F.silu)")
+            elif _is_site(parent, child, default_ids):
+                new = _new_act(spec, _site_channels(parent), report, path, inplace and isinstance(parent, INPLACE_SAFE_PARENTS))
+                _swap_site(report, parent, name, child, new, type(parent).__name__)
+    report.params_added = sum(p.numel() for p in net.parameters()) - params_before
+    _record_in_yaml(net, spec)
+    _attach_if_yolo(model)
+    return report
+
+
+def _network(model) -> nn.Module:
+    if isinstance(model, Model):
+        return model.model
+    if isinstance(model, nn.Module):
+        return model
+    raise TypeError(f"expected an Ultralytics YOLO object or a torch.nn.Module, got {type(model).__name__}")
+
+
+def _is_site(parent: nn.Module, child: nn.Module, default_ids: set[int]) -> bool:
+    if getattr(child, SITE_MARK, False):
+        return True
+    if isinstance(child, nn.SiLU):
+        return True
+    return id(child) in default_ids and isinstance(parent, CONV_FAMILY)
+
+
+def _default_act_ids(net: nn.Module) -> set[int]:
+    """The shared instance that a YAML ``activation:`` key installed as Conv.default_act (e.g. yolov6's ReLU).
+
+    Architecture-chosen activations (HGStem's ReLUs) are separate or locally shared, and are left alone.
+    """
+    yaml = getattr(net, "yaml", None)
+    if not isinstance(yaml, dict) or not yaml.get("activation"):
+        return set()
+    uses = Counter(id(m.act) for m in net.modules() if isinstance(m, Conv) and isinstance(m.act, ACT_TYPES))
+    return {uses.most_common(1)[0][0]} if uses else set()
+
+
+def _site_channels(parent: nn.Module) -> int | None:
+    if isinstance(parent, RepConv):
+        return parent.c2
+    if isinstance(parent, ConvTranspose):
+        return parent.conv_transpose.out_channels
+    if isinstance(parent, RepVGGDW):
+        return parent.dim
+    bn = getattr(parent, "bn", None)
+    if isinstance(bn, nn.BatchNorm2d):
+        return bn.num_features
+    conv = getattr(parent, "conv", None)
+    return getattr(conv, "out_channels", None)
+
+
+def _new_act(spec: ActSpec, channels: int | None, report: SwapReport, path: str, inplace: bool = False) -> nn.Module:
+    if spec.name == "prelu" and spec.prelu_mode == "channel" and not channels:
+        report.notes.append(f"{path}: channel count unknown, PReLU uses one slope here")
+        spec = ActSpec("prelu", prelu_mode="layer", init=spec.init)
+    module = spec.build(channels, inplace=inplace)
+    setattr(module, SITE_MARK, True)
+    return module
+
+
+def _swap_site(report: SwapReport, parent: nn.Module, name: str, old: nn.Module, new: nn.Module, where: str) -> None:
+    setattr(parent, name, new)
+    report.swapped[where] += 1
+    report.replaced["F.silu" if isinstance(old, SwiGLUFFN) else type(old).__name__] += 1
+
+
+def in_loss_only(net: nn.Module, path: str) -> bool:
+    """True if the module at ``path`` is, or sits inside, a loss-only helper."""
+    module = net
+    for part in path.split(".") if path else []:
+        module = getattr(module, part)
+        if type(module).__name__ in LOSS_ONLY:
+            return True
+    return False
+
+
+def _note_loss_only(report: SwapReport, module: nn.Module, path: str) -> None:
+    n = sum(isinstance(m, nn.SiLU) for m in module.modules())
+    report.left.append((path, f"{n} SiLU in {type(module).__name__}: {LOSS_ONLY[type(module).__name__]}"))
+
+
+def _record_in_yaml(net: nn.Module, spec: ActSpec) -> None:
+    yaml = getattr(net, "yaml", None)
+    if isinstance(yaml, dict):
+        yaml[YAML_KEY] = {"act": str(spec)}
+        yaml["activation"] = spec.torch_spelling  # so a stock rebuild gets at least the Conv sites right
+
+
+def _attach_if_yolo(model) -> None:
+    if isinstance(model, Model):
+        from .train import attach_trainer
+
+        attach_trainer(model)
+
