@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from pathlib import Path
 
 import yaml as pyyaml
+from torch import nn
 
 from .errors import UserError
 from .spec import ActSpec, parse_act
@@ -27,8 +30,42 @@ def stock_model_yaml(model: str) -> dict:
     return cfg
 
 
-def header(spec: ActSpec, model: str) -> str:
-    stock_exact = spec.name != "prelu"
+def stock_route_gaps(cfg: dict) -> Counter:
+    """SiLU sites, by parent type, that Ultralytics' ``activation:`` key does not reach (it sets Conv.default_act)."""
+    from ultralytics.nn.modules.conv import Conv
+
+    from .swap import in_loss_only
+
+    net = build_network({k: v for k, v in cfg.items() if k not in ("activation", YAML_KEY)})
+    gaps = Counter()
+    for path, parent in net.named_modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.SiLU) and not isinstance(parent, Conv) and not in_loss_only(net, path):
+                gaps[type(parent).__name__] += 1
+    return gaps
+
+
+def build_network(cfg: dict) -> nn.Module:
+    """Build the Ultralytics network a model YAML dict describes, with the right model class for its task."""
+    from ultralytics.nn import tasks
+
+    if any("RTDETRDecoder" in str(row) for row in cfg.get("head", [])):
+        return tasks.RTDETRDetectionModel(copy.deepcopy(cfg), verbose=False)
+    classes = {
+        "detect": tasks.DetectionModel,
+        "segment": tasks.SegmentationModel,
+        "pose": tasks.PoseModel,
+        "obb": tasks.OBBModel,
+        "classify": tasks.ClassificationModel,
+    }
+    task = tasks.guess_model_task(cfg)
+    if task not in classes:
+        raise UserError(f"cannot build a {task!r} model from a YAML dict here; use a detect/segment/pose/obb/classify model")
+    return classes[task](copy.deepcopy(cfg), verbose=False)
+
+
+def header(spec: ActSpec, model: str, gaps: Counter) -> str:
+    stock_exact = spec.name != "prelu" and not gaps
     lines = [
         f"# {model} with every activation site set to {spec} (written by `yolo-leaky cfg`).",
         f"# yolo-leaky route (exact: one fresh module per site, training keeps it):",
@@ -37,7 +74,10 @@ def header(spec: ActSpec, model: str) -> str:
     ]
     if stock_exact:
         lines.append("#   which is exact for this model: every SiLU site is a Conv, and the shared instance holds no state.")
-    else:
+    if gaps:
+        missed = ", ".join(f"{n} in {t}" for t, n in sorted(gaps.items()))
+        lines.append(f"#   which is NOT the same network: it leaves SiLU at {missed}. Use the yolo-leaky route.")
+    if spec.name == "prelu":
         lines += [
             "#   which is NOT the same network: Ultralytics shares ONE module between all Convs, so the stock route",
             "#   learns a single PReLU slope for the whole model. Use the yolo-leaky route for per-channel PReLU.",
@@ -48,10 +88,27 @@ def header(spec: ActSpec, model: str) -> str:
 def act_model_yaml(model: str, act: str | ActSpec) -> tuple[dict, str]:
     """Return (yaml dict, header) for ``model`` with ``act`` recorded in both our key and Ultralytics' key."""
     spec = parse_act(act)
-    cfg = stock_model_yaml(model)
+    stock = stock_model_yaml(model)
+    if not stock.get("scale"):
+        stock.pop("scale", None)  # a YAML without scales (yolov9t)
+    cfg = {k: stock[k] for k in ("nc", "scale") if k in stock}
     cfg["activation"] = spec.torch_spelling
     cfg[YAML_KEY] = {"act": str(spec)}
-    return cfg, header(spec, model)
+    cfg.update({k: v for k, v in stock.items() if k not in cfg})
+    return cfg, header(spec, model, stock_route_gaps(stock))
+
+
+def dump_model_yaml(cfg: dict) -> str:
+    """YAML text in Ultralytics' layout: one flow-style row per layer."""
+    lines = []
+    for key, value in cfg.items():
+        if key in ("backbone", "head") and isinstance(value, list):
+            lines.append(f"{key}:")
+            lines += [f"  - {pyyaml.safe_dump(row, default_flow_style=True, width=1000).strip()}" for row in value]
+        else:
+            flow = None if isinstance(value, (dict, list)) else False  # nested rows inline, top-level keys block
+            lines.append(pyyaml.safe_dump({key: value}, sort_keys=False, default_flow_style=flow, width=120).rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def yaml_name(model: str, spec: ActSpec) -> str:
@@ -62,7 +119,7 @@ def write_act_yaml(model: str, act: str | ActSpec, out_dir: str | Path = "cfg", 
     """Write ``<out_dir>/<model>-<act>.yaml``; refuses to overwrite a different existing file unless asked."""
     spec = parse_act(act)
     cfg, head = act_model_yaml(model, spec)
-    text = head + pyyaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=120)
+    text = head + dump_model_yaml(cfg)
     out = Path(out_dir) / yaml_name(model, spec)
     if out.exists() and out.read_text() != text and not overwrite:
         raise UserError(f"{out} exists with different content; pass overwrite=True (CLI: --force) to replace it")

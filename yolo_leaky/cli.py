@@ -1,0 +1,205 @@
+"""``yolo-leaky`` command line: Ultralytics' ``key=value`` syntax plus ``act=...``.
+
+    yolo-leaky train   model=yolo11n.yaml act=prelu data=coco8.yaml epochs=3
+    yolo-leaky val     model=runs/detect/train/weights/best.pt data=coco8.yaml
+    yolo-leaky predict model=best.pt source=image.jpg
+    yolo-leaky export  model=best.pt format=onnx
+    yolo-leaky cfg     model=yolo11n,yolov8n act=leaky_relu,prelu,relu out=cfg
+    yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [--json]
+    yolo-leaky compare [cfg=cfg/compare.yaml] [key=value ...]
+
+User errors print one line and exit 2; ``--debug`` or ``YOLO_LEAKY_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml as pyyaml
+
+from .errors import UserError
+
+ULTRA_MODES = ("train", "val", "predict", "export")
+MODES = (*ULTRA_MODES, "cfg", "inspect", "compare")
+FLAGS = ("--json", "--debug", "--force", "--quick", "--help", "-h")
+OUR_KEYS = {"act"}
+CFG_KEYS = {"model", "act", "out"}
+INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device"}
+
+
+def parse_kv(tokens: list[str], valid: set[str]) -> dict:
+    """Parse ``key=value`` tokens; values are YAML scalars (``safe_load``), never evaluated."""
+    out = {}
+    for tok in tokens:
+        if "=" not in tok:
+            raise UserError(f"argument {tok!r} is not key=value; write e.g. epochs=3")
+        key, value = tok.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            near = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else "; see `yolo-leaky --help`"
+            raise UserError(f"unknown argument '{key}'{hint}")
+        out[key] = _scalar(value)
+    return out
+
+
+def _scalar(value: str):
+    if value == "":
+        return None
+    try:
+        parsed = pyyaml.safe_load(value)
+    except pyyaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool, list, type(None))) else value
+
+
+def ultralytics_keys() -> set[str]:
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return set(DEFAULT_CFG_DICT) | OUR_KEYS
+
+
+def check_ultralytics_args(args: dict) -> None:
+    """Let Ultralytics type-check the arguments up front, so a bad value fails before any work."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    cfg = {**DEFAULT_CFG_DICT, **{k: v for k, v in args.items() if k not in OUR_KEYS}}
+    try:
+        check_cfg(cfg)
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e).splitlines()[0]) from None
+
+
+def run_ultralytics_mode(mode: str, args: dict):
+    from .data import resolve_data
+    from .loading import load
+
+    check_ultralytics_args(args)
+    model_arg = args.pop("model", "yolo11n.yaml")
+    act = args.pop("act", None)
+    if mode == "train" and args.get("resume"):
+        model_arg = args["resume"] if isinstance(args["resume"], str) else model_arg
+        _check_resume(model_arg, act)
+        act = None
+    yolo = load(model_arg, act=act)
+    if mode in ("train", "val") and (args.get("data") or not args.get("resume")):
+        args["data"] = resolve_data(args.get("data") or "coco8.yaml")
+    if mode == "train" and args.get("resume"):
+        args["resume"] = True
+    return getattr(yolo, mode)(**args)
+
+
+def _check_resume(model_arg: str, act) -> None:
+    if act is None:
+        return
+    from .loading import load
+    from .spec import parse_act
+    from .train import spec_from_yaml
+
+    if not str(model_arg).endswith(".pt"):
+        raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
+    trained = spec_from_yaml(load(model_arg).model.yaml)
+    if trained is None or str(trained) != str(parse_act(act)):
+        raise UserError(
+            f"resume continues a run trained with act={trained or 'silu'}, but act={act} was given; "
+            "drop act= to resume, or start a new run (warm start) with model=<last.pt> act=... without resume"
+        )
+
+
+def run_cfg(args: dict, force: bool) -> list[Path]:
+    from .modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
+    from .spec import parse_act
+
+    models = _as_list(args.get("model")) or list(DEFAULT_MODELS)
+    acts = [parse_act(a) for a in (_as_list(args.get("act")) or list(DEFAULT_ACTS))]  # validate all before writing
+    out = args.get("out") or "cfg"
+    written = [write_act_yaml(m, a, out, overwrite=force) for m in models for a in acts]
+    for path in written:
+        print(path)
+    return written
+
+
+def run_inspect(args: dict, as_json: bool) -> dict:
+    import torch
+
+    from .census import take_census
+    from .loading import load
+
+    if "model" not in args:
+        raise UserError("inspect needs model=<yaml|pt>, e.g. yolo-leaky inspect model=yolo11n.yaml act=prelu")
+    yolo = load(args["model"], act=args.get("act"))
+    imgsz = int(args.get("imgsz") or 64)
+    ch = int(yolo.model.yaml.get("channels", 3)) if isinstance(getattr(yolo.model, "yaml", None), dict) else 3
+    census = take_census(yolo, torch.zeros(1, ch, imgsz, imgsz))
+    result = {"model": str(args["model"]), **census.to_dict()}
+    if args.get("data"):
+        from .diagnostics import unit_health
+
+        result["units"] = unit_health(yolo, args["data"], imgsz=int(args.get("imgsz") or 64), batch=int(args.get("batch") or 4))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model: {args['model']}")
+        print(census.format())
+        if "units" in result:
+            from .diagnostics import format_unit_health
+
+            print(format_unit_health(result["units"]))
+    return result
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def dispatch(argv: list[str]) -> int:
+    flags = {a for a in argv if a.startswith("-")}
+    tokens = [a for a in argv if not a.startswith("-")]
+    unknown = flags - set(FLAGS)
+    if unknown:
+        raise UserError(f"unknown flag {sorted(unknown)[0]}; flags are {', '.join(FLAGS)}")
+    if not tokens or "--help" in flags or "-h" in flags:
+        print(__doc__)
+        return 0
+    mode, rest = tokens[0], tokens[1:]
+    if mode not in MODES:
+        near = difflib.get_close_matches(mode, MODES, n=1)
+        raise UserError(f"unknown mode '{mode}'" + (f"; did you mean '{near[0]}'?" if near else f"; modes: {', '.join(MODES)}"))
+    if mode in ULTRA_MODES:
+        run_ultralytics_mode(mode, parse_kv(rest, ultralytics_keys()))
+    elif mode == "cfg":
+        run_cfg(parse_kv(rest, CFG_KEYS), force="--force" in flags)
+    elif mode == "inspect":
+        run_inspect(parse_kv(rest, INSPECT_KEYS), as_json="--json" in flags)
+    else:
+        from .compare import compare_from_cli
+
+        compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or os.environ.get("YOLO_LEAKY_DEBUG", "") not in ("", "0")
+    try:
+        return dispatch(argv)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"yolo-leaky: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("yolo-leaky: interrupted; completed work is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
