@@ -1,0 +1,38 @@
+"""Shared test setup: offline Ultralytics, a private settings dir, and a writable COCO8 copy."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-leaky-cfg-"))
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_COCO8 = REPO.parent / "shared/datasets/coco8"
+
+
+@pytest.fixture(scope="session")
+def coco8(tmp_path_factory) -> Path:
+    """A writable copy of COCO8 (Ultralytics writes labels/*.cache beside the labels)."""
+    if not SHARED_COCO8.is_dir():
+        pytest.skip(f"COCO8 not found at {SHARED_COCO8}")
+    dst = tmp_path_factory.mktemp("data") / "coco8"
+    shutil.copytree(SHARED_COCO8, dst)
+    for p in [dst, *dst.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o200)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def coco8_yaml(coco8, tmp_path_factory) -> Path:
+    from yolo_leaky.data import write_coco8_yaml
+
+    return write_coco8_yaml(coco8, tmp_path_factory.mktemp("datayaml"))
+
+
+# Tiny training settings shared by every real training test: real Ultralytics training, seconds on 2 cores.
+TRAIN_KW = dict(epochs=1, imgsz=64, batch=4, workers=0, plots=False, amp=False, seed=0, deterministic=True, verbose=False)
