@@ -140,3 +140,12 @@ def test_stock_route_gaps():
 
     assert stock_route_gaps(stock_model_yaml("yolo11n")) == {}
     assert stock_route_gaps(stock_model_yaml("yolov9t")) == {"RepConv": 42}
+
+
+def test_stock_built_act_yaml_is_still_swappable():
+    from ultralytics import YOLO
+
+    stock = YOLO(str(Path(__file__).parents[1] / "cfg/yolo11n-relu.yaml"))  # stock route: one shared ReLU
+    assert take_census(stock).shared == [("ReLU", 77)]
+    report = swap_activations(stock, "leaky_relu:0.1")
+    assert report.total == 77 and take_census(stock).sites == {"LeakyReLU": 77}

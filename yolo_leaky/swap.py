@@ -135,14 +135,18 @@ def _is_site(parent: nn.Module, child: nn.Module, default_ids: set[int]) -> bool
 
 
 def _default_act_ids(net: nn.Module) -> set[int]:
-    """The shared instance that a YAML ``activation:`` key installed as Conv.default_act (e.g. yolov6's ReLU).
+    """The shared instance that a stock YAML ``activation:`` key installed as Conv.default_act (e.g. yolov6's ReLU).
 
-    Architecture-chosen activations (HGStem's ReLUs) are separate or locally shared, and are left alone.
+    Once we have swapped, our marks identify the sites. Architecture-chosen activations (HGBlock's ReLUs) are of
+    another type or less shared, and are left alone.
     """
     yaml = getattr(net, "yaml", None)
     if not isinstance(yaml, dict) or not yaml.get("activation"):
         return set()
-    uses = Counter(id(m.act) for m in net.modules() if isinstance(m, Conv) and isinstance(m.act, ACT_TYPES))
+    if any(getattr(m, SITE_MARK, False) for m in net.modules()):
+        return set()
+    wanted = type(parse_act(str(yaml["activation"])).build(channels=1))
+    uses = Counter(id(m.act) for m in net.modules() if isinstance(m, Conv) and type(m.act) is wanted)
     return {uses.most_common(1)[0][0]} if uses else set()
 
 
