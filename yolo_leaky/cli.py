@@ -182,7 +182,7 @@ def dispatch(argv: list[str]) -> int:
     else:
         from .compare import compare_from_cli
 
-        compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
+        return compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
     return 0
 
 

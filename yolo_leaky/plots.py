@@ -1,0 +1,160 @@
+"""PNG plots for the comparison report."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .spec import parse_act  # noqa: E402
+
+
+def write_plots(run: Path, c, rows: dict, cells: dict, speed: dict, units: dict) -> dict:
+    """Write every plot that has data; return {description: path}."""
+    plots = {}
+    for what, name, draw in [
+        ("mAP50-95 vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, rows, speed)),
+        ("training curves per variant", "curves.png", None),
+        ("activation function shapes", "activations.png", lambda ax: _shapes(ax, c, units)),
+        ("PReLU learned slopes per layer", "prelu_slopes.png", lambda ax: _slopes(ax, units)),
+        ("channels <=0 on every val pixel, per layer", "units.png", lambda ax: _units(ax, units)),
+    ]:
+        path = run / name
+        if name == "curves.png":
+            ok = _curves(path, c, cells)
+        else:
+            ok = _single(path, draw)
+        if ok:
+            plots[what] = str(path)
+    return plots
+
+
+def _single(path: Path, draw) -> bool:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        if draw(ax) is False:
+            return False
+        fig.tight_layout()
+        _save(fig, path)
+        return True
+    finally:
+        plt.close(fig)
+
+
+def _save(fig, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def _pareto(ax, c, rows, speed) -> bool | None:
+    timings = speed.get("timings", {})
+    runtime = "ort-cpu" if "ort-cpu" in timings else next(iter(timings), None)
+    if runtime is None:
+        return False
+    stats = timings[runtime]["stats"]
+    for label, r in rows.items():
+        s = stats.get(label)
+        if not s:
+            continue
+        y, e = r["map50_95_mean"], r["map50_95_std"]
+        ax.errorbar(s["ratio"], y, xerr=[[s["ratio"] - s["ci_low"]], [s["ci_high"] - s["ratio"]]], yerr=e, fmt="o", capsize=3)
+        ax.annotate(label, (s["ratio"], y), textcoords="offset points", xytext=(5, 5))
+    if "identity" in stats:
+        ax.axvline(stats["identity"]["ratio"], ls="--", c="grey", lw=1, label="identity floor")
+        ax.legend()
+    ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
+    ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
+    ax.set_title("Accuracy vs speed (lower-left is faster, higher is better)")
+    return None
+
+
+def _curves(path: Path, c, cells: dict) -> bool:
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    try:
+        drawn = False
+        for spec in c.specs:
+            series = [_read_csv(cells[k]["results_csv"]) for k in cells if cells[k]["variant"] == spec.label and cells[k]["status"] == "ok"]
+            series = [s for s in series if s]
+            if not series:
+                continue
+            drawn = True
+            n = min(len(s["epoch"]) for s in series)
+            epochs = series[0]["epoch"][:n]
+            for ax, col in ((ax_loss, "train/box_loss"), (ax_map, "metrics/mAP50-95(B)")):
+                values = np.array([s[col][:n] for s in series if col in s])
+                if values.size:
+                    ax.plot(epochs, values.mean(0), marker=".", label=spec.label)
+        if not drawn:
+            return False
+        ax_loss.set(title="train box loss (mean over seeds)", xlabel="epoch")
+        ax_map.set(title="val mAP50-95 (mean over seeds)", xlabel="epoch")
+        ax_loss.legend()
+        fig.tight_layout()
+        _save(fig, path)
+        return True
+    finally:
+        plt.close(fig)
+
+
+def _read_csv(path) -> dict:
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    return {k.strip(): [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+
+
+def _shapes(ax, c, units) -> None:
+    x = torch.linspace(-4, 4, 401)
+    for spec in c.specs:
+        act = spec.build(channels=1)
+        slope = (units.get(spec.label, {}).get("prelu", {}).get("summary") or {}).get("median")
+        label = spec.label
+        if spec.name == "prelu" and slope is not None:
+            act.weight.data.fill_(slope)
+            label += f" (median learned slope {slope:.3f})"
+        with torch.no_grad():
+            ax.plot(x, act(x.clone()), label=label)
+    ax.plot(x, parse_act("identity").build()(x), ls=":", c="grey", label="identity")
+    ax.axhline(0, c="k", lw=0.5)
+    ax.axvline(0, c="k", lw=0.5)
+    ax.set(title="Activation functions", xlabel="x", ylabel="f(x)", ylim=(-1.5, 4))
+    ax.legend(fontsize=8)
+
+
+def _slopes(ax, units) -> bool | None:
+    layers = next((u["prelu"]["layers"] for u in units.values() if u.get("prelu")), None)
+    if not layers:
+        return False
+    idx = np.arange(len(layers))
+    ax.fill_between(idx, [l["min"] for l in layers], [l["max"] for l in layers], alpha=0.3, label="min-max")
+    ax.plot(idx, [l["median"] for l in layers], marker=".", label="median")
+    ax.axhline(0, c="k", lw=0.5)
+    ax.set(title="PReLU learned negative slopes per site", xlabel="site (model order)", ylabel="slope")
+    ax.legend()
+    return None
+
+
+def _units(ax, units) -> bool | None:
+    drawn = False
+    for label, u in units.items():
+        per_layer = u.get("health", {}).get("per_layer", [])
+        if per_layer:
+            ax.plot([100 * p["dead_or_negative_only"] for p in per_layer], marker=".", lw=1, label=label)
+            drawn = True
+    if not drawn:
+        return False
+    ax.set(title="Channels whose input is ≤0 on every validation pixel", xlabel="activation site (model order)", ylabel="%")
+    ax.legend()
+    return None

@@ -1,0 +1,373 @@
+"""The comparison report: results.json, results.csv, plots and a report.md that says what the numbers can and
+cannot support."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic
+
+SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
+NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None) -> str:
+    """A verdict on mAP50-95 vs the baseline that never claims what seeds and data cannot support."""
+    if not variant or not base:
+        return "no result"
+    if max(variant + base) < NO_SIGNAL:
+        return "no signal: mAP ~0 for both"
+    if n_val is not None and n_val < SMALL_VAL:
+        return f"not significant: only {n_val} validation images"
+    if len(variant) < 2 or len(base) < 2:
+        return "not significant: one seed"
+    from scipy import stats
+
+    p = float(stats.ttest_ind(variant, base, equal_var=False).pvalue)
+    if math.isnan(p) or p >= 0.05:
+        return f"not significant (Welch p={p:.2f}, {len(variant)} seeds)"
+    return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
+
+
+def speed_verdict(stats: dict, baseline: str) -> str:
+    if stats["label"] == baseline:
+        return "baseline"
+    lo, hi = stats["ci_low"], stats["ci_high"]
+    if hi < 1:
+        return f"faster by {100 * (1 - stats['ratio']):.1f}%"
+    if lo > 1:
+        return f"slower by {100 * (stats['ratio'] - 1):.1f}%"
+    return "no detectable difference"
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def summarize(c, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None) -> dict:
+    """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
+    base_maps = _metric(cells, c.baseline, "map50_95")
+    rows = {}
+    for spec in c.specs:
+        label = spec.label
+        ok = [v for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+        row = {"variant": label, "act": str(spec), "seeds_ok": len(ok), "seeds_failed": len(c.seeds) - len(ok)}
+        for key in ("map50", "map50_95", "precision", "recall"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([v["metrics"][key] for v in ok])
+        if c.protocol == "finetune":
+            row["after_swap_map50_95_mean"], _ = mean_std([v.get("after_swap", {}).get("map50_95") for v in ok])
+            row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
+        row["verdict_accuracy"] = accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
+        row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
+        peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
+        row["peak_cuda_mib"] = float(np.mean(peak)) / 2**20 if peak else None
+        row.update({k: cost.get(label, {}).get(k) for k in ("params", "gflops", "saved_tensor_bytes")})
+        for runtime, result in speed.get("timings", {}).items():
+            s = result["stats"].get(label)
+            if s:
+                row[f"{runtime}_median_ms"] = s["median_ms"]
+                row[f"{runtime}_ratio"], row[f"{runtime}_ci_low"], row[f"{runtime}_ci_high"] = s["ratio"], s["ci_low"], s["ci_high"]
+                row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
+        export = speed.get("exports", {}).get(label, {})
+        row["onnx_silu_patterns"] = export.get("silu_patterns")
+        row["onnx_silu_free"] = export.get("silu_free")
+        health = units.get(label, {}).get("health", {}).get("total", {})
+        row["dead_or_negative_only"] = health.get("dead_or_negative_only")
+        row["near_zero_grad"] = health.get("near_zero_grad")
+        rows[label] = row
+    return rows
+
+
+def _metric(cells: dict, label: str, key: str) -> list[float]:
+    return [v["metrics"][key] for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_report(c, run: Path, cells: dict, baseline, cost: dict, speed: dict, units: dict, data: str, started: float) -> Path:
+    """Write results.json, results.csv, plots and report.md into ``run``; return the report path."""
+    from .plots import write_plots
+
+    n_val, overlap = dataset_facts(data)
+    rows = summarize(c, cells, baseline, cost, speed, units, n_val)
+    env = environment()
+    plots = write_plots(run, c, rows, cells, speed, units)
+    atomic.write_json(run / "results.json", {
+        "settings": c.fingerprint(), "environment": env, "variants": rows, "cells": cells, "pretrained": baseline,
+        "cost": cost, "speed": speed, "units": units, "dataset": {"val_images": n_val, **overlap}, "plots": plots,
+    })
+    atomic.write_text(run / "results.csv", _csv(rows))
+    text = render_markdown(c, rows, cells, speed, units, env, n_val, overlap, plots, time.time() - started)
+    return atomic.write_text(run / "report.md", text)
+
+
+def _csv(rows: dict) -> str:
+    keys = sorted({k for row in rows.values() for k in row}, key=lambda k: (k != "variant", k))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows.values())
+    return buf.getvalue()
+
+
+def dataset_facts(data: str) -> tuple[int | None, dict]:
+    """Validation image count and how many val instances belong to classes present in training."""
+    import yaml as pyyaml
+
+    try:
+        cfg = pyyaml.safe_load(Path(data).read_text())
+        root = Path(cfg.get("path") or Path(data).parent)
+        val_labels, train_labels = (_label_dir(root, cfg[s]) for s in ("val", "train"))
+    except (OSError, KeyError, TypeError, AttributeError):
+        return None, {}
+    val_classes, train_classes = _classes(val_labels), _classes(train_labels)
+    seen = sum(n for cls, n in val_classes.items() if cls in train_classes)
+    n_val = len([p for p in _image_dir(root, cfg["val"]).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")])
+    names = cfg.get("names", {})
+    return n_val, {
+        "val_instances": sum(val_classes.values()),
+        "val_instances_of_train_classes": seen,
+        "val_classes": sorted(names[c] if isinstance(names, dict) else names[c] for c in val_classes),
+        "train_classes": sorted(names[c] if isinstance(names, dict) else names[c] for c in train_classes),
+    }
+
+
+def _image_dir(root: Path, entry: str) -> Path:
+    return root / entry if isinstance(entry, str) else root / entry[0]
+
+
+def _label_dir(root: Path, entry) -> Path:
+    return Path(str(_image_dir(root, entry)).replace("/images", "/labels"))
+
+
+def _classes(label_dir: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for f in label_dir.glob("*.txt"):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                cls = int(line.split()[0])
+                counts[cls] = counts.get(cls, 0) + 1
+    return counts
+
+
+def environment() -> dict:
+    import onnxruntime
+    import torch
+    import ultralytics
+
+    from . import __version__
+    from .bench import _cpu_name
+
+    return {
+        "yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__, "python": platform.python_version(), "cpu": _cpu_name(),
+        "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def render_markdown(c, rows, cells, speed, units, env, n_val, overlap, plots, seconds) -> str:
+    parts = [
+        f"# yolo-leaky comparison: `{c.name}`\n",
+        _settings_section(c, env, n_val, seconds),
+        _caveats_section(c, rows, n_val, overlap),
+        _accuracy_section(c, rows, cells),
+        _speed_section(c, rows, speed),
+        _export_section(speed),
+        _cost_section(c, rows, env),
+        _units_section(units),
+        _verdicts_section(c, rows, speed),
+        _files_section(plots),
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean, std, digits=3) -> str:
+    return "n/a" if mean is None or math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _settings_section(c, env, n_val, seconds) -> str:
+    return (
+        "## What was compared\n\n"
+        f"- Model `{c.model}`, activation variants {', '.join(f'`{s}`' for s in c.specs)}, baseline `{c.baseline}`.\n"
+        f"- Protocol **{c.protocol}**"
+        + (f" from `{c.weights}`" if c.protocol == "finetune" else " (every variant trained from the model YAML)")
+        + f"; data `{c.data}` ({n_val if n_val is not None else '?'} validation images); {c.epochs} epoch(s), imgsz {c.imgsz}, "
+        f"batch {c.batch}, seeds {c.seeds}; the same seed, hyperparameters and data in every column of a row.\n"
+        f"- Every activation site was swapped by yolo-leaky (one module per site), and the trainer was checked to keep it.\n"
+        f"- Environment: yolo-leaky {env['yolo_leaky']}, Ultralytics {env['ultralytics']}, torch {env['torch']}, "
+        f"ONNX Runtime {env['onnxruntime']}, Python {env['python']}; {env['cpu']} ({env['cpus']} CPUs)"
+        + (f", GPU {env['gpu']}" if env["gpu"] else ", no GPU")
+        + f". Run time {seconds / 60:.1f} min (reused cells excluded).\n"
+    )
+
+
+def _caveats_section(c, rows, n_val, overlap) -> str:
+    lines = ["## What these numbers cannot say\n"]
+    all_maps = [r["map50_95_mean"] for r in rows.values() if not math.isnan(r["map50_95_mean"])]
+    if all_maps and max(all_maps) < NO_SIGNAL:
+        lines.append(
+            f"- **mAP is ~0 for every variant** (max mAP50-95 {max(all_maps):.4f}). This says nothing about which "
+            "activation is more accurate: the models have not learned enough to be told apart."
+        )
+    if overlap and "coco8" in str(c.data).lower():
+        lines.append(
+            f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
+            f"{overlap['val_instances']} objects belong to classes that appear in its 4 training images "
+            f"(val: {', '.join(overlap['val_classes'])}; train: {', '.join(overlap['train_classes'])}). "
+            "From scratch, mAP there is ~0 whatever the activation. Use `protocol=finetune weights=yolo11n.pt` "
+            "(what the swap costs a pretrained model, and what fine-tuning buys back) or the synthetic sanity "
+            "dataset (see README) for a real accuracy signal."
+        )
+    elif n_val is not None and n_val < SMALL_VAL:
+        lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
+    if len(c.seeds) < 2:
+        lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
+    lines.append(
+        "- Speed ratios are for this machine and runtime only; an NPU or TensorRT build fuses differently. Each "
+        "ratio has a 95% bootstrap confidence interval; a ratio whose interval contains 1 is reported as no "
+        "detectable difference."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_section(c, rows, cells) -> str:
+    header = ["variant", "mAP50", "mAP50-95", "precision", "recall", "seeds ok", f"vs {c.baseline} (mAP50-95)"]
+    if c.protocol == "finetune":
+        header[1:1] = ["pretrained (SiLU)", "after swap, no training"]
+    body = []
+    for r in rows.values():
+        line = [f"`{r['variant']}`", _pm(r["map50_mean"], r["map50_std"]), _pm(r["map50_95_mean"], r["map50_95_std"]),
+                _pm(r["precision_mean"], r["precision_std"]), _pm(r["recall_mean"], r["recall_std"]),
+                f"{r['seeds_ok']}/{r['seeds_ok'] + r['seeds_failed']}", r["verdict_accuracy"]]
+        if c.protocol == "finetune":
+            line[1:1] = [_fmt(r.get("pretrained_map50_95")), _fmt(r.get("after_swap_map50_95_mean"))]
+        body.append(line)
+    text = "## Accuracy (mean ± std over seeds)\n\n" + _table(header, body)
+    failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
+    if failed:
+        text += "\nFailed cells (the others are complete and used):\n" + "".join(f"- `{k}`: {e}\n" for k, e in failed.items())
+    return text
+
+
+def _fmt(x, digits=3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _speed_section(c, rows, speed) -> str:
+    timings = speed.get("timings", {})
+    if not timings:
+        return ""
+    text = ["## Inference speed (side by side, interleaved)\n"]
+    for runtime, result in timings.items():
+        body = []
+        for label, s in result["stats"].items():
+            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{s['ratio']:.3f}", f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
+                         f"±{s['half_width_pct']:.2f}%", speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"])
+        text.append(f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), {result['rounds']} rounds in {result['timing_s']:.0f} s\n")
+        text.append(_table(["variant", "median ms", f"ratio vs {c.baseline}", "95% CI", "half-width", "verdict"], body))
+    text.append(
+        "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture run in one "
+        "process, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
+        "fixed thread count. Ratio = median latency / baseline median; 95% CI by bootstrap over paired rounds. "
+        "Ultralytics' ProfileModels, by contrast, times each model alone and reports mean ± std after sigma "
+        "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
+        "difference.\n"
+    )
+    return "\n".join(text)
+
+
+def _export_section(speed) -> str:
+    exports = speed.get("exports", {})
+    if not exports:
+        return ""
+    body = []
+    for label, e in exports.items():
+        fusion = e.get("ort_fusion", {})
+        fused = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("fused_into_conv", {}).items())) or "none"
+        alone = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("standalone", {}).items()) if v) or "none"
+        body.append([f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone])
+    return (
+        "## Export check (ONNX from Ultralytics' exporter; fusion after ONNX Runtime's ORT_ENABLE_ALL optimisation)\n\n"
+        + _table(["variant", "SiLU patterns (Sigmoid→Mul on a Conv)", "SiLU-free", "activations fused into Conv", "activations left standalone"], body)
+        + "\nSiLU is expected in the `silu` export only. An activation fused into Conv costs almost nothing; one left "
+        "standalone is a separate pass over the feature map.\n"
+    )
+
+
+def _cost_section(c, rows, env) -> str:
+    gpu = any(r.get("peak_cuda_mib") for r in rows.values())
+    mem_head = "peak CUDA memory (max allocated, MiB)" if gpu else f"saved-tensor MiB, one training step (CPU; batch {min(c.batch, 2)}, imgsz {c.imgsz})"
+    body = []
+    for r in rows.values():
+        mem = r["peak_cuda_mib"] if gpu else (r["saved_tensor_bytes"] or 0) / 2**20
+        body.append([f"`{r['variant']}`", f"{r['params']:,}" if r.get("params") else "n/a", _fmt(r.get("gflops"), 2),
+                     _fmt(r.get("epoch_seconds_mean"), 2), _fmt(mem, 1)])
+    note = ("Peak memory is CUDA's max allocated during training." if gpu else
+            "On CPU, memory is the bytes autograd keeps for backward (unique storages, parameters excluded) in one "
+            "training step: it is what an activation changes; peak RSS would mostly measure the framework.")
+    return "## Cost\n\n" + _table(["variant", "parameters", "GFLOPs", "train s/epoch", mem_head], body) + "\n" + note + "\n"
+
+
+def _units_section(units) -> str:
+    if not units:
+        return ""
+    body = []
+    for label, u in units.items():
+        total = u.get("health", {}).get("total", {})
+        body.append([f"`{label}`", u.get("health", {}).get("measure", "?"), _pct(total.get("dead_or_negative_only")), _pct(total.get("near_zero_grad"))])
+    text = "## Unit health (dying ReLU)\n\n" + _table(["variant", "measure", "channels ≤0 on every val pixel", "near-zero-gradient channels"], body)
+    text += ("\n'dead' (ReLU) units pass no gradient; 'negative-only' units of LeakyReLU/PReLU still do, through the "
+             "negative slope. SiLU is measured the same way for comparison.\n")
+    for label, u in units.items():
+        s = u.get("prelu", {}).get("summary")
+        if s:
+            text += f"\nPReLU slopes (`{label}`): " + ", ".join(f"{k}: {_fmt(v) if isinstance(v, float) else v}" for k, v in s.items()) + "\n"
+    return text
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _verdicts_section(c, rows, speed) -> str:
+    lines = ["## Verdicts\n"]
+    ort = "ort-cpu" if "ort-cpu" in speed.get("timings", {}) else next(iter(speed.get("timings", {})), None)
+    for r in rows.values():
+        if r["variant"] == c.baseline:
+            continue
+        speed_text = r.get(f"{ort}_verdict", "not timed") if ort else "not timed"
+        lines.append(f"- `{r['variant']}` vs `{c.baseline}`: accuracy {r['verdict_accuracy']}; speed ({ort}) {speed_text}.")
+    return "\n".join(lines) + "\n"
+
+
+def _files_section(plots: dict) -> str:
+    lines = ["## Files\n", "- `results.json` (everything), `results.csv` (one row per variant), `cells/*/cell.json` (per seed)."]
+    lines += [f"- `{Path(p).name}`: {what}" for what, p in plots.items()]
+    return "\n".join(lines) + "\n"
