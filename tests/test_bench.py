@@ -1,0 +1,153 @@
+"""Interleaved latency benchmark on real yolo11n variants: torch eager and real ONNX Runtime sessions.
+
+Nothing here asserts a speed: timings on a shared CI machine mean little. The tests check the protocol (every
+variant timed every round, paired statistics, baseline at exactly 1) and the export plumbing.
+"""
+
+import copy
+import json
+import math
+import os
+import tempfile
+
+os.environ["YOLO_OFFLINE"] = "1"  # also set by tests/conftest.py; kept so this file stands alone
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-leaky-cfg-"))
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from yolo_leaky import load  # noqa: E402
+from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, prepare_network, round_orders, summarize  # noqa: E402
+
+IMGSZ = 64
+ACTS = {"silu": "silu", "relu": "relu", "leaky": "leaky_relu:0.1"}
+
+
+@pytest.fixture(scope="module")
+def yolos() -> dict:
+    return {key: load("yolo11n.yaml", act=act) for key, act in ACTS.items()}
+
+
+@pytest.fixture(scope="module")
+def onnx_paths(yolos, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("onnx")
+    return {key: str(export_onnx(y, out, IMGSZ)) for key, y in yolos.items()}
+
+
+def check_result(res, labels):
+    assert list(res.stats) == labels
+    assert res.rounds >= MIN_ROUNDS
+    base = res.stats["silu"]
+    assert base.ratio == 1.0 and base.ci_low == 1.0 and base.ci_high == 1.0 and base.half_width_pct == 0.0
+    assert base.paired_ratio == 1.0 and base.paired_ci_low == base.paired_ci_high == 1.0
+    for label, s in res.stats.items():
+        assert len(res.samples_ns[label]) == res.rounds == s.rounds
+        assert (res.samples_ns[label] > 0).all()
+        assert all(math.isfinite(v) and v > 0 for v in (s.median_ms, s.mean_ms, s.p10_ms, s.p90_ms, s.ratio))
+        assert s.p10_ms <= s.median_ms <= s.p90_ms
+        assert s.ci_low <= s.ratio <= s.ci_high
+        assert s.paired_ci_low <= s.paired_ratio <= s.paired_ci_high
+        if label != "silu":
+            assert s.ci_low < s.ci_high and s.paired_ci_low < s.paired_ci_high
+            assert s.half_width_pct == pytest.approx(100 * (s.ci_high - s.ci_low) / 2)
+    text = res.format_table()
+    assert all(label in text for label in labels) and res.runtime in text
+    assert json.loads(json.dumps(res.to_dict(samples=True)))["rounds"] == res.rounds
+
+
+def test_torch_cpu_benchmark(yolos):
+    models = {key: y.model for key, y in yolos.items()}
+    threads_before = torch.get_num_threads()
+    res = benchmark(models, imgsz=IMGSZ, runtime="torch-cpu", seconds=1, threads=1, warmup=2)
+    check_result(res, list(ACTS))
+    assert torch.get_num_threads() == threads_before
+
+
+def test_ort_cpu_benchmark(yolos, onnx_paths):
+    models = {key: y.model for key, y in yolos.items()}
+    res = benchmark(models, imgsz=IMGSZ, runtime="ort-cpu", seconds=1, threads=1, warmup=2, onnx_paths=onnx_paths)
+    check_result(res, list(ACTS))
+    assert res.env["onnxruntime"]
+
+
+def test_benchmark_leaves_the_callers_model_alone(yolos):
+    net = yolos["relu"].model
+    training, state = net.training, {k: v.clone() for k, v in net.state_dict().items()}
+    fused = prepare_network(net)
+    assert fused.is_fused() and not fused.training
+    assert not net.is_fused() and net.training == training
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x)[0], copy.deepcopy(net).eval()(x)[0], rtol=1e-3, atol=1e-3)
+
+
+def test_export_onnx_writes_only_into_out_dir(yolos, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    net = yolos["leaky"].model
+    had_pt_path = "pt_path" in net.__dict__
+    path = export_onnx(yolos["leaky"], tmp_path / "out", IMGSZ, name="leaky64")
+    assert path == tmp_path / "out" / "leaky64.onnx" and path.stat().st_size > 0
+    assert list(cwd.iterdir()) == []
+    assert ("pt_path" in net.__dict__) == had_pt_path
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leaky64.onnx"]
+
+
+def test_default_export_name_carries_the_activation(onnx_paths):
+    assert os.path.basename(onnx_paths["leaky"]) == "yolo11n-leaky_relu0.1.onnx"
+    assert os.path.basename(onnx_paths["silu"]) == "yolo11n-silu.onnx"
+
+
+def test_summarize_on_known_samples():
+    rng = np.random.default_rng(1)
+    base = rng.integers(1_000_000, 2_000_000, size=200)
+    samples = {"silu": base, "double": 2 * base, "same": base.copy()}
+    stats = summarize(samples, "silu", resamples=500)
+    assert stats["double"].ratio == pytest.approx(2.0)
+    assert stats["double"].ci_low == pytest.approx(2.0) and stats["double"].ci_high == pytest.approx(2.0)
+    assert stats["double"].paired_ratio == 2.0 and stats["double"].paired_half_width_pct == 0.0
+    assert stats["same"].ratio == 1.0 and stats["same"].half_width_pct == 0.0
+    noisy = {"silu": base, "other": base + rng.integers(0, 500_000, size=200)}
+    s = summarize(noisy, "silu", resamples=500)["other"]
+    assert 1.0 < s.ci_low < s.ratio < s.ci_high
+    assert 1.0 < s.paired_ci_low < s.paired_ratio < s.paired_ci_high
+
+
+def test_pairing_cancels_drift_shared_by_a_round():
+    """A slow drift that hits every model of a round alike widens the ratio of medians, not the paired ratio."""
+    rng = np.random.default_rng(2)
+    drift = np.exp(rng.normal(0, 0.3, size=300))  # machine speed, per round
+    base = 1e7 * drift * np.exp(rng.normal(0, 0.01, size=300))
+    other = 0.9e7 * drift * np.exp(rng.normal(0, 0.01, size=300))
+    s = summarize({"silu": base, "other": other}, "silu", resamples=1000)["other"]
+    assert s.paired_ci_low < 0.9 < s.paired_ci_high
+    assert s.paired_half_width_pct < s.half_width_pct / 3
+
+
+def test_round_orders_alternate_and_cover_everyone():
+    labels = ["a", "b", "c", "d"]
+    orders = round_orders(labels, seed=0)
+    seen = [next(orders) for _ in range(20)]
+    for even, odd in zip(seen[::2], seen[1::2]):
+        assert sorted(even) == labels and odd == even[::-1]
+    assert len({tuple(o) for o in seen[::2]}) > 1  # shuffled, not a fixed order
+    assert [next(round_orders(labels, seed=0)) for _ in range(2)] == [seen[0], seen[0]]  # seeded
+
+
+def test_bad_arguments_are_refused(yolos, onnx_paths):
+    models = {key: y.model for key, y in yolos.items()}
+    with pytest.raises(ValueError, match="unknown runtime"):
+        benchmark(models, runtime="tensorrt")
+    with pytest.raises(ValueError, match="baseline"):
+        benchmark(models, baseline="gelu")
+    with pytest.raises(ValueError, match="onnx_paths"):
+        benchmark(models, runtime="ort-cpu", onnx_paths={"silu": onnx_paths["silu"]})
+    with pytest.raises(ValueError, match="imgsz"):
+        benchmark(models, imgsz=2 * IMGSZ, runtime="ort-cpu", seconds=0, onnx_paths=onnx_paths)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            benchmark(models, runtime="torch-cuda-fp16")

@@ -1,0 +1,509 @@
+"""Side-by-side inference latency of activation variants, with paired, interleaved timing and bootstrap CIs.
+
+Method (what ``benchmark`` does):
+
+1. Preparation. Each network is deep-copied, put in ``eval()`` and fused (Conv+BN folded by Ultralytics'
+   ``fuse()``); the caller's model is never touched. ``torch-cpu`` runs it eagerly under ``torch.inference_mode`` with
+   ``torch.set_num_threads(threads)``; ``torch-cuda-fp16`` runs ``.half().cuda()`` and synchronizes around each call;
+   ``ort-cpu`` runs the exported ONNX files in ONNX Runtime's CPU provider with ``ORT_ENABLE_ALL``,
+   ``intra_op_num_threads=threads``, ``inter_op_num_threads=1``, sequential execution and thread-pool spinning off
+   (a spinning pool of one session would otherwise steal cycles from the next session in the round).
+   Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
+2. Warm-up: ``warmup`` untimed calls per model.
+3. Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
+   permutation of the models, odd rounds its reverse, so that every model sits equally often early and late and next
+   to every other. Rounds go on until ``seconds`` of wall time is spent, and for at least ``MIN_ROUNDS``. The garbage
+   collector is off while timing. Slow drift of the machine (clock, thermal, a neighbour's load) hits all models of a
+   round alike, so pairing by round removes most of it from the ratios.
+4. Statistics. Per model: the median latency (and mean, 10th/90th percentiles). Against ``baseline``: the ratio of
+   medians, with a 95% percentile-bootstrap CI from ``RESAMPLES`` resamples of whole rounds (the same resampled rounds
+   for the model and the baseline, so the pairing is kept). ``half_width_pct`` is half the CI's width in percent of
+   the baseline's latency (100 * (hi - lo) / 2). The baseline's own ratio is exactly 1 with a zero-width CI.
+   Also reported, as a second estimator: the paired ratio, the median over rounds of t(variant) / t(baseline)
+   within the same round, with its CI from the same resamples. Where the machine's slow phases outlast a round (they
+   do on a VM), it is several times tighter than the ratio of medians (on an idle 16-core VM, yolo11n at 320 with ORT:
+   +/-0.4% against +/-1.9% in 40 s); the two agree on a quiet machine and can part on a loaded one.
+
+For comparison: Ultralytics' ``ProfileModels`` times each model in its own block (no interleaving) and reports
+mean +/- std after sigma clipping, without a CI on differences between models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
+MIN_ROUNDS = 30
+RESAMPLES = 4000
+CI_LEVEL = 0.95
+
+
+@dataclass
+class ModelStats:
+    """Latency of one variant and its ratio to the baseline.
+
+    Attributes:
+        label: The variant's label.
+        median_ms: Median latency over all rounds.
+        mean_ms: Mean latency.
+        p10_ms: 10th percentile latency.
+        p90_ms: 90th percentile latency.
+        ratio: median(variant) / median(baseline); below 1 is faster.
+        ci_low: Lower end of the 95% bootstrap CI of ``ratio``.
+        ci_high: Upper end of the CI.
+        half_width_pct: 100 * (ci_high - ci_low) / 2, in percent of the baseline's latency.
+        paired_ratio: Median over rounds of t(variant) / t(baseline) in the same round.
+        paired_ci_low: Lower end of the 95% bootstrap CI of ``paired_ratio``.
+        paired_ci_high: Upper end of that CI.
+        paired_half_width_pct: 100 * (paired_ci_high - paired_ci_low) / 2.
+        rounds: Number of paired rounds the statistics use.
+    """
+
+    label: str
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    half_width_pct: float
+    paired_ratio: float
+    paired_ci_low: float
+    paired_ci_high: float
+    paired_half_width_pct: float
+    rounds: int
+
+
+@dataclass
+class BenchResult:
+    """Outcome of ``benchmark``.
+
+    Attributes:
+        runtime: ``torch-cpu``, ``ort-cpu`` or ``torch-cuda-fp16``.
+        imgsz: Square input size.
+        threads: Intra-op threads.
+        baseline: Label the ratios are taken against.
+        rounds: Interleaved rounds timed.
+        timing_s: Wall time spent in the timed rounds.
+        stats: ``ModelStats`` by label, in the order the models were given.
+        samples_ns: Per-model latencies in nanoseconds, one per round (index = round).
+        settings: Warm-up, seed, resamples and the like.
+        env: Versions, CPU and load averages before and after.
+    """
+
+    runtime: str
+    imgsz: int
+    threads: int
+    baseline: str
+    rounds: int
+    timing_s: float
+    stats: dict[str, ModelStats]
+    samples_ns: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+
+    def to_dict(self, samples: bool = False) -> dict:
+        """A JSON-ready dict; ``samples=True`` adds the raw per-round latencies (ns)."""
+        out = {
+            "runtime": self.runtime,
+            "imgsz": self.imgsz,
+            "threads": self.threads,
+            "baseline": self.baseline,
+            "rounds": self.rounds,
+            "timing_s": self.timing_s,
+            "stats": {k: asdict(v) for k, v in self.stats.items()},
+            "settings": dict(self.settings),
+            "env": dict(self.env),
+        }
+        if samples:
+            out["samples_ns"] = {k: v.tolist() for k, v in self.samples_ns.items()}
+        return out
+
+    def format_table(self) -> str:
+        """A plain-text table: one row per variant, the baseline's ratio being 1."""
+        head = (
+            f"{self.runtime} | imgsz {self.imgsz} | {self.threads} thread(s) | {self.rounds} interleaved rounds in "
+            f"{self.timing_s:.1f} s | ratio = median / median({self.baseline}), "
+            f"{CI_LEVEL:.0%} bootstrap CI over rounds ({self.settings.get('resamples', RESAMPLES)} resamples)"
+        )
+        width = max(8, *(len(k) for k in self.stats))
+        cols = (
+            f"{'variant':<{width}}  {'median ms':>9}  {'p10-p90 ms':>15}  {'ratio':>6}  {'95% CI':>15}  {'+/-%':>5}"
+            f"  {'paired':>6}  {'95% CI':>15}  {'+/-%':>5}"
+        )
+        rows = [head, cols, "-" * len(cols)]
+        for s in self.stats.values():
+            spread = f"{s.p10_ms:.2f}-{s.p90_ms:.2f}"
+            ci = f"[{s.ci_low:.3f}, {s.ci_high:.3f}]"
+            pci = f"[{s.paired_ci_low:.3f}, {s.paired_ci_high:.3f}]"
+            rows.append(
+                f"{s.label:<{width}}  {s.median_ms:>9.2f}  {spread:>15}  {s.ratio:>6.3f}  {ci:>15}  {s.half_width_pct:>5.2f}"
+                f"  {s.paired_ratio:>6.3f}  {pci:>15}  {s.paired_half_width_pct:>5.2f}"
+            )
+        rows.append("paired = median over rounds of t(variant) / t(baseline) within the round")
+        load = self.env.get("loadavg_before"), self.env.get("loadavg_after")
+        if all(x is not None for x in load):
+            rows.append(f"load average (1 min) before/after: {load[0]:.2f}/{load[1]:.2f} on {self.env.get('cpus')} CPUs")
+        return "\n".join(rows)
+
+
+def benchmark(
+    models: dict[str, nn.Module],
+    imgsz: int = 320,
+    runtime: str = "torch-cpu",
+    seconds: float = 20,
+    threads: int = 1,
+    warmup: int = 10,
+    baseline: str = "silu",
+    onnx_paths: dict[str, str] | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Time several variants side by side and compare each with ``baseline`` (method: module docstring).
+
+    Args:
+        models: Variant label -> Ultralytics network (``yolo.model``), already swapped; copied, never modified.
+            For ``ort-cpu`` only the labels are used.
+        imgsz: Square input size.
+        runtime: ``torch-cpu``, ``ort-cpu`` or ``torch-cuda-fp16``.
+        seconds: Wall time to spend in the timed rounds (at least ``MIN_ROUNDS`` rounds are run regardless).
+        threads: Intra-op threads (torch or ORT).
+        warmup: Untimed calls per model before timing.
+        baseline: The label that ratios are taken against; must be in ``models``.
+        onnx_paths: Label -> exported ``.onnx`` file, required for ``ort-cpu``.
+        seed: Seed of the input, of the round orders and of the bootstrap.
+
+    Returns:
+        A ``BenchResult``.
+
+    Raises:
+        ValueError: Unknown runtime, missing baseline or ONNX file, or an ONNX input shape that is not ``imgsz``.
+        RuntimeError: ``torch-cuda-fp16`` without CUDA.
+    """
+    _check_args(models, runtime, baseline, onnx_paths, threads)
+    labels = list(models)
+    before = _loadavg()
+    with _torch_threads(threads):
+        runners = _make_runners(models, runtime, imgsz, threads, onnx_paths, seed)
+        try:
+            with torch.inference_mode():
+                samples, wall = _time_rounds(runners, seconds, warmup, seed)
+        finally:
+            runners.clear()
+            if runtime == "torch-cuda-fp16":
+                torch.cuda.empty_cache()
+    stats = summarize(samples, baseline, seed=seed)
+    return BenchResult(
+        runtime=runtime,
+        imgsz=imgsz,
+        threads=threads,
+        baseline=baseline,
+        rounds=len(samples[labels[0]]),
+        timing_s=wall,
+        stats=stats,
+        samples_ns=samples,
+        settings={"warmup": warmup, "seed": seed, "resamples": RESAMPLES, "min_rounds": MIN_ROUNDS, "seconds": seconds},
+        env={**_env(runtime), "loadavg_before": before, "loadavg_after": _loadavg()},
+    )
+
+
+def _check_args(models: dict, runtime: str, baseline: str, onnx_paths: dict | None, threads: int) -> None:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if not models:
+        raise ValueError("no models to benchmark")
+    if baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not among the models ({', '.join(models)})")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if runtime == "ort-cpu":
+        missing = [k for k in models if not onnx_paths or k not in onnx_paths]
+        if missing:
+            raise ValueError(f"ort-cpu needs onnx_paths for every model; missing: {', '.join(missing)}")
+    if runtime == "torch-cuda-fp16" and not torch.cuda.is_available():
+        raise RuntimeError("torch-cuda-fp16 needs a CUDA device, and torch.cuda.is_available() is False")
+
+
+# ----------------------------------------------------------------------------------------------------- runners
+
+
+def _make_runners(models, runtime, imgsz, threads, onnx_paths, seed) -> dict[str, Callable[[], object]]:
+    """One zero-argument callable per model that runs one inference (and waits for it to finish)."""
+    if runtime == "ort-cpu":
+        return _ort_runners({k: onnx_paths[k] for k in models}, imgsz, threads, seed)
+    cuda = runtime == "torch-cuda-fp16"
+    device, dtype = (torch.device("cuda"), torch.float16) if cuda else (torch.device("cpu"), torch.float32)
+    x = _input(imgsz, seed).to(device, dtype)
+    return {k: _torch_runner(prepare_network(m, device, dtype), x, cuda) for k, m in models.items()}
+
+
+def prepare_network(model: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A deep copy of ``model`` in eval mode, Conv+BN fused (when it has Ultralytics' ``fuse``), on ``device``/``dtype``."""
+    net = copy.deepcopy(model).eval()
+    if callable(getattr(net, "fuse", None)):
+        net = net.fuse(verbose=False)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.to(device=device, dtype=dtype).eval()
+
+
+def _input(imgsz: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, imgsz, imgsz, generator=gen)
+
+
+def _torch_runner(net: nn.Module, x: torch.Tensor, cuda: bool) -> Callable[[], object]:
+    if cuda:
+
+        def run() -> object:
+            out = net(x)
+            torch.cuda.synchronize()
+            return out
+
+        return run
+    return lambda: net(x)
+
+
+def ort_session(onnx_path: str | Path, threads: int = 1):
+    """An ONNX Runtime CPU session set up for latency measurement (see the module docstring)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int) -> dict[str, Callable[[], object]]:
+    x = _input(imgsz, seed).numpy()
+    runners = {}
+    for label, path in paths.items():
+        sess = ort_session(path, threads)
+        inp = sess.get_inputs()[0]
+        static = [d for d in inp.shape if isinstance(d, int)]
+        if len(static) == 4 and list(inp.shape) != list(x.shape):
+            raise ValueError(f"{label}: {path} takes input {inp.shape}, not {list(x.shape)}; export it at imgsz={imgsz}")
+        runners[label] = _ort_runner(sess, inp.name, x)
+    return runners
+
+
+def _ort_runner(sess, name: str, x: np.ndarray) -> Callable[[], object]:
+    feed = {name: x}
+    return lambda: sess.run(None, feed)
+
+
+# ------------------------------------------------------------------------------------------------------ timing
+
+
+def round_orders(labels: list[str], seed: int) -> Iterator[list[str]]:
+    """Endless round orders: a seeded random permutation on even rounds, its reverse on the following odd round."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = [labels[i] for i in rng.permutation(len(labels))]
+        yield order
+        yield order[::-1]
+
+
+Runner = Callable[[], object]
+
+
+def _time_rounds(runners: dict[str, Runner], seconds: float, warmup: int, seed: int) -> tuple[dict[str, np.ndarray], float]:
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[int]] = {k: [] for k in runners}
+    orders = round_orders(list(runners), seed)
+    clock = time.perf_counter_ns
+    with _gc_off():
+        start = clock()
+        deadline = start + int(seconds * 1e9)
+        while len(times[next(iter(times))]) < MIN_ROUNDS or clock() < deadline:
+            for label in next(orders):
+                t0 = clock()
+                runners[label]()
+                times[label].append(clock() - t0)
+        wall = (clock() - start) / 1e9
+    return {k: np.asarray(v, dtype=np.int64) for k, v in times.items()}, wall
+
+
+@contextlib.contextmanager
+def _gc_off() -> Iterator[None]:
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# -------------------------------------------------------------------------------------------------- statistics
+
+
+def summarize(
+    samples_ns: dict[str, np.ndarray], baseline: str, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, ModelStats]:
+    """Per-model latency statistics, and bootstrap CIs of each variant's ratio to ``baseline`` (ratio of medians, paired).
+
+    Args:
+        samples_ns: Label -> latencies in ns, index = round (all the same length).
+        baseline: The reference label.
+        resamples: Bootstrap resamples of rounds.
+        seed: Bootstrap seed.
+    """
+    n = len(samples_ns[baseline])
+    if any(len(v) != n for v in samples_ns.values()):
+        raise ValueError("every model needs one sample per round")
+    ratios = {k: v / samples_ns[baseline] for k, v in samples_ns.items()}  # per round, paired
+    meds = _bootstrap_medians(samples_ns, resamples, seed)
+    paired = _bootstrap_medians(ratios, resamples, seed)  # the same resampled rounds (same seed)
+    base = np.median(samples_ns[baseline])
+    out = {}
+    for label, s in samples_ns.items():
+        ms = s / 1e6
+        is_base = label == baseline
+        lo, hi = (1.0, 1.0) if is_base else _ci(meds[label] / meds[baseline])
+        plo, phi = (1.0, 1.0) if is_base else _ci(paired[label])
+        out[label] = ModelStats(
+            label=label,
+            median_ms=float(np.median(ms)),
+            mean_ms=float(ms.mean()),
+            p10_ms=float(np.percentile(ms, 10)),
+            p90_ms=float(np.percentile(ms, 90)),
+            ratio=1.0 if is_base else float(np.median(s) / base),
+            ci_low=lo,
+            ci_high=hi,
+            half_width_pct=100 * (hi - lo) / 2,
+            paired_ratio=1.0 if is_base else float(np.median(ratios[label])),
+            paired_ci_low=plo,
+            paired_ci_high=phi,
+            paired_half_width_pct=100 * (phi - plo) / 2,
+            rounds=n,
+        )
+    return out
+
+
+def _ci(boot: np.ndarray) -> tuple[float, float]:
+    alpha = (1 - CI_LEVEL) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def _bootstrap_medians(samples_ns: dict[str, np.ndarray], resamples: int, seed: int, chunk: int = 500) -> dict[str, np.ndarray]:
+    """Median of each model over the same bootstrap resamples of rounds: label -> array of ``resamples`` medians."""
+    rng = np.random.default_rng(seed)
+    n = len(next(iter(samples_ns.values())))
+    out: dict[str, list[np.ndarray]] = {k: [] for k in samples_ns}
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        for label, s in samples_ns.items():
+            out[label].append(np.median(s[idx], axis=1))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------------- context
+
+
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _env(runtime: str) -> dict:
+    env = {"torch": torch.__version__, "cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    if runtime == "ort-cpu":
+        import onnxruntime as ort
+
+        env["onnxruntime"] = ort.__version__
+    if runtime == "torch-cuda-fp16":
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+# ------------------------------------------------------------------------------------------------------ export
+
+
+def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None, name: str | None = None) -> Path:
+    """Export a YOLO object to ONNX with Ultralytics' own exporter (fused, onnxslim-simplified, static shape, batch 1).
+
+    The exporter names its output after the model's ``pt_path``; that attribute is pointed into ``out_dir`` for the
+    call and restored afterwards, so nothing is written beside the original checkpoint (or into the working directory,
+    as a YAML-built model would). The exporter works on its own deep copy; ``yolo`` is left as it was.
+
+    Args:
+        yolo: An Ultralytics ``YOLO`` object (e.g. from ``yolo_leaky.load``).
+        out_dir: Folder for the ``.onnx`` file (created if needed).
+        imgsz: Square input size baked into the graph.
+        opset: ONNX opset; None lets Ultralytics choose (18 with torch 2.14 and onnx 1.23).
+        name: File stem; default ``<model>-<act label>`` such as ``yolo11n-leaky_relu0.1``.
+
+    Returns:
+        The path of the exported ``.onnx`` file in ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = yolo.model
+    target = out_dir / f"{name or default_stem(net)}.onnx"
+    missing = object()
+    old = net.__dict__.get("pt_path", missing)
+    net.pt_path = str(target.with_suffix(".pt"))  # only its name is used: nothing is written at this path
+    try:
+        produced = yolo.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=opset, batch=1, device="cpu")
+    finally:
+        if old is missing:
+            del net.pt_path
+        else:
+            net.pt_path = old
+    produced = Path(produced)
+    if produced.resolve() != target.resolve():
+        shutil.move(str(produced), target)
+    return target
+
+
+def default_stem(net: nn.Module) -> str:
+    """``<model stem>-<act label>`` from the network's YAML, e.g. ``yolo11n-relu``."""
+    from .spec import parse_act
+    from .swap import YAML_KEY
+
+    yaml = getattr(net, "yaml", None) or {}
+    base = Path(str(yaml.get("yaml_file") or getattr(net, "pt_path", "") or "model")).stem or "model"
+    act = (yaml.get(YAML_KEY) or {}).get("act")
+    return f"{base}-{parse_act(act).label}" if act else base
