@@ -78,9 +78,13 @@ def run_ultralytics_mode(mode: str, args: dict):
     from .data import resolve_data
     from .loading import load
 
+    act = args.pop("act", None)
+    if act is not None:
+        from .spec import parse_act
+
+        parse_act(str(act))  # fail on a typo before loading anything
     check_ultralytics_args(args)
     model_arg = args.pop("model", "yolo11n.yaml")
-    act = args.pop("act", None)
     if mode == "train" and args.get("resume"):
         model_arg = args["resume"] if isinstance(args["resume"], str) else model_arg
         _check_resume(model_arg, act)

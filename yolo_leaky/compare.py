@@ -393,15 +393,16 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
 
 def run_compare(c: CompareConfig, force: bool = False) -> Path:
     """Run the whole comparison and return the report path."""
-    from .data import resolve_data
+    from .data import locate_data, resolve_data
     from .report import write_report
 
-    data = resolve_data(c.data, out_dir=c.run_dir.parent / "data")
+    locate_data(c.data)  # every check that can fail on user input runs before anything is written
     if c.protocol == "finetune":
         from .loading import load
 
-        load(c.weights)  # fails now, clearly, if the checkpoint is missing (offline) or not a YOLO model
+        load(c.weights)  # a missing (offline), corrupt or non-YOLO checkpoint stops here, clearly
     run = prepare_run_dir(c, force)
+    data = resolve_data(c.data, out_dir=run)
     device = pick_device(c)
     started = time.time()
     baseline = pretrained_baseline(c, data, device)
@@ -410,6 +411,7 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
     cost = measure_cost(c, models)
     speed = measure_speed(c, models)
     units = measure_units(c, models, data)
+    print("[report] writing report.md, results.csv, results.json and plots", flush=True)
     report = write_report(c, run, cells=cells, baseline=baseline, cost=cost, speed=speed, units=units, data=data, started=started)
     print(f"report: {report}", flush=True)
     return report

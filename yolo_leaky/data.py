@@ -18,9 +18,10 @@ def coco8_candidates() -> list[Path]:
     Ultralytics' datasets_dir."""
     from ultralytics.utils import SETTINGS
 
+    if os.environ.get(COCO8_ENV):
+        return [Path(os.environ[COCO8_ENV])]  # an explicit location is the only one looked at
     repo = Path(__file__).resolve().parents[1]
-    found = [Path(os.environ[COCO8_ENV])] if os.environ.get(COCO8_ENV) else []
-    found += [Path.cwd().parent / "shared/datasets/coco8", repo.parent / "shared/datasets/coco8"]
+    found = [Path.cwd().parent / "shared/datasets/coco8", repo.parent / "shared/datasets/coco8"]
     found.append(Path(SETTINGS["datasets_dir"]) / "coco8")
     return found
 
@@ -32,41 +33,49 @@ def find_local_coco8() -> Path | None:
     return None
 
 
-def resolve_data(data: str, out_dir: str | Path = "runs/data") -> str:
-    """Return a dataset YAML path that trains and validates without a download where possible.
-
-    ``coco8``/``coco8.yaml`` resolves to a local copy (see ``coco8_candidates``); with none, a connected machine
-    falls back to Ultralytics' own download, and an offline one stops with a message naming where to put COCO8.
-    Any other value must be an existing dataset YAML with ``val`` images.
-    """
+def locate_data(data: str) -> str | Path:
+    """Find the dataset without writing anything: a local COCO8 root (Path), a dataset YAML path, or
+    ``coco8.yaml`` for Ultralytics to download on a connected machine. Raises ``UserError`` otherwise."""
     from .loading import is_offline
 
     if str(data) in COCO8_NAMES:
         local = find_local_coco8()
         if local is not None:
-            return str(write_coco8_yaml(local, out_dir))
+            return local
         if not is_offline():
             return "coco8.yaml"
+        looked = ", ".join(str(p) for p in coco8_candidates())
         raise UserError(
-            f"COCO8 not found and this machine is offline; put it at ../shared/datasets/coco8 "
+            f"COCO8 not found (looked in {looked}) and this machine is offline; put it at ../shared/datasets/coco8 "
             f"(images/ and labels/ with train/ and val/) or set {COCO8_ENV}=/path/to/coco8"
         )
     check_data_yaml(Path(data))
     return str(data)
 
 
+def resolve_data(data: str, out_dir: str | Path = "runs/data") -> str:
+    """Return a dataset YAML path that trains and validates without a download where possible.
+
+    ``coco8``/``coco8.yaml`` resolves to a local copy (see ``coco8_candidates``), for which a dataset YAML is
+    written into ``out_dir``; with none, a connected machine falls back to Ultralytics' own download, and an
+    offline one stops with a message naming where to put COCO8. Any other value must be an existing dataset YAML
+    with ``val`` images.
+    """
+    source = locate_data(data)
+    return str(write_coco8_yaml(source, out_dir)) if isinstance(source, Path) else source
+
+
 def write_coco8_yaml(root: Path, out_dir: str | Path) -> Path:
     """Write a COCO8 dataset YAML pointing at ``root``, with Ultralytics' class names and no download key."""
     from ultralytics.utils import ROOT
 
+    from . import atomic
+
     names = pyyaml.safe_load((ROOT / "cfg/datasets/coco8.yaml").read_text())["names"]
     out = Path(out_dir) / "coco8.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = pyyaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": names}, sort_keys=False)
     if not out.exists() or out.read_text() != text:
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        atomic.write_text(out, text)
     return out
 
 

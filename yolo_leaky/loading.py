@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -53,16 +54,21 @@ def _construct(path: Path, verbose: bool):
         return cls(str(path), verbose=verbose) if cls is YOLO else cls(str(path))
     except UserError:
         raise
-    except FileNotFoundError as e:
-        raise UserError(f"model {path} could not be loaded ({e}); check the path") from None
-    except KeyError as e:
-        raise UserError(f"model YAML {path} names an unknown module or key {e}; fix the YAML or start from a stock one") from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
-        raise UserError(f"model {path} is truncated or corrupt ({type(e).__name__}); re-download or re-train it") from None
-    except (TypeError, AttributeError, ValueError, ModuleNotFoundError) as e:
-        if path.suffix == ".pt":
-            raise UserError(f"{path} is not an Ultralytics checkpoint ({type(e).__name__}: {e}); pass a YOLO .pt or model YAML") from None
-        raise UserError(f"model YAML {path} could not be built ({type(e).__name__}: {e}); fix the YAML") from None
+    except Exception as e:  # Ultralytics raises many types here; the user needs one line, not a traceback
+        raise UserError(_load_error(path, e)) from None
+
+
+def _load_error(path: Path, e: Exception) -> str:
+    text = str(e).replace("ERROR ❌️", "").strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if path.suffix == ".pt":
+        if "truncated or corrupted" in text or isinstance(e, (zipfile.BadZipFile, EOFError, pickle.UnpicklingError)):
+            return f"model {path} is truncated or corrupt; re-download it or train it again"
+        return f"{path} is not an Ultralytics checkpoint ({type(e).__name__}); pass a YOLO .pt from training or a model YAML"
+    if isinstance(e, KeyError):
+        return f"model YAML {path} names an unknown module or key {e}; fix the YAML or start from a stock one"
+    if isinstance(e, FileNotFoundError):
+        return f"model {path} does not exist; check the path or use a stock name such as yolo11n.yaml"
+    return f"model YAML {path} could not be built ({type(e).__name__}: {text[:160]}); fix the YAML"
 
 
 def _check_model_path(model: str) -> Path:
@@ -75,13 +81,19 @@ def _check_model_path(model: str) -> Path:
         if path.stat().st_size == 0:
             raise UserError(f"model file {model!r} is empty; re-download or re-train it")
         return path
-    if path.suffix == ".pt" and path.parent == Path("."):
+    if path.suffix == ".pt" and path.parent == Path(".") and path.name in _hub_assets():
         if is_offline():
             raise UserError(f"weights {model!r} are not here and this machine is offline; " + HUB_HINT.format(name=model))
-        return path  # Ultralytics downloads known assets on a connected machine
+        return path  # Ultralytics downloads its released weights on a connected machine
     if path.suffix in (".yaml", ".yml") and path.parent == Path("."):
         return path  # a stock model name such as yolo11n.yaml, resolved by Ultralytics
     raise UserError(f"model file {model!r} does not exist; check the path")
+
+
+def _hub_assets() -> frozenset[str]:
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    return frozenset(GITHUB_ASSETS_NAMES)
 
 
 def _validate_model_yaml(path: Path) -> None:

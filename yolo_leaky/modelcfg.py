@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml as pyyaml
 from torch import nn
 
+from . import atomic
 from .errors import UserError
 from .spec import ActSpec, parse_act
 from .swap import YAML_KEY
@@ -123,8 +124,4 @@ def write_act_yaml(model: str, act: str | ActSpec, out_dir: str | Path = "cfg", 
     out = Path(out_dir) / yaml_name(model, spec)
     if out.exists() and out.read_text() != text and not overwrite:
         raise UserError(f"{out} exists with different content; pass overwrite=True (CLI: --force) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    return out
+    return atomic.write_text(out, text)

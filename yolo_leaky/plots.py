@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .report import headline_ratio  # noqa: E402
 from .spec import parse_act  # noqa: E402
 
 
@@ -67,10 +68,11 @@ def _pareto(ax, c, rows, speed) -> bool | None:
         if not s:
             continue
         y, e = r["map50_95_mean"], r["map50_95_std"]
-        ax.errorbar(s["ratio"], y, xerr=[[s["ratio"] - s["ci_low"]], [s["ci_high"] - s["ratio"]]], yerr=e, fmt="o", capsize=3)
-        ax.annotate(label, (s["ratio"], y), textcoords="offset points", xytext=(5, 5))
+        ratio, lo, hi = headline_ratio(s)
+        ax.errorbar(ratio, y, xerr=[[ratio - lo], [hi - ratio]], yerr=e, fmt="o", capsize=3)
+        ax.annotate(label, (ratio, y), textcoords="offset points", xytext=(5, 5))
     if "identity" in stats:
-        ax.axvline(stats["identity"]["ratio"], ls="--", c="grey", lw=1, label="identity floor")
+        ax.axvline(headline_ratio(stats["identity"])[0], ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")

@@ -47,14 +47,22 @@ def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None)
     return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
 
 
+def headline_ratio(stats: dict) -> tuple[float, float, float]:
+    """(ratio, ci_low, ci_high): the paired per-round ratio where measured (drift cancels within a round),
+    else the ratio of medians."""
+    if "paired_ratio" in stats:
+        return stats["paired_ratio"], stats["paired_ci_low"], stats["paired_ci_high"]
+    return stats["ratio"], stats["ci_low"], stats["ci_high"]
+
+
 def speed_verdict(stats: dict, baseline: str) -> str:
     if stats["label"] == baseline:
         return "baseline"
-    lo, hi = stats["ci_low"], stats["ci_high"]
+    ratio, lo, hi = headline_ratio(stats)
     if hi < 1:
-        return f"faster by {100 * (1 - stats['ratio']):.1f}%"
+        return f"faster by {100 * (1 - ratio):.1f}%"
     if lo > 1:
-        return f"slower by {100 * (stats['ratio'] - 1):.1f}%"
+        return f"slower by {100 * (ratio - 1):.1f}%"
     return "no detectable difference"
 
 
@@ -83,7 +91,7 @@ def summarize(c, cells: dict, baseline: dict | None, cost: dict, speed: dict, un
             s = result["stats"].get(label)
             if s:
                 row[f"{runtime}_median_ms"] = s["median_ms"]
-                row[f"{runtime}_ratio"], row[f"{runtime}_ci_low"], row[f"{runtime}_ci_high"] = s["ratio"], s["ci_low"], s["ci_high"]
+                row[f"{runtime}_ratio"], row[f"{runtime}_ci_low"], row[f"{runtime}_ci_high"] = headline_ratio(s)
                 row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
         export = speed.get("exports", {}).get(label, {})
         row["onnx_silu_patterns"] = export.get("silu_patterns")
@@ -288,14 +296,17 @@ def _speed_section(c, rows, speed) -> str:
     for runtime, result in timings.items():
         body = []
         for label, s in result["stats"].items():
-            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{s['ratio']:.3f}", f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
-                         f"±{s['half_width_pct']:.2f}%", speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"])
+            ratio, lo, hi = headline_ratio(s)
+            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]", f"±{100 * (hi - lo) / 2:.2f}%",
+                         f"{s['ratio']:.3f} ±{s['half_width_pct']:.1f}%", speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"])
         text.append(f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), {result['rounds']} rounds in {result['timing_s']:.0f} s\n")
-        text.append(_table(["variant", "median ms", f"ratio vs {c.baseline}", "95% CI", "half-width", "verdict"], body))
+        text.append(_table(["variant", "median ms", f"ratio vs {c.baseline}", "95% CI", "half-width", "ratio of medians", "verdict"], body))
     text.append(
         "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture run in one "
         "process, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
-        "fixed thread count. Ratio = median latency / baseline median; 95% CI by bootstrap over paired rounds. "
+        "fixed thread count. Ratio = median over rounds of t(variant)/t(baseline) measured in the same round (slow "
+        "machine drift cancels within a round); 95% CI by bootstrap over rounds. The ratio of median latencies, "
+        "with its own bootstrap CI, is shown beside it. "
         "Ultralytics' ProfileModels, by contrast, times each model alone and reports mean ± std after sigma "
         "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
         "difference.\n"
@@ -309,15 +320,19 @@ def _export_section(speed) -> str:
         return ""
     body = []
     for label, e in exports.items():
-        fusion = e.get("ort_fusion", {})
+        fusion = e.get("ort", {})
         fused = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("fused_into_conv", {}).items())) or "none"
         alone = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("standalone", {}).items()) if v) or "none"
-        body.append([f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone])
+        reorders = sum(fusion.get("layout_reorders", {}).values())
+        body.append([f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders])
     return (
         "## Export check (ONNX from Ultralytics' exporter; fusion after ONNX Runtime's ORT_ENABLE_ALL optimisation)\n\n"
-        + _table(["variant", "SiLU patterns (Sigmoid→Mul on a Conv)", "SiLU-free", "activations fused into Conv", "activations left standalone"], body)
-        + "\nSiLU is expected in the `silu` export only. An activation fused into Conv costs almost nothing; one left "
-        "standalone is a separate pass over the feature map.\n"
+        + _table(["variant", "SiLU patterns (Sigmoid→Mul on a Conv)", "SiLU-free", "activations fused into Conv",
+                  "left standalone", "NCHWc layout reorders"], body)
+        + "\nSiLU is expected in the `silu` export only (the Detect head's single class-score Sigmoid is not a SiLU). "
+        "An activation fused into Conv costs almost nothing; one left standalone is a separate pass over the "
+        "feature map (ORT turns x·sigmoid(x) into a standalone QuickGelu). PReLU is neither fused nor supported in "
+        "ORT's NCHWc layout, so ORT also converts layouts around it.\n"
     )
 
 
