@@ -186,20 +186,22 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
 
     key = cell_key(spec, seed)
     train_dir = c.run_dir / "cells" / key / "train"
-    if train_dir.exists():
-        shutil.rmtree(train_dir)  # an interrupted attempt: start the cell again from scratch
     result = {"variant": spec.label, "act": str(spec), "seed": seed, "status": "failed"}
     try:
+        if train_dir.exists():
+            shutil.rmtree(train_dir)  # an interrupted attempt: start the cell again from scratch
         yolo = load(c.weights if c.protocol == "finetune" else c.model)
         if c.protocol == "finetune":
             result["after_swap"] = _validate(yolo_swapped(yolo, spec), c, data, device)
         else:
             yolo_swapped(yolo, spec)
+        yolo.add_callback("on_train_start", _record_census(result))
         if c.diagnostics and seed == c.seeds[0]:
             from .diagnostics import track_unit_health
 
             yolo.add_callback("on_fit_epoch_end", track_unit_health(data, imgsz=min(c.imgsz, 128)))
         result.update(_train(yolo, c, data, device, train_dir, seed))
+        _check_census(result, spec)
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -210,6 +212,23 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
         result["traceback"] = traceback.format_exc(limit=8)
         print(f"  cell {key} FAILED: {result['error']}", file=sys.stderr, flush=True)
     return result
+
+
+def _record_census(result: dict):
+    """A callback that takes the census of the network the trainer really optimises."""
+    from .census import take_census
+
+    def record(trainer):
+        result["census_in_trainer"] = dict(take_census(trainer.model).sites)
+
+    return record
+
+
+def _check_census(result: dict, spec: ActSpec) -> None:
+    sites = result.get("census_in_trainer", {})
+    expected = type(spec.build(channels=1)).__name__
+    if not sites.get(expected) or (spec.name != "silu" and sites.get("SiLU")):
+        raise RuntimeError(f"the trainer did not train the {spec} network: activation sites {sites}")
 
 
 def yolo_swapped(yolo, spec: ActSpec):
@@ -228,7 +247,7 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
     start = time.perf_counter()
     yolo.train(
         data=data, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, device=device, seed=seed, deterministic=True,
-        workers=0, amp=cuda, plots=True, project=str(train_dir.parent), name=train_dir.name, exist_ok=True,
+        workers=0, amp=cuda, plots=False, project=str(train_dir.parent), name=train_dir.name, exist_ok=True,
         verbose=False,
     )
     wall = time.perf_counter() - start

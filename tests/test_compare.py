@@ -1,0 +1,149 @@
+"""The real comparison pipeline on COCO8 (quick settings): report contents, reuse, interruption and resume."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+SMALL = ["variants=[silu,relu,prelu]", "seeds=[0]", "epochs=1", "imgsz=64", "batch=4", "bench_imgsz=64",
+         "bench_seconds=1"]
+
+
+def compare_cmd(project, name, *extra):
+    return [sys.executable, "-m", "yolo_leaky.cli", "compare", f"project={project}", f"name={name}", *SMALL, *extra]
+
+
+def run(cmd, cwd, timeout=900):
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def _kill_at(cmd, cwd, marker, sig, after=0.0):
+    """Start ``cmd``; when a line containing ``marker`` appears, wait ``after`` seconds and send ``sig``."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            time.sleep(after)
+            proc.send_signal(sig)
+            break
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + (out or "")
+
+
+def _json_files_parse(run_dir: Path) -> int:
+    files = list(run_dir.rglob("*.json"))
+    for f in files:
+        json.loads(f.read_text())  # never half-written: every write goes to a temp file and is renamed
+    return len(files)
+
+
+def _done_cells(run_dir: Path) -> dict:
+    return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*/cell.json")}
+
+
+KILL_POINTS = [
+    ("sigkill-mid-training", "[cell 2/3]", signal.SIGKILL, 1.0),
+    ("sigint-mid-benchmark", "[speed] ort-cpu", signal.SIGINT, 0.5),
+    ("sigkill-mid-report", "[report]", signal.SIGKILL, 0.1),
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One small comparison through the real CLI, killed at three points and resumed each time."""
+    project = tmp_path_factory.mktemp("compare")
+    run_dir, stages = project / "small", []
+    for name, marker, sig, after in KILL_POINTS:
+        before = _done_cells(run_dir)
+        code, out = _kill_at(compare_cmd(project, "small"), project, marker, sig, after)
+        stages.append({"name": name, "code": code, "out": out, "cells_before": before,
+                       "cells_after": _done_cells(run_dir), "json_ok": _json_files_parse(run_dir)})
+    before = _done_cells(run_dir)
+    result = run(compare_cmd(project, "small"), cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result, stages, before
+
+
+@pytest.mark.parametrize("stage", range(len(KILL_POINTS)), ids=[k[0] for k in KILL_POINTS])
+def test_killed_run_leaves_consistent_files_and_resumes(finished, stage):
+    _, _, stages, _ = finished
+    record = stages[stage]
+    assert record["code"] != 0, record["out"][-2000:]
+    assert record["json_ok"] >= 1
+    if KILL_POINTS[stage][2] == signal.SIGINT:
+        assert "interrupted" in record["out"] and "Traceback" not in record["out"]
+    # completed cells were reused, not recomputed
+    assert record["out"].count("reusing completed result") == len(record["cells_before"])
+    for key, stamp in record["cells_before"].items():
+        assert record["cells_after"][key] == stamp
+
+
+def test_final_run_reuses_every_cell(finished):
+    run_dir, result, stages, before = finished
+    assert stages[0]["cells_after"].keys() == {"silu-s0"}  # killed while the second cell trained
+    assert result.stdout.count("reusing completed result") == 3
+    assert _done_cells(run_dir) == before
+
+
+def test_report_has_every_variant_with_finite_ratios(finished):
+    run_dir = finished[0]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["variants"]) == {"silu", "relu", "prelu"}
+    for runtime in ("torch-cpu", "ort-cpu"):
+        stats = results["speed"]["timings"][runtime]["stats"]
+        assert set(stats) == {"silu", "relu", "prelu", "identity"}
+        for label, s in stats.items():
+            for key in ("ratio", "paired_ratio"):
+                lo, hi = s[key.replace("ratio", "ci_low")], s[key.replace("ratio", "ci_high")]
+                assert math.isfinite(s[key]) and lo <= s[key] <= hi, (runtime, label, key, s)
+            assert (s["ci_high"] > s["ci_low"]) == (label != "silu")
+    exports = results["speed"]["exports"]
+    assert exports["silu"]["silu_patterns"] == 77 and not exports["silu"]["silu_free"]
+    for label in ("relu", "prelu", "identity"):
+        assert exports[label]["silu_free"] and exports[label]["silu_patterns"] == 0
+    assert exports["relu"]["ort"]["fused_into_conv"] == {"Relu": 77}
+
+
+def test_report_says_what_the_numbers_cannot(finished):
+    run_dir = finished[0]
+    text = (run_dir / "report.md").read_text()
+    for needle in ["mAP is ~0 for every variant", "COCO8 has 4 validation images", "protocol=finetune",
+                   "One seed per variant", "`silu`", "`relu`", "`prelu`", "`identity`", "ProfileModels",
+                   "Unit health", "PReLU slopes"]:
+        assert needle in text, needle
+    assert "no signal: mAP ~0 for both" in text
+    csv_rows = (run_dir / "results.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 4 and csv_rows[0].startswith("variant")
+    for png in ["pareto.png", "curves.png", "activations.png", "prelu_slopes.png", "units.png"]:
+        assert (run_dir / png).stat().st_size > 5000, png
+
+
+def test_cells_record_census_inside_training(finished):
+    run_dir, _, stages, _ = finished
+    cell = json.loads((run_dir / "cells/prelu-s0/cell.json").read_text())
+    assert cell["status"] == "ok" and cell["epoch_seconds"] > 0
+    assert cell["census_in_trainer"] == {"PReLU": 77}
+    assert "[cell 3/3] prelu-s0: training" in stages[1]["out"]
+
+
+def test_failing_cell_is_reported_and_others_kept(tmp_path):
+    """A cell whose training folder cannot be created fails; it is recorded and the other cell completes."""
+    from yolo_leaky.compare import CompareConfig, run_cells
+    from yolo_leaky.data import resolve_data
+
+    config = CompareConfig(variants=["silu", "relu"], seeds=[0], epochs=1, imgsz=64, project=str(tmp_path),
+                           name="onefails", diagnostics=False)
+    data = resolve_data("coco8.yaml", out_dir=tmp_path)
+    (tmp_path / "onefails/cells/relu-s0").mkdir(parents=True)
+    (tmp_path / "onefails/cells/relu-s0/train").write_text("a file where the training folder must go")
+    cells = run_cells(config, data, "cpu")
+    assert cells["silu-s0"]["status"] == "ok"
+    assert cells["relu-s0"]["status"] == "failed" and cells["relu-s0"]["error"]
