@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml as pyyaml
 
 from . import atomic
@@ -265,13 +266,16 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
 
 
 def _epoch_seconds(results_csv: Path, wall: float, epochs: int) -> float:
-    """Training seconds per epoch from Ultralytics' own clock (cumulative 'time' column), else wall/epochs."""
+    """Median training seconds per epoch from Ultralytics' own clock (cumulative 'time' column), leaving out the
+    first epoch (warm-up: allocator, cuDNN autotune) when there are more; else wall/epochs."""
     try:
         rows = results_csv.read_text().strip().splitlines()
-        header, last = rows[0].split(","), rows[-1].split(",")
-        return float(last[header.index("time")]) / epochs
+        col = rows[0].split(",").index("time")
+        cumulative = [float(r.split(",")[col]) for r in rows[1:]]
     except (OSError, ValueError, IndexError):
         return wall / epochs
+    per_epoch = [b - a for a, b in zip([0.0, *cumulative], cumulative)]
+    return float(np.median(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
 
 
 def _validate(yolo, c: CompareConfig, data: str, device) -> dict:

@@ -26,16 +26,16 @@ def saved_tensor_bytes(net: nn.Module, example: torch.Tensor) -> int:
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = net(example)
-        _total(out).backward()
+        output_sum(out).backward()
     finally:
         net.train(was_training)
         net.zero_grad(set_to_none=True)
     return sum(storages.values())
 
 
-def _total(out) -> torch.Tensor:
+def output_sum(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out.float().sum()
     if isinstance(out, dict):
-        return sum(_total(v) for v in out.values())
-    return sum(_total(o) for o in out if isinstance(o, (torch.Tensor, list, tuple, dict)))
+        return sum(output_sum(v) for v in out.values())
+    return sum(output_sum(o) for o in out if isinstance(o, (torch.Tensor, list, tuple, dict)))

@@ -8,6 +8,7 @@ per-site PReLU slopes survive a resume.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
     class SwapAwareTrainer(base):
         source_yaml = model_yaml
 
+        def _setup_train(self):
+            with _offline_amp_check():
+                return super()._setup_train()
+
         def get_model(self, cfg=None, weights=None, verbose=True):
             cfg = _as_dict(cfg)
             if self.source_yaml and not (cfg and cfg.get(YAML_KEY)) and not self.resume:
@@ -61,6 +66,32 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
 
     SwapAwareTrainer.__name__ = SwapAwareTrainer.__qualname__ = f"SwapAware{base.__name__}"
     return SwapAwareTrainer
+
+
+@contextlib.contextmanager
+def _offline_amp_check():
+    """Offline, Ultralytics' AMP check would try to download yolo26n.pt; skip it (AMP stays on) and say so."""
+    from ultralytics.engine import trainer as trainer_module
+    from ultralytics.utils import LOGGER, WEIGHTS_DIR
+
+    from .loading import is_offline
+
+    if not is_offline() or (WEIGHTS_DIR / "yolo26n.pt").is_file():
+        yield
+        return
+    stock = trainer_module.check_amp
+
+    def skip(model):
+        if next(model.parameters()).device.type == "cpu":
+            return False
+        LOGGER.warning("yolo-leaky: offline, Ultralytics' AMP check (needs yolo26n.pt) skipped; AMP stays on")
+        return True
+
+    trainer_module.check_amp = skip
+    try:
+        yield
+    finally:
+        trainer_module.check_amp = stock
 
 
 def attach_trainer(yolo) -> None:
