@@ -156,3 +156,26 @@ def test_resume_keeps_activation_and_learned_slopes(coco8_yaml, tmp_path):
     assert at_start["epoch"] == 1 and at_start["sites"] == {"PReLU": 77}
     torch.testing.assert_close(at_start["slopes"], saved_slopes, rtol=0, atol=1e-3)  # fp16 in the checkpoint
     assert (saved_slopes - 0.25).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("cfg_name, act_type", [("yolo11n-leaky_relu0.1.yaml", "LeakyReLU"), ("yolo11n-relu.yaml", "ReLU")])
+def test_stock_yolo_cli_trains_shipped_cfg(cfg_name, act_type, coco8_yaml, tmp_path):
+    """`yolo train model=cfg/<file>.yaml` with the stock CLI trains that activation (exact for these files)."""
+    import shutil
+    from pathlib import Path
+
+    cfg = Path(__file__).parents[1] / "cfg" / cfg_name
+    yolo_cli = shutil.which("yolo")
+    assert yolo_cli, "the stock `yolo` console script is missing"
+    args = [yolo_cli, "train", f"model={cfg}", f"data={coco8_yaml}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
+            "plots=False", "amp=False", f"project={tmp_path}", "name=stock", "exist_ok=True"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    count = subprocess.run(
+        [sys.executable, "-c", "import sys, json, collections; from ultralytics import YOLO; "
+         "m = YOLO(sys.argv[1]).model; print(json.dumps(collections.Counter(type(x).__name__ for _, x in "
+         "m.named_modules(remove_duplicate=False) if type(x).__name__ in ('SiLU','ReLU','LeakyReLU'))))",
+         str(tmp_path / "stock/weights/best.pt")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )
+    assert json.loads(count.stdout.strip().splitlines()[-1]) == {act_type: 77}

@@ -2,7 +2,7 @@
 
 Method (what ``benchmark`` does):
 
-1. Preparation. Each network is deep-copied, put in ``eval()`` and fused (Conv+BN folded by Ultralytics'
+1. Preparation. Each network is deep-copied, switched to eval mode and fused (Conv+BN folded by Ultralytics'
    ``fuse()``); the caller's model is never touched. ``torch-cpu`` runs it eagerly under ``torch.inference_mode`` with
    ``torch.set_num_threads(threads)``; ``torch-cuda-fp16`` runs ``.half().cuda()`` and synchronizes around each call;
    ``ort-cpu`` runs the exported ONNX files in ONNX Runtime's CPU provider with ``ORT_ENABLE_ALL``,
