@@ -110,7 +110,18 @@ def case_results(workdir):
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {c[0]: pool.submit(run_cli, c[1], workdir, c[3]) for c in CASES}
         results = {k: f.result() for k, f in futures.items()}
+    if os.environ.get("YOLO_LEAKY_BAD_INPUT_TABLE"):  # regenerate the README's table from what users really see
+        write_table(Path(os.environ["YOLO_LEAKY_BAD_INPUT_TABLE"]), results)
     return results, before, snapshot(workdir)
+
+
+def write_table(path: Path, results: dict) -> None:
+    rows = ["| case | command | what the user sees (stderr, exit code 2) |", "|---|---|---|"]
+    for case, args, _, env in CASES:
+        shown = results[case].stderr.strip().splitlines()[-1].replace("|", "\\|")
+        prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        rows.append(f"| {case} | `{(prefix + ' ') if prefix else ''}yolo-leaky {' '.join(args)}` | {shown} |")
+    path.write_text("\n".join(rows) + "\n")
 
 
 @pytest.mark.parametrize("case, args, fragment, env", CASES, ids=[c[0] for c in CASES])
