@@ -10,6 +10,7 @@ import yaml as pyyaml
 from .errors import UserError
 
 COCO8_NAMES = ("coco8", "coco8.yaml")
+SHAPES_NAMES = ("shapes", "shapes.yaml")  # the synthetic sanity dataset, generated on first use
 COCO8_ENV = "YOLO_LEAKY_COCO8"
 
 
@@ -38,6 +39,8 @@ def locate_data(data: str) -> str | Path:
     ``coco8.yaml`` for Ultralytics to download on a connected machine. Raises ``UserError`` otherwise."""
     from .loading import is_offline
 
+    if str(data) in SHAPES_NAMES:
+        return "shapes"
     if str(data) in COCO8_NAMES:
         local = find_local_coco8()
         if local is not None:
@@ -58,10 +61,14 @@ def resolve_data(data: str, out_dir: str | Path = "runs/data") -> str:
 
     ``coco8``/``coco8.yaml`` resolves to a local copy (see ``coco8_candidates``), for which a dataset YAML is
     written into ``out_dir``; with none, a connected machine falls back to Ultralytics' own download, and an
-    offline one stops with a message naming where to put COCO8. Any other value must be an existing dataset YAML
-    with ``val`` images.
+    offline one stops with a message naming where to put COCO8. ``shapes`` generates the synthetic sanity dataset
+    (``synthetic.py``) into ``out_dir/shapes``. Any other value must be an existing dataset YAML with ``val`` images.
     """
     source = locate_data(data)
+    if source == "shapes":
+        from .synthetic import make_shapes_dataset
+
+        return str(make_shapes_dataset(Path(out_dir) / "shapes"))
     return str(write_coco8_yaml(source, out_dir)) if isinstance(source, Path) else source
 
 

@@ -12,8 +12,6 @@ flags of the caller's model are left untouched, and a callback never disturbs a 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import atomic
 from .errors import UserError
 from .spec import DEFAULT_PRELU_INIT
 from .swap import ACT_TYPES, SITE_MARK, YAML_KEY, GatedFFN, _network, in_loss_only
@@ -411,7 +410,7 @@ def track_unit_health(data: str | Path | dict | None = None, every: int = 1, **k
         history = getattr(trainer, "unit_health_history", [])
         history.append({"epoch": epoch, "measure": health["measure"], **health["total"]})
         trainer.unit_health_history = history
-        write_json_atomic(Path(trainer.save_dir) / "unit_health.json", history)
+        atomic.write_json(Path(trainer.save_dir) / "unit_health.json", history)
 
     return callback
 
@@ -429,11 +428,3 @@ class _rng_preserved:
         torch.random.set_rng_state(self.state[2])
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)

@@ -27,6 +27,7 @@ def write_plots(run: Path, c, rows: dict, cells: dict, speed: dict, units: dict)
         ("activation function shapes", "activations.png", lambda ax: _shapes(ax, c, units)),
         ("PReLU learned slopes per layer", "prelu_slopes.png", lambda ax: _slopes(ax, units)),
         ("channels <=0 on every val pixel, per layer", "units.png", lambda ax: _units(ax, units)),
+        ("dead / negative-only channels over training epochs", "units_epochs.png", lambda ax: _units_epochs(ax, c, cells)),
     ]:
         path = run / name
         if name == "curves.png":
@@ -146,6 +147,30 @@ def _slopes(ax, units) -> bool | None:
     ax.set(title="PReLU learned negative slopes per site", xlabel="site (model order)", ylabel="slope")
     ax.legend()
     return None
+
+
+def _units_epochs(ax, c, cells) -> bool | None:
+    drawn = False
+    for spec in c.specs:
+        history = _unit_history(cells.get(f"{spec.label}-s{c.seeds[0]}", {}))
+        if history:
+            ax.plot([h["epoch"] for h in history], [100 * h["dead_or_negative_only"] for h in history], marker="o", label=spec.label)
+            drawn = True
+    if not drawn:
+        return False
+    ax.set(title=f"Channels ≤0 on every val pixel, during training (seed {c.seeds[0]})", xlabel="epoch", ylabel="%")
+    ax.legend()
+    return None
+
+
+def _unit_history(cell: dict) -> list:
+    import json
+
+    path = Path(cell.get("results_csv", "")).with_name("unit_health.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
 
 
 def _units(ax, units) -> bool | None:

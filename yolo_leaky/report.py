@@ -253,7 +253,12 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             "(what the swap costs a pretrained model, and what fine-tuning buys back) or the synthetic sanity "
             "dataset (see README) for a real accuracy signal."
         )
-    elif n_val is not None and n_val < SMALL_VAL:
+    elif str(c.data) in ("shapes", "shapes.yaml"):
+        lines.append(
+            "- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset (4 classes, 64 px): its "
+            "accuracy shows that each swapped network trains, and how fast, not how it does on real images."
+        )
+    if n_val is not None and n_val < SMALL_VAL and "coco8" not in str(c.data).lower():
         lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
     if len(c.seeds) < 2:
         lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
