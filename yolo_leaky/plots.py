@@ -71,7 +71,7 @@ def _pareto(ax, c, rows, speed) -> bool | None:
         y, e = r["map50_95_mean"], r["map50_95_std"]
         ratio, lo, hi = headline_ratio(s)
         ax.errorbar(ratio, y, xerr=[[ratio - lo], [hi - ratio]], yerr=e, fmt="o", capsize=3)
-        ax.annotate(label, (ratio, y), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(label, (ratio, y), textcoords="offset points", xytext=(5, 5 + 12 * (len(ax.texts) % 3)))
     if "identity" in stats:
         ax.axvline(headline_ratio(stats["identity"])[0], ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
@@ -122,7 +122,7 @@ def _shapes(ax, c, units) -> None:
     x = torch.linspace(-4, 4, 401)
     for spec in c.specs:
         act = spec.build(channels=1)
-        slope = (units.get(spec.label, {}).get("prelu", {}).get("summary") or {}).get("median")
+        slope = (units.get(spec.label, {}).get("prelu", {}).get("summary") or {}).get("median_of_site_medians")
         label = spec.label
         if spec.name == "prelu" and slope is not None:
             act.weight.data.fill_(slope)

@@ -368,8 +368,18 @@ def _units_section(units) -> str:
     for label, u in units.items():
         s = u.get("prelu", {}).get("summary")
         if s:
-            text += f"\nPReLU slopes (`{label}`): " + ", ".join(f"{k}: {_fmt(v) if isinstance(v, float) else v}" for k, v in s.items()) + "\n"
+            text += (
+                f"\nPReLU slopes (`{label}`, init 0.25): {s.get('slopes')} slopes at {s.get('sites')} sites, min "
+                f"{_fmt(s.get('min'))}, max {_fmt(s.get('max'))}, median of site medians "
+                f"{_fmt(s.get('median_of_site_medians'))}. Sites by drift: {_drift(s.get('sites_by_drift'))}; "
+                f"single slopes by drift: {_drift(s.get('slopes_by_drift'))}.\n"
+            )
     return text
+
+
+def _drift(counts: dict | None) -> str:
+    names = {"negative": "negative", "relu_like": "towards 0 (ReLU-like)", "moderate": "moderate", "linear": "towards 1 (linear)"}
+    return ", ".join(f"{names.get(k, k)} {v}" for k, v in (counts or {}).items())
 
 
 def _pct(x) -> str:
