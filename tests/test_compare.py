@@ -134,16 +134,20 @@ def test_cells_record_census_inside_training(finished):
     assert "[cell 3/3] prelu-s0: training" in stages[1]["out"]
 
 
-def test_failing_cell_is_reported_and_others_kept(tmp_path):
-    """A cell whose training folder cannot be created fails; it is recorded and the other cell completes."""
+def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
+    """A cell whose training folder cannot be created fails; it is recorded and the other cell completes.
+    The project is relative, as in the default config: outputs must land under it, not in Ultralytics' runs_dir."""
     from yolo_leaky.compare import CompareConfig, run_cells
     from yolo_leaky.data import resolve_data
 
-    config = CompareConfig(variants=["silu", "relu"], seeds=[0], epochs=1, imgsz=64, project=str(tmp_path),
+    monkeypatch.chdir(tmp_path)
+    config = CompareConfig(variants=["silu", "relu"], seeds=[0], epochs=1, imgsz=64, project="runs/compare",
                            name="onefails", diagnostics=False)
     data = resolve_data("coco8.yaml", out_dir=tmp_path)
-    (tmp_path / "onefails/cells/relu-s0").mkdir(parents=True)
-    (tmp_path / "onefails/cells/relu-s0/train").write_text("a file where the training folder must go")
+    (tmp_path / "runs/compare/onefails/cells/relu-s0").mkdir(parents=True)
+    (tmp_path / "runs/compare/onefails/cells/relu-s0/train").write_text("a file where the training folder must go")
     cells = run_cells(config, data, "cpu")
     assert cells["silu-s0"]["status"] == "ok"
+    assert (tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt").is_file()
+    assert cells["silu-s0"]["weights"] == str(tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt")
     assert cells["relu-s0"]["status"] == "failed" and cells["relu-s0"]["error"]

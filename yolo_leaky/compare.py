@@ -186,7 +186,7 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
     from .loading import load
 
     key = cell_key(spec, seed)
-    train_dir = c.run_dir / "cells" / key / "train"
+    train_dir = (c.run_dir / "cells" / key / "train").resolve()  # Ultralytics nests a relative project in its runs_dir
     result = {"variant": spec.label, "act": str(spec), "seed": seed, "status": "failed"}
     try:
         if train_dir.exists():
@@ -326,8 +326,14 @@ def variant_models(c: CompareConfig, cells: dict) -> dict:
     models = {}
     for spec in c.specs:
         cell = cells.get(cell_key(spec, c.seeds[0]), {})
-        weights = cell.get("weights")
-        models[spec.label] = load(weights) if cell.get("status") == "ok" and Path(weights).exists() else load(c.model, act=spec)
+        if cell.get("status") != "ok":
+            print(f"[speed] {spec.label}: seed {c.seeds[0]} failed; timing an untrained {spec} model", flush=True)
+            models[spec.label] = load(c.model, act=spec)
+        elif not Path(cell["weights"]).is_file():
+            raise UserError(f"weights of completed cell {cell_key(spec, c.seeds[0])} are missing ({cell['weights']}); "
+                            f"rerun with --force to start {c.run_dir} again")
+        else:
+            models[spec.label] = load(cell["weights"])
     models["identity"] = load(c.model, act="identity")
     for yolo in models.values():
         yolo.model.requires_grad_(True)  # checkpoints load frozen; the gradient diagnostics need a backward pass
