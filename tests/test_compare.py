@@ -151,3 +151,23 @@ def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
     assert (tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt").is_file()
     assert cells["silu-s0"]["weights"] == str(tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt")
     assert cells["relu-s0"]["status"] == "failed" and cells["relu-s0"]["error"]
+
+
+def test_finetune_protocol_records_before_after_swap_and_after_training(tmp_path, coco8_yaml):
+    """finetune: every variant starts from the same SiLU checkpoint (one the test trains itself)."""
+    from conftest import TRAIN_KW
+    from yolo_leaky import load
+
+    load("yolo11n.yaml").train(data=str(coco8_yaml), project=str(tmp_path), name="base", exist_ok=True, **TRAIN_KW)
+    weights = tmp_path / "base/weights/best.pt"
+    result = run(compare_cmd(tmp_path, "ft", "protocol=finetune", f"weights={weights}", "variants=[silu,relu]",
+                             "diagnostics=False", "runtimes=[ort-cpu]"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    results = json.loads((tmp_path / "ft/results.json").read_text())
+    assert set(results["pretrained"]) >= {"map50", "map50_95", "precision", "recall"}
+    for key in ("silu-s0", "relu-s0"):
+        cell = results["cells"][key]
+        assert set(cell["after_swap"]) >= {"map50", "map50_95"} and set(cell["metrics"]) >= {"map50", "map50_95"}
+    assert results["cells"]["relu-s0"]["census_in_trainer"] == {"ReLU": 77}
+    text = (tmp_path / "ft/report.md").read_text()
+    assert "pretrained (SiLU)" in text and "after swap, no training" in text and "Protocol **finetune**" in text

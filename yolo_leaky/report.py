@@ -15,8 +15,10 @@ import numpy as np
 
 from . import atomic
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
 NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
+WARMUP_STEPS = 100  # Ultralytics warms up for max(warmup_epochs * batches per epoch, 100) optimizer steps
 
 
 # ---------------------------------------------------------------- statistics
@@ -148,9 +150,11 @@ def dataset_facts(data: str) -> tuple[int | None, dict]:
         return None, {}
     val_classes, train_classes = _classes(val_labels), _classes(train_labels)
     seen = sum(n for cls, n in val_classes.items() if cls in train_classes)
-    n_val = len([p for p in _image_dir(root, cfg["val"]).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")])
+    n_val, n_train = (len([p for p in _image_dir(root, cfg[split]).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
+                      for split in ("val", "train"))
     names = cfg.get("names", {})
     return n_val, {
+        "train_images": n_train,
         "val_instances": sum(val_classes.values()),
         "val_instances_of_train_classes": seen,
         "val_classes": sorted(names[c] if isinstance(names, dict) else names[c] for c in val_classes),
@@ -260,6 +264,14 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
         )
     if n_val is not None and n_val < SMALL_VAL and "coco8" not in str(c.data).lower():
         lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
+    steps = c.epochs * math.ceil(overlap.get("train_images", 0) / c.batch) if overlap.get("train_images") else None
+    if steps is not None and steps <= WARMUP_STEPS:
+        lines.append(
+            f"- This run made only {steps} optimizer steps ({overlap['train_images']} training images, batch {c.batch}, "
+            f"{c.epochs} epochs), all inside Ultralytics' warm-up (at least {WARMUP_STEPS} steps, learning rate "
+            "ramping up from 0): the weights, the PReLU slopes and the unit statistics are still close to their "
+            "initial values. Cost and speed are measured properly; learning is not."
+        )
     if len(c.seeds) < 2:
         lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
     lines.append(
