@@ -12,8 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_leaky import load
-from yolo_leaky.synthetic import CLASSES, MANIFEST, TRAIN_RECIPE, dataset_digest, make_shapes_dataset
+from yolo_leaky.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_dataset
 
 # Measured with TRAIN_RECIPE on the default dataset (yolo11n from scratch, seed 0, deterministic, torch 2.14 CPU,
 # 2 shared cores, ~2 min each): mAP50 silu 0.701, prelu 0.684, leaky_relu:0.1 0.636, relu 0.602 (relu reproduced
@@ -101,7 +100,6 @@ LEARN_SCRIPT = """
 import json, sys, time
 import torch
 torch.set_num_threads(1)
-from yolo_leaky import load
 from yolo_leaky.synthetic import TRAIN_RECIPE
 act, data, project = sys.argv[1:4]
 start = time.perf_counter()

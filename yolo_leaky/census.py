@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .swap import ACT_TYPES, SITE_MARK, GatedFFN, _network, in_loss_only
+from .swap import _network, in_loss_only, is_activation_module
 
 
 class SiluCallCounter(TorchFunctionMode):
@@ -89,7 +89,7 @@ def take_census(model, example: torch.Tensor | None = None) -> Census:
     uses: Counter = Counter()
     owners: dict[int, nn.Module] = {}
     for path, module in net.named_modules(remove_duplicate=False):
-        if not _is_activation(module):
+        if not is_activation_module(module):
             continue
         if isinstance(module, nn.SiLU) and in_loss_only(net, path):
             census.loss_only_silu.append(path)
@@ -127,10 +127,6 @@ def count_functional_silu(net: nn.Module, example: torch.Tensor) -> int:
         for h in handles:
             h.remove()
     return counter.calls - module_calls[0]
-
-
-def _is_activation(module: nn.Module) -> bool:
-    return isinstance(module, ACT_TYPES) or getattr(module, SITE_MARK, False) and not isinstance(module, GatedFFN)
 
 
 def _prelu_summary(path: str, module: nn.PReLU) -> dict:

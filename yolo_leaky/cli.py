@@ -85,11 +85,12 @@ def run_ultralytics_mode(mode: str, args: dict):
         parse_act(str(act))  # fail on a typo before loading anything
     check_ultralytics_args(args)
     model_arg = args.pop("model", "yolo11n.yaml")
-    if mode == "train" and args.get("resume"):
+    resume = mode == "train" and args.get("resume")
+    if resume:
         model_arg = args["resume"] if isinstance(args["resume"], str) else model_arg
-        _check_resume(model_arg, act)
-        act = None
-    yolo = load(model_arg, act=act)
+    yolo = load(model_arg, act=None if resume else act)
+    if resume:
+        _check_resume(yolo, model_arg, act)
     if mode in ("train", "val") and (args.get("data") or not args.get("resume")):
         args["data"] = resolve_data(args.get("data") or "coco8.yaml")
     if mode == "train" and args.get("resume"):
@@ -97,16 +98,15 @@ def run_ultralytics_mode(mode: str, args: dict):
     return getattr(yolo, mode)(**args)
 
 
-def _check_resume(model_arg: str, act) -> None:
+def _check_resume(yolo, model_arg: str, act) -> None:
     if act is None:
         return
-    from .loading import load
+    if not str(model_arg).endswith(".pt"):
+        raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
     from .spec import parse_act
     from .train import spec_from_yaml
 
-    if not str(model_arg).endswith(".pt"):
-        raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
-    trained = spec_from_yaml(load(model_arg).model.yaml)
+    trained = spec_from_yaml(yolo.model.yaml)
     if trained is None or str(trained) != str(parse_act(act)):
         raise UserError(
             f"resume continues a run trained with act={trained or 'silu'}, but act={act} was given; "

@@ -335,8 +335,6 @@ def variant_models(c: CompareConfig, cells: dict) -> dict:
         else:
             models[spec.label] = load(cell["weights"])
     models["identity"] = load(c.model, act="identity")
-    for yolo in models.values():
-        yolo.model.requires_grad_(True)  # checkpoints load frozen; the gradient diagnostics need a backward pass
     return models
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from . import atomic
 from .errors import UserError
 from .spec import DEFAULT_PRELU_INIT
-from .swap import ACT_TYPES, SITE_MARK, YAML_KEY, GatedFFN, _network, in_loss_only
+from .swap import YAML_KEY, _network, in_loss_only, is_activation_module
 
 # A channel's gradient counts as ~0 when its mean |g| over batch and positions is below this. Measured with
 # Ultralytics' loss on yolo11n at imgsz 64 (log10 histograms of per-channel mean |dL/d output|):
@@ -53,13 +53,9 @@ def activation_sites(net: nn.Module) -> list[tuple[str, nn.Module]]:
             continue
         for name, child in parent.named_children():
             path = f"{parent_path}.{name}" if parent_path else name
-            if _is_site(child) and not in_loss_only(net, path):
+            if is_activation_module(child) and not in_loss_only(net, path):
                 sites.append((path, child))
     return sites
-
-
-def _is_site(module: nn.Module) -> bool:
-    return not isinstance(module, GatedFFN) and (isinstance(module, ACT_TYPES) or getattr(module, SITE_MARK, False))
 
 
 def _private_copy(net: nn.Module) -> tuple[nn.Module, list[tuple[str, nn.Module]]]:

@@ -69,8 +69,8 @@ def header(spec: ActSpec, model: str, gaps: Counter) -> str:
     stock_exact = spec.name != "prelu" and not gaps
     lines = [
         f"# {model} with every activation site set to {spec} (written by `yolo-leaky cfg`).",
-        f"# yolo-leaky route (exact: one fresh module per site, training keeps it):",
-        f"#   yolo-leaky train model=<this file> data=coco8.yaml",
+        "# yolo-leaky route (exact: one fresh module per site, training keeps it):",
+        "#   yolo-leaky train model=<this file> data=coco8.yaml",
         f"# Stock route: `yolo train model=<this file>` reads only `activation:` ({spec.torch_spelling}),",
     ]
     if stock_exact:

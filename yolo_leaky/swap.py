@@ -126,6 +126,11 @@ def _network(model) -> nn.Module:
     raise TypeError(f"expected an Ultralytics YOLO object or a torch.nn.Module, got {type(model).__name__}")
 
 
+def is_activation_module(module: nn.Module) -> bool:
+    """A module that is an activation site: an activation type, or a module our swap installed (e.g. Identity)."""
+    return not isinstance(module, GatedFFN) and (isinstance(module, ACT_TYPES) or getattr(module, SITE_MARK, False))
+
+
 def _is_site(parent: nn.Module, child: nn.Module, default_ids: set[int]) -> bool:
     if getattr(child, SITE_MARK, False):
         return True
