@@ -100,6 +100,7 @@ LEARN_SCRIPT = """
 import json, sys, time
 import torch
 torch.set_num_threads(1)
+from yolo_leaky import load
 from yolo_leaky.synthetic import TRAIN_RECIPE
 act, data, project = sys.argv[1:4]
 start = time.perf_counter()
