@@ -330,7 +330,7 @@ def prelu_slopes(yolo_or_module) -> list[dict]:
 
 def _prelu_init(net: nn.Module) -> float:
     """The init recorded in the model YAML by our swap (``prelu:0.1``), else torch's default 0.25."""
-    from .train import spec_from_yaml
+    from .swap import spec_from_yaml
 
     try:
         spec = spec_from_yaml({YAML_KEY: getattr(net, "yaml", {}).get(YAML_KEY)})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
+import traceback
 import zipfile
 from pathlib import Path
 
@@ -11,15 +11,11 @@ import yaml as pyyaml
 
 from .errors import UserError
 from .spec import ActSpec
-from .train import attach_trainer, spec_from_yaml
+from .swap import spec_from_yaml, swap_activations
+from .train import attach_trainer, is_offline
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
-
-
-def is_offline() -> bool:
-    from ultralytics.utils import is_online
-
-    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = False):
@@ -33,29 +29,50 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
     Returns:
         An ``ultralytics.YOLO`` (or ``RTDETR``) whose ``train()`` keeps the activation.
     """
-    from .swap import swap_activations
-
-    path = _check_model_path(str(model))
+    path = check_model_source(model)
     yolo = _construct(path, verbose)
-    spec = spec_from_yaml(getattr(yolo.model, "yaml", None)) if act is None else act
+    embedded = spec_from_yaml(getattr(yolo.model, "yaml", None))  # a checkpoint's YAML is validated like a file's
+    spec = embedded if act is None else act
     if spec is not None and (act is not None or path.suffix in (".yaml", ".yml")):
         swap_activations(yolo, spec)
     attach_trainer(yolo)
     return yolo
 
 
+def check_model_source(model: str | Path) -> Path:
+    """Check a model argument without building anything: the path, and a model YAML's keys (no code in it).
+
+    Every entry point calls this (through ``load``, or directly before it writes anything), so a YAML whose
+    ``activation:`` carries code is refused before any Ultralytics code reads the file.
+
+    Raises:
+        UserError: For a missing, empty or mis-suffixed file, a broken YAML, or an ``activation:`` that is not a
+            whitelisted spec.
+    """
+    path = _check_model_path(str(model))
+    if path.suffix in (".yaml", ".yml"):
+        _validate_model_yaml(path)
+    return path
+
+
 def _construct(path: Path, verbose: bool):
     from ultralytics import RTDETR, YOLO
 
     cls = RTDETR if "rtdetr" in path.stem.lower() else YOLO
-    if path.suffix in (".yaml", ".yml"):
-        _validate_model_yaml(path)
     try:
         return cls(str(path), verbose=verbose) if cls is YOLO else cls(str(path))
     except UserError:
         raise
-    except Exception as e:  # Ultralytics raises many types here; the user needs one line, not a traceback
+    except Exception as e:  # Ultralytics raises many types for a bad file; the user needs one line, not a traceback
+        if raised_in_package(e):
+            raise  # our own bug, not the user's file: the CLI reports it as a bug
         raise UserError(_load_error(path, e)) from None
+
+
+def raised_in_package(e: BaseException) -> bool:
+    """True if ``e`` passed through yolo-leaky's own code below the frame that caught it (that frame is skipped)."""
+    frames = traceback.extract_tb(e.__traceback__)[1:]
+    return any(Path(f.filename).resolve().parent == PACKAGE_DIR for f in frames)
 
 
 def _load_error(path: Path, e: Exception) -> str:

@@ -12,7 +12,7 @@ from torch import nn
 from . import atomic
 from .errors import UserError
 from .spec import ActSpec, parse_act
-from .swap import YAML_KEY
+from .swap import YAML_KEY, spec_from_yaml
 
 DEFAULT_MODELS = ("yolo11n", "yolov8n", "yolo26n")
 DEFAULT_ACTS = ("leaky_relu", "prelu", "relu")
@@ -28,6 +28,7 @@ def stock_model_yaml(model: str) -> dict:
     except FileNotFoundError:
         raise UserError(f"no Ultralytics model YAML named {name!r}; use a name such as yolo11n or yolov8s") from None
     cfg.pop("yaml_file", None)
+    spec_from_yaml(cfg)  # a user's YAML may carry code in `activation:`: refuse it before anything builds the network
     return cfg
 
 

@@ -16,6 +16,7 @@ from ultralytics.engine.model import Model
 from ultralytics.nn.modules.block import BottleneckCSP, RepVGGDW, SwiGLUFFN
 from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
 
+from .errors import UserError
 from .spec import ActSpec, parse_act
 
 SITE_MARK = "_yolo_leaky_site"  # attribute set on every module we install, so a later swap finds the sites again
@@ -30,7 +31,11 @@ LOSS_ONLY = {"RealNVP": "normalizing flow used only by the pose-26 RLE loss; not
 
 
 class GatedFFN(nn.Module):
-    """SwiGLUFFN with its hard-coded ``F.silu`` gate replaced by a module: ``w3(act(x1) * x2)``."""
+    """SwiGLUFFN with its hard-coded ``F.silu`` gate replaced by a module: ``w3(act(x1) * x2)``.
+
+    Its features sit in the last dimension (``(..., D)``, e.g. YOLOE's ``(B, N, D)`` text embeddings), while a
+    per-channel ``nn.PReLU(D)`` applies its slopes along dimension 1; that case moves the features there and back.
+    """
 
     def __init__(self, ffn: nn.Module, act: nn.Module) -> None:
         super().__init__()
@@ -38,7 +43,11 @@ class GatedFFN(nn.Module):
 
     def forward(self, x):
         x1, x2 = self.w12(x).chunk(2, dim=-1)
-        return self.w3(self.act(x1) * x2)
+        if isinstance(self.act, nn.PReLU) and self.act.num_parameters > 1 and x1.dim() > 2:
+            gate = self.act(x1.movedim(-1, 1)).movedim(1, -1)
+        else:
+            gate = self.act(x1)
+        return self.w3(gate * x2)
 
 
 @dataclass
@@ -204,6 +213,30 @@ def _record_in_yaml(net: nn.Module, spec: ActSpec) -> None:
     if isinstance(yaml, dict):
         yaml[YAML_KEY] = {"act": str(spec)}
         yaml["activation"] = spec.torch_spelling  # so a stock rebuild gets at least the Conv sites right
+
+
+def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
+    """The activation a model YAML asks for: our key first, else Ultralytics' ``activation:``.
+
+    Ultralytics' ``parse_model`` runs ``eval()`` on a string ``activation:``, so that key is validated against the
+    whitelist whenever it is present, also when our key decides: a YAML that carries code is refused, never built.
+
+    Raises:
+        UserError: If either key holds something that is not a whitelisted activation spec.
+
+    Examples:
+        >>> str(spec_from_yaml({"yolo_leaky": {"act": "prelu"}, "activation": "nn.SiLU()"}))
+        'prelu'
+    """
+    if not isinstance(cfg, dict):
+        return None
+    stock = parse_act(str(cfg["activation"])) if cfg.get("activation") not in (None, "") else None
+    ours = cfg.get(YAML_KEY)
+    if ours is None:
+        return stock
+    if not isinstance(ours, dict) or not ours.get("act"):
+        raise UserError(f"model YAML key {YAML_KEY}: must be a mapping such as {{act: relu}}, got {ours!r}; fix the YAML")
+    return parse_act(str(ours["act"]))
 
 
 def _attach_if_yolo(model) -> None:

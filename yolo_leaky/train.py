@@ -4,32 +4,33 @@ Ultralytics' trainers rebuild the network from ``model.yaml`` (new training, war
 silently loses an in-memory swap. ``attach_trainer`` hooks one ``YOLO`` object so that its trainer's ``get_model``
 rebuilds the network, applies the activation recorded in the YAML to every site, and only then loads weights, so
 per-site PReLU slopes survive a resume.
+
+Which activation a trainer builds, highest first: an explicit ``act=`` (``load(..., act=)`` or the CLI's ``act=``,
+applied to the object as an in-memory swap), then any later in-memory swap, then the model file's ``yolo_leaky:``
+key, then its ``activation:`` key. A resume always continues the checkpoint's own network; asking for another
+activation on resume is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from pathlib import Path
 
 from ultralytics.nn.tasks import yaml_model_load
 
-from .spec import ActSpec, parse_act
-from .swap import YAML_KEY, swap_activations
+from .errors import UserError
+from .swap import YAML_KEY, spec_from_yaml, swap_activations
 
 _HOOKED = "_yolo_leaky_hooked"
 
 
-def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
-    """The activation a model YAML asks for: our key first, else Ultralytics' ``activation:`` (validated, never run)."""
-    if not isinstance(cfg, dict):
-        return None
-    ours = cfg.get(YAML_KEY)
-    if isinstance(ours, dict) and ours.get("act"):
-        return parse_act(str(ours["act"]))
-    if cfg.get("activation"):
-        return parse_act(str(cfg["activation"]))
-    return None
+def is_offline() -> bool:
+    """True when ``YOLO_OFFLINE`` is set or Ultralytics finds no network."""
+    from ultralytics.utils import is_online
+
+    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
 
 
 def swap_aware(base: type, model_yaml: dict | None = None) -> type:
@@ -37,7 +38,16 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
 
     Args:
         base: The task's stock trainer class (DetectionTrainer, SegmentationTrainer ...).
-        model_yaml: The in-memory YAML of the model being trained; used when the trainer is handed a YAML path.
+        model_yaml: The in-memory YAML of the model being trained. It wins over the YAML the trainer is handed
+            (Ultralytics hands over the model file's path, whose keys predate any swap), except on resume.
+
+    Returns:
+        The subclass, named ``SwapAware<base name>``.
+
+    Examples:
+        >>> from ultralytics.models.yolo.detect import DetectionTrainer
+        >>> swap_aware(DetectionTrainer).__name__
+        'SwapAwareDetectionTrainer'
     """
 
     class SwapAwareTrainer(base):
@@ -49,9 +59,12 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
 
         def get_model(self, cfg=None, weights=None, verbose=True):
             cfg = _as_dict(cfg)
-            if self.source_yaml and not (cfg and cfg.get(YAML_KEY)) and not self.resume:
-                cfg = copy.deepcopy(self.source_yaml)  # Model.train passes the file path, not the swapped YAML
-            spec = spec_from_yaml(cfg)
+            if self.source_yaml is not None:
+                if not self.resume:
+                    cfg = copy.deepcopy(self.source_yaml)
+                else:
+                    _check_resume_matches(spec_from_yaml(self.source_yaml), spec_from_yaml(cfg))
+            spec = spec_from_yaml(cfg)  # validates `activation:` before Ultralytics' parse_model could eval it
             if spec is None:
                 return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
             # build the stock SiLU network, then give each site its own module; the shared
@@ -68,13 +81,19 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
     return SwapAwareTrainer
 
 
+def _check_resume_matches(asked, trained) -> None:
+    if str(asked or "silu") != str(trained or "silu"):
+        raise UserError(
+            f"resume continues a run trained with act={trained or 'silu'}, but the model now holds act={asked}; "
+            "resume without act= (load the last.pt as it is), or start a new run (warm start) without resume"
+        )
+
+
 @contextlib.contextmanager
 def _offline_amp_check():
     """Offline, Ultralytics' AMP check would try to download yolo26n.pt; skip it (AMP stays on) and say so."""
     from ultralytics.engine import trainer as trainer_module
     from ultralytics.utils import LOGGER, WEIGHTS_DIR
-
-    from .loading import is_offline
 
     if not is_offline() or (WEIGHTS_DIR / "yolo26n.pt").is_file():
         yield
@@ -95,16 +114,28 @@ def _offline_amp_check():
 
 
 def attach_trainer(yolo) -> None:
-    """Make ``yolo.train()`` use a swap-aware trainer (per object; stock Ultralytics is left untouched)."""
+    """Make ``yolo.train()`` use a swap-aware trainer (per object; stock Ultralytics is left untouched).
+
+    ``train(data=[...])`` (Ultralytics' multi-dataset route) is sent through the same swap-aware trainer class:
+    left to itself, Ultralytics would run each dataset as a stock ``yolo train`` subprocess that rebuilds the network
+    from ``activation:`` alone (one shared module: a per-channel PReLU would become one slope).
+    """
     if getattr(yolo, _HOOKED, False):
         return
     stock_smart_load = yolo._smart_load
+    stock_train = yolo.train
 
     def smart_load(key: str):
         cls = stock_smart_load(key)
         return swap_aware(cls, getattr(yolo.model, "yaml", None)) if key == "trainer" else cls
 
+    def train(trainer=None, **kwargs):
+        if trainer is None and isinstance(kwargs.get("data"), (list, tuple)):
+            trainer = smart_load("trainer")
+        return stock_train(trainer=trainer, **kwargs)
+
     yolo._smart_load = smart_load
+    yolo.train = train
     setattr(yolo, _HOOKED, True)
 
 
