@@ -104,7 +104,7 @@ def _check_resume(yolo, model_arg: str, act) -> None:
     if not str(model_arg).endswith(".pt"):
         raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
     from .spec import parse_act
-    from .train import spec_from_yaml
+    from .swap import spec_from_yaml
 
     trained = spec_from_yaml(yolo.model.yaml)
     if trained is None or str(trained) != str(parse_act(act)):
@@ -203,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("yolo-leaky: interrupted; completed work is kept, run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"yolo-leaky: internal error (a bug in yolo-leaky or a library it calls, not in your input): "
+              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; rerun with --debug for the traceback "
+              "and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

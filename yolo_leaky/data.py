@@ -14,6 +14,13 @@ SHAPES_NAMES = ("shapes", "shapes.yaml")  # the synthetic sanity dataset, genera
 COCO8_ENV = "YOLO_LEAKY_COCO8"
 
 
+def is_offline() -> bool:
+    """True when ``YOLO_OFFLINE`` is set or Ultralytics finds no network."""
+    from ultralytics.utils import is_online
+
+    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
+
+
 def coco8_candidates() -> list[Path]:
     """Where a local COCO8 may be: $YOLO_LEAKY_COCO8, ../shared/datasets/coco8 (beside the checkout or cwd), and
     Ultralytics' datasets_dir."""
@@ -37,8 +44,6 @@ def find_local_coco8() -> Path | None:
 def locate_data(data: str) -> str | Path:
     """Find the dataset without writing anything: a local COCO8 root (Path), a dataset YAML path, or
     ``coco8.yaml`` for Ultralytics to download on a connected machine. Raises ``UserError`` otherwise."""
-    from .loading import is_offline
-
     if str(data) in SHAPES_NAMES:
         return "shapes"
     if str(data) in COCO8_NAMES:
@@ -109,3 +114,66 @@ def check_data_yaml(path: Path) -> dict:
             if not target.exists():
                 raise UserError(f"dataset {split} path {str(target)!r} does not exist; check 'path' and '{split}' in {path}")
     return cfg
+
+
+def dataset_info(data: str | Path) -> dict:
+    """Resolve a dataset YAML exactly as Ultralytics does and describe it: image counts, classes per split, digest.
+
+    Images are listed with Ultralytics' own ``BaseDataset.get_img_files`` (folders, ``.txt`` lists, relative
+    ``path:``) and labels found with ``img2label_paths``, so the counts are the ones training and validation use.
+
+    Returns:
+        ``{"val_images", "train_images", "val_instances", "val_instances_of_train_classes", "val_classes",
+        "train_classes", "digest"}``; or ``{"unknown": reason}`` when the dataset cannot be resolved offline.
+
+    Examples:
+        >>> info = dataset_info("runs/data/coco8.yaml")  # doctest: +SKIP
+        >>> info["val_images"]
+        4
+    """
+    import hashlib
+    from types import SimpleNamespace
+
+    from ultralytics.data.base import BaseDataset
+    from ultralytics.data.utils import check_det_dataset, img2label_paths
+
+    try:
+        cfg = check_det_dataset(str(data), autodownload=False)
+        files = {split: BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg[split])
+                 for split in ("train", "val")}
+    except Exception as e:  # Ultralytics raises many types for a dataset it cannot resolve
+        return {"unknown": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"}
+    digest = hashlib.sha256()
+    classes = {}
+    for split, images in files.items():
+        counts: dict[int, int] = {}
+        for image, label in zip(images, img2label_paths(images)):
+            text = Path(label).read_text() if Path(label).is_file() else ""
+            digest.update(f"{split}\0{Path(image).name}\0{Path(image).stat().st_size}\0{text}\0".encode())
+            for line in text.splitlines():
+                if line.strip():
+                    counts[int(float(line.split()[0]))] = counts.get(int(float(line.split()[0])), 0) + 1
+        classes[split] = counts
+    names = cfg["names"]
+    return {
+        "val_images": len(files["val"]),
+        "train_images": len(files["train"]),
+        "val_instances": sum(classes["val"].values()),
+        "val_instances_of_train_classes": sum(n for c, n in classes["val"].items() if c in classes["train"]),
+        "val_classes": sorted(str(names.get(c, c)) for c in classes["val"]),
+        "train_classes": sorted(str(names.get(c, c)) for c in classes["train"]),
+        "digest": digest.hexdigest(),
+    }
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    """SHA-256 of a local file's bytes (a model YAML or checkpoint); None for a stock name resolved by Ultralytics."""
+    import hashlib
+
+    if not path or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

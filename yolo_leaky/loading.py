@@ -12,7 +12,8 @@ import yaml as pyyaml
 from .errors import UserError
 from .spec import ActSpec
 from .swap import spec_from_yaml, swap_activations
-from .train import attach_trainer, is_offline
+from .data import is_offline
+from .train import attach_trainer
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -216,15 +216,37 @@ def _literal(node: ast.AST, refuse: UserError):
     raise refuse
 
 
+# Arguments each torch class takes, in order; anything else (a stray positional, an unknown keyword) is refused.
+_TORCH_ARGS = {
+    "leaky_relu": ("negative_slope", "inplace"),
+    "prelu": ("num_parameters", "init"),
+    "relu": ("inplace",),
+    "relu6": ("inplace",),
+    "hardswish": ("inplace",),
+    "silu": ("inplace",),
+    "identity": (),
+}
+
+
 def _from_torch(cls: str, args: list, kwargs: dict, text: str) -> ActSpec:
     name = TORCH_CLASSES[cls]
-    kwargs.pop("inplace", None)
+    allowed = _TORCH_ARGS[name]
+    if len(args) > len(allowed):
+        raise UserError(f"bad activation {text!r}: nn.{cls} takes at most {len(allowed)} argument(s) "
+                        f"({', '.join(allowed) or 'none'}); e.g. nn.LeakyReLU(0.1) or nn.ReLU()")
+    bound = dict(zip(allowed, args))
+    for key, value in kwargs.items():
+        if key not in allowed:
+            raise UserError(f"bad activation {text!r}: nn.{cls} has no argument {key!r}; it takes {', '.join(allowed) or 'none'}")
+        if key in bound:
+            raise UserError(f"bad activation {text!r}: {key!r} is given twice")
+        bound[key] = value
+    if not isinstance(bound.pop("inplace", False), bool):
+        raise UserError(f"bad activation {text!r}: inplace must be True or False; e.g. nn.ReLU() or nn.LeakyReLU(0.1)")
     if name == "leaky_relu":
-        slope = args[0] if args else kwargs.pop("negative_slope", 0.01)  # torch's default when written bare
-        return _leaky(text, [repr(float(slope))])
+        return _leaky(text, [repr(float(bound.get("negative_slope", 0.01)))])  # torch's default when written bare
     if name == "prelu":
-        num = args[0] if args else kwargs.pop("num_parameters", 1)
-        init = args[1] if len(args) > 1 else kwargs.pop("init", DEFAULT_PRELU_INIT)
+        num = bound.get("num_parameters", 1)
         # nn.PReLU() is one slope; any larger count means per channel (the count is set per site)
-        return _prelu(text, ["layer" if num == 1 else "channel", repr(float(init))])
+        return _prelu(text, ["layer" if num == 1 else "channel", repr(float(bound.get("init", DEFAULT_PRELU_INIT)))])
     return ActSpec(name)

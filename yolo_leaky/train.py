@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from pathlib import Path
 
 from ultralytics.nn.tasks import yaml_model_load
 
+from .data import COCO8_NAMES, is_offline, resolve_data
 from .errors import UserError
 from .swap import YAML_KEY, spec_from_yaml, swap_activations
 
 _HOOKED = "_yolo_leaky_hooked"
-
-
-def is_offline() -> bool:
-    """True when ``YOLO_OFFLINE`` is set or Ultralytics finds no network."""
-    from ultralytics.utils import is_online
-
-    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
 
 
 def swap_aware(base: type, model_yaml: dict | None = None) -> type:
@@ -116,6 +109,7 @@ def _offline_amp_check():
 def attach_trainer(yolo) -> None:
     """Make ``yolo.train()`` use a swap-aware trainer (per object; stock Ultralytics is left untouched).
 
+    ``train(data="coco8.yaml")`` finds a local COCO8 copy first, as the CLI does (``data.resolve_data``).
     ``train(data=[...])`` (Ultralytics' multi-dataset route) is sent through the same swap-aware trainer class:
     left to itself, Ultralytics would run each dataset as a stock ``yolo train`` subprocess that rebuilds the network
     from ``activation:`` alone (one shared module: a per-channel PReLU would become one slope).
@@ -132,6 +126,8 @@ def attach_trainer(yolo) -> None:
     def train(trainer=None, **kwargs):
         if trainer is None and isinstance(kwargs.get("data"), (list, tuple)):
             trainer = smart_load("trainer")
+        if kwargs.get("data") in COCO8_NAMES:
+            kwargs["data"] = resolve_data(kwargs["data"])  # a local COCO8 copy, as the CLI finds it (no download)
         return stock_train(trainer=trainer, **kwargs)
 
     yolo._smart_load = smart_load
