@@ -34,7 +34,7 @@ class GatedFFN(nn.Module):
     """SwiGLUFFN with its hard-coded ``F.silu`` gate replaced by a module: ``w3(act(x1) * x2)``.
 
     Its features sit in the last dimension (``(..., D)``, e.g. YOLOE's ``(B, N, D)`` text embeddings), while a
-    per-channel ``nn.PReLU(D)`` applies its slopes along dimension 1; that case moves the features there and back.
+    per-channel ``nn.PReLU(D)`` applies its slopes along dimension 1; that case sees the input as ``(-1, D)``.
     """
 
     def __init__(self, ffn: nn.Module, act: nn.Module) -> None:
@@ -43,8 +43,8 @@ class GatedFFN(nn.Module):
 
     def forward(self, x):
         x1, x2 = self.w12(x).chunk(2, dim=-1)
-        if isinstance(self.act, nn.PReLU) and self.act.num_parameters > 1 and x1.dim() > 2:
-            gate = self.act(x1.movedim(-1, 1)).movedim(1, -1)
+        if isinstance(self.act, nn.PReLU) and self.act.num_parameters > 1 and x1.dim() != 2:
+            gate = self.act(x1.reshape(-1, x1.shape[-1])).reshape(x1.shape)
         else:
             gate = self.act(x1)
         return self.w3(gate * x2)
