@@ -152,10 +152,11 @@ def test_cfg_refuses_to_overwrite_a_different_file(tmp_path):
 
 
 def test_compare_refuses_to_mix_settings(tmp_path):
-    from yolo_leaky.compare import load_config, prepare_run_dir
+    from yolo_leaky.compare import content_fingerprint, load_config, prepare_run_dir
+    from yolo_leaky.data import locate_data
 
     earlier = load_config([f"project={tmp_path}", "name=exp", "epochs=3"])
-    prepare_run_dir(earlier, force=False)
+    prepare_run_dir(earlier, force=False, contents=content_fingerprint(earlier, locate_data(earlier.data)))
     (tmp_path / "exp/cells").mkdir()
     before = snapshot(tmp_path)
     result = run_cli(["compare", f"project={tmp_path}", "name=exp", "epochs=5"], cwd=tmp_path)
@@ -192,10 +193,11 @@ def test_disk_full_keeps_existing_files(small_tmpfs):
 
 
 def test_read_only_output_dir_keeps_earlier_results(small_tmpfs, tmp_path):
-    from yolo_leaky.compare import load_config, prepare_run_dir
+    from yolo_leaky.compare import content_fingerprint, load_config, prepare_run_dir
+    from yolo_leaky.data import locate_data
 
     config = load_config([f"project={small_tmpfs}", "name=exp", "epochs=1"])
-    prepare_run_dir(config, force=False)
+    prepare_run_dir(config, force=False, contents=content_fingerprint(config, locate_data(config.data)))
     before = snapshot(small_tmpfs)
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     result = run_cli(["compare", f"project={small_tmpfs}", "name=exp", "epochs=1"], cwd=tmp_path)

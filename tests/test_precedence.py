@@ -150,3 +150,16 @@ def test_multi_dataset_training_keeps_the_swap(coco8, tmp_path):
         assert take_census(model).sites == {"PReLU": 77}, last
         slopes = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.PReLU))
         assert slopes == 7192, last  # per channel per site, not one shared slope
+
+
+def test_python_api_finds_coco8_offline(tmp_path, monkeypatch, coco8):
+    """The README's ``model.train(data="coco8.yaml")`` resolves the local COCO8 copy, as the CLI does (it tried to
+    download COCO8 and failed offline)."""
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    yolo = load("yolo11n.yaml", act="relu")
+    yolo.add_callback("on_train_start", lambda trainer: (seen.append(trainer.data["val"]), _census_then_stop(seen)(trainer)))
+    with pytest.raises(Stop):
+        yolo.train(data="coco8.yaml", project=str(tmp_path), name="api", **TRAIN_KW)
+    assert seen[0].endswith("images/val") and Path(seen[0]).is_dir()
+    assert seen[1] == {"model": {"ReLU": 77}, "ema": {"ReLU": 77}}

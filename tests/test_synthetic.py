@@ -14,11 +14,17 @@ import pytest
 
 from yolo_leaky.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_dataset
 
-# Measured with TRAIN_RECIPE on the default dataset (yolo11n from scratch, seed 0, deterministic, torch 2.14 CPU,
-# 2 shared cores, ~2 min each): mAP50 silu 0.701, prelu 0.684, leaky_relu:0.1 0.636, relu 0.602 (relu reproduced
-# bit for bit in two runs). An untrained detector scores 0.000 here (every slower recipe we tried read exactly 0 for
-# its first epochs), so 0.4 is far above chance and 0.2 below the weakest variant, room for other CPUs' float noise.
-MAP50_THRESHOLD = 0.4
+# What this test claims: each swapped network learns (far above chance), not which activation is better.
+# Design: one seed per activation, with a threshold derived from the measured spread, because one seed of a short
+# run moves a lot between CPUs (float kernels differ by instruction set, and training amplifies the difference).
+# Measured mAP50 with TRAIN_RECIPE (yolo11n from scratch, deterministic, torch 2.14 CPU):
+# - this project's 2-core machine, seeds 0-3: silu 0.701 0.664 0.670 0.631; relu 0.602 0.519 0.479 0.611;
+#   leaky_relu:0.1 0.636 0.614 0.545 0.638; prelu 0.684 0.547 0.467 0.550 (lowest of 16: 0.467);
+# - a 2-core AMD EPYC about 3x faster, seed 0: silu 0.618, relu 0.274, leaky_relu:0.1 0.557, prelu 0.594.
+# The lowest run seen anywhere is 0.274, 4.5 standard deviations below relu's mean over seeds here (0.55 +/- 0.06):
+# a CPU's float path can land outside the seed spread. An untrained detector scores 0.000 on this val set. The
+# threshold, 0.15, sits at about half the worst run seen and far above chance.
+MAP50_THRESHOLD = 0.15
 SMALL = dict(n_train=8, n_val=4, imgsz=64)
 
 

@@ -55,6 +55,7 @@ class CompareConfig:
     diagnostics: bool = True
     name: str = "coco8"
     project: str = "runs/compare"
+    train_args: dict = field(default_factory=dict)  # any other Ultralytics train argument, applied to every cell
 
     # fields that do not change results: a rerun with other values may reuse completed cells
     NON_RESULT_FIELDS = ("name", "project")
@@ -72,30 +73,51 @@ class CompareConfig:
         labels = [s.label for s in self.specs]
         return "silu" if "silu" in labels else labels[0]
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, contents: dict | None = None) -> dict:
+        """Everything that decides the results: settings, plus ``contents`` (file digests and versions) if given."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NON_RESULT_FIELDS}
         data["variants"] = [str(s) for s in self.specs]
-        return data
+        return {**data, **(contents or {})}
 
 
 QUICK = dict(epochs=1, imgsz=64, seeds=[0], bench_imgsz=64, bench_seconds=3.0, name="quick")
 
 
-def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
-    """Build the config: defaults < cfg/compare.yaml (or ``cfg=FILE``) < ``--quick`` < ``key=value`` tokens."""
-    from .cli import parse_kv
+# Ultralytics train arguments that compare sets itself for every cell (or that would break the protocol).
+MANAGED_TRAIN_ARGS = {"model", "data", "epochs", "imgsz", "batch", "device", "seed", "project", "name", "exist_ok",
+                      "resume", "mode", "task", "save_dir", "pretrained", "cfg"}
 
-    valid = {f.name for f in dataclasses.fields(CompareConfig)} | {"cfg"}
-    overrides = parse_kv(tokens, valid)
+
+def train_arg_keys() -> set[str]:
+    """Ultralytics train arguments that ``compare`` passes through to every cell (``lr0=``, ``optimizer=`` ...)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return set(DEFAULT_CFG_DICT) - MANAGED_TRAIN_ARGS
+
+
+def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
+    """Build the config: defaults < cfg/compare.yaml (or ``cfg=FILE``) < ``--quick`` < ``key=value`` tokens.
+
+    Keys that are not compare's own but are Ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic`` ...)
+    are validated the way Ultralytics validates them and go into ``train_args``, applied identically to every cell.
+    """
+    from .cli import check_ultralytics_args, parse_kv
+
+    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args"}
+    passthrough = train_arg_keys() - fields
+    overrides = parse_kv(tokens, fields | passthrough | {"cfg"})
     cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
     values = _read_config_file(cfg_file)
     if quick:
         values.update(QUICK)
     values.update(overrides)
-    unknown = set(values) - valid
+    unknown = set(values) - fields - passthrough - {"cfg"}
     if unknown:
-        raise UserError(f"unknown key '{sorted(unknown)[0]}' in {cfg_file}; valid keys: {', '.join(sorted(valid - {'cfg'}))}")
-    config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"})
+        raise UserError(f"unknown key '{sorted(unknown)[0]}' in {cfg_file}; valid keys: {', '.join(sorted(fields))} "
+                        "or any Ultralytics train argument")
+    train_args = {k: values.pop(k) for k in sorted(set(values) & passthrough)}
+    check_ultralytics_args(train_args)
+    config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"}, train_args=train_args)
     return _validated(config)
 
 
@@ -138,13 +160,45 @@ def _validated(c: CompareConfig) -> CompareConfig:
 # ---------------------------------------------------------------- run folder
 
 
-def prepare_run_dir(c: CompareConfig, force: bool) -> Path:
-    """Create or reopen the run folder; refuse to mix results from different settings."""
+def content_fingerprint(c: CompareConfig, located) -> dict:
+    """What a path alone does not pin down: digests of the model YAML, the weights and the dataset, and versions.
+
+    Args:
+        c: The config.
+        located: What ``data.locate_data`` found for ``c.data`` (a COCO8 root, a dataset YAML, or ``shapes``).
+    """
+    import torch
+    import ultralytics
+
+    from . import __version__
+    from .data import dataset_info, file_digest, write_coco8_yaml
+
+    if located == "shapes":
+        from .synthetic import FORMAT_VERSION
+
+        data_digest = f"synthetic shapes v{FORMAT_VERSION}"
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # a COCO8 root needs a dataset YAML to be resolved
+            yaml_path = write_coco8_yaml(located, tmp) if isinstance(located, Path) else located
+            data_digest = dataset_info(yaml_path).get("digest")
+    return {
+        "model_digest": file_digest(c.model),
+        "weights_digest": file_digest(c.weights),
+        "data_digest": data_digest,
+        "versions": {"yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__},
+    }
+
+
+def prepare_run_dir(c: CompareConfig, force: bool, contents: dict | None = None) -> Path:
+    """Create or reopen the run folder; refuse to mix results from different settings or file contents."""
     run = c.run_dir
     saved = atomic.read_json(run / "settings.json")
-    if saved is not None and saved != c.fingerprint():
+    wanted = c.fingerprint(contents)
+    if saved is not None and saved != wanted:
         if not force:
-            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in c.fingerprint().items() if saved.get(k) != v)
+            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v)
             raise UserError(
                 f"{run} holds results from different settings ({diff}); use name=<new name>, or --force to discard them"
             )
@@ -153,7 +207,7 @@ def prepare_run_dir(c: CompareConfig, force: bool) -> Path:
         raise UserError(f"{run} exists but is not a yolo-leaky compare run; use name=<new name>, or --force to replace it")
     elif saved is None and run.exists() and force:
         shutil.rmtree(run)
-    atomic.write_json(run / "settings.json", c.fingerprint())
+    atomic.write_json(run / "settings.json", wanted)
     return run
 
 
@@ -164,10 +218,17 @@ def cell_key(spec: ActSpec, seed: int) -> str:
     return f"{spec.label}-s{seed}"
 
 
+def cell_order(c: CompareConfig) -> list[tuple[ActSpec, int]]:
+    """Every (variant, seed) cell, seed by seed; the variant order rotates by one per seed, so no variant always runs
+    first (the first cell of a process pays for cold caches)."""
+    specs = c.specs
+    return [(specs[(i + k) % len(specs)], seed) for i, seed in enumerate(c.seeds) for k in range(len(specs))]
+
+
 def run_cells(c: CompareConfig, data: str, device) -> dict:
     """Train and validate every (variant, seed) cell; a failing cell is recorded and the others go on."""
     cells = {}
-    todo = [(s, seed) for seed in c.seeds for s in c.specs]
+    todo = cell_order(c)
     for k, (spec, seed) in enumerate(todo, 1):
         key = cell_key(spec, seed)
         path = c.run_dir / "cells" / key / "cell.json"
@@ -203,6 +264,8 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
             yolo.add_callback("on_fit_epoch_end", track_unit_health(data, imgsz=min(c.imgsz, 128)))
         result.update(_train(yolo, c, data, device, train_dir, seed))
         _check_census(result, spec)
+        final = load(result["weights"])
+        result["metrics"] = _validate(final, c, data, device)  # the final epoch, scored like before/after swap
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -245,19 +308,22 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
     cuda = _is_cuda(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    timer = EpochTimer()
+    timer.attach(yolo)
     start = time.perf_counter()
-    yolo.train(
-        data=data, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, device=device, seed=seed, deterministic=True,
-        workers=0, amp=cuda, plots=False, project=str(train_dir.parent), name=train_dir.name, exist_ok=True,
-        verbose=False,
-    )
+    yolo.train(**{
+        "workers": 0, "amp": cuda, "plots": False, "verbose": False, "deterministic": True, **c.train_args,
+        "data": data, "epochs": c.epochs, "imgsz": c.imgsz, "batch": c.batch, "device": device, "seed": seed,
+        "project": str(train_dir.parent), "name": train_dir.name, "exist_ok": True,
+    })
     wall = time.perf_counter() - start
-    metrics = {k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRIC_KEYS.items()}
     out = {
-        "metrics": metrics,
+        # best.pt's figures, kept for reference only: its epoch was selected on the same images it is scored on
+        "metrics_best_selected_on_val": {k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRIC_KEYS.items()},
         "train_seconds": wall,
-        "epoch_seconds": _epoch_seconds(train_dir / "results.csv", wall, c.epochs),
-        "weights": str(train_dir / "weights/best.pt"),
+        "epoch_train_seconds": timer.seconds,
+        "epoch_seconds": timer.typical(),
+        "weights": str(train_dir / "weights/last.pt"),
         "results_csv": str(train_dir / "results.csv"),
     }
     if cuda:
@@ -265,17 +331,37 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
     return out
 
 
-def _epoch_seconds(results_csv: Path, wall: float, epochs: int) -> float:
-    """Median training seconds per epoch from Ultralytics' own clock (cumulative 'time' column), leaving out the
-    first epoch (warm-up: allocator, cuDNN autotune) when there are more; else wall/epochs."""
-    try:
-        rows = results_csv.read_text().strip().splitlines()
-        col = rows[0].split(",").index("time")
-        cumulative = [float(r.split(",")[col]) for r in rows[1:]]
-    except (OSError, ValueError, IndexError):
-        return wall / epochs
-    per_epoch = [b - a for a, b in zip([0.0, *cumulative], cumulative)]
-    return float(np.median(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
+class EpochTimer:
+    """Seconds of each epoch's training loop alone: from ``on_train_epoch_start`` to ``on_train_epoch_end``.
+
+    Validation, checkpoint saving and ``on_fit_epoch_end`` callbacks (unit-health tracking) all run after
+    ``on_train_epoch_end``, so none of them lands in the figure.
+    """
+
+    def __init__(self) -> None:
+        self.intervals: list[tuple[float, float]] = []  # (start, end) perf_counter of each epoch's training loop
+        self._start: float | None = None
+
+    @property
+    def seconds(self) -> list[float]:
+        return [end - start for start, end in self.intervals]
+
+    def attach(self, yolo) -> None:
+        yolo.add_callback("on_train_epoch_start", self._begin)
+        yolo.add_callback("on_train_epoch_end", self._end)
+
+    def _begin(self, trainer) -> None:
+        self._start = time.perf_counter()
+
+    def _end(self, trainer) -> None:
+        if self._start is not None:
+            self.intervals.append((self._start, time.perf_counter()))
+            self._start = None
+
+    def typical(self) -> float:
+        """Median seconds per epoch, leaving out the first (allocator and cache warm-up) when there are more."""
+        kept = self.seconds[1:] if len(self.seconds) > 1 else self.seconds
+        return float(np.median(kept)) if kept else float("nan")
 
 
 def _validate(yolo, c: CompareConfig, data: str, device) -> dict:
@@ -320,21 +406,27 @@ def pretrained_baseline(c: CompareConfig, data: str, device) -> dict | None:
 
 
 def variant_models(c: CompareConfig, cells: dict) -> dict:
-    """One network per variant (seed 0's trained weights where available) plus an identity floor."""
+    """One network per variant (seed 0's trained weights where available) plus an identity floor.
+
+    The floor is the same network as the variants, activations aside: the baseline's trained weights (else any
+    completed variant's) with every activation site set to identity, so architecture, ``nc`` and weights match.
+    """
     from .loading import load
 
-    models = {}
+    models, trained = {}, {}
     for spec in c.specs:
         cell = cells.get(cell_key(spec, c.seeds[0]), {})
         if cell.get("status") != "ok":
             print(f"[speed] {spec.label}: seed {c.seeds[0]} failed; timing an untrained {spec} model", flush=True)
-            models[spec.label] = load(c.model, act=spec)
+            models[spec.label] = load(c.weights if c.protocol == "finetune" else c.model, act=spec)
         elif not Path(cell["weights"]).is_file():
             raise UserError(f"weights of completed cell {cell_key(spec, c.seeds[0])} are missing ({cell['weights']}); "
                             f"rerun with --force to start {c.run_dir} again")
         else:
             models[spec.label] = load(cell["weights"])
-    models["identity"] = load(c.model, act="identity")
+            trained[spec.label] = cell["weights"]
+    untrained = c.weights if c.protocol == "finetune" else c.model
+    models["identity"] = load(trained.get(c.baseline) or next(iter(trained.values()), untrained), act="identity")
     return models
 
 
@@ -423,12 +515,13 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
     from .data import locate_data, resolve_data
     from .report import write_report
 
-    locate_data(c.data)  # every check that can fail on user input runs before anything is written
-    if c.protocol == "finetune":
-        from .loading import load
+    from .loading import check_model_source, load
 
+    located = locate_data(c.data)  # every check that can fail on user input runs before anything is written
+    check_model_source(c.model)  # a missing file, or a YAML that carries code, stops here
+    if c.protocol == "finetune":
         load(c.weights)  # a missing (offline), corrupt or non-YOLO checkpoint stops here, clearly
-    run = prepare_run_dir(c, force)
+    run = prepare_run_dir(c, force, contents=content_fingerprint(c, located))
     data = resolve_data(c.data, out_dir=run)
     device = pick_device(c)
     started = time.time()

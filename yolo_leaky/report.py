@@ -15,7 +15,6 @@ import numpy as np
 
 from . import atomic
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
 NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
 WARMUP_STEPS = 100  # Ultralytics warms up for max(warmup_epochs * batches per epoch, 100) optimizer steps
@@ -24,11 +23,12 @@ WARMUP_STEPS = 100  # Ultralytics warms up for max(warmup_epochs * batches per e
 # ---------------------------------------------------------------- statistics
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation; the std is None for a single value (no spread is known)."""
     arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if arr.size == 0:
         return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
 
 
 def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None) -> str:
@@ -37,7 +37,9 @@ def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None)
         return "no result"
     if max(variant + base) < NO_SIGNAL:
         return "no signal: mAP ~0 for both"
-    if n_val is not None and n_val < SMALL_VAL:
+    if n_val is None:
+        return "not significant: the validation image count is unknown"
+    if n_val < SMALL_VAL:
         return f"not significant: only {n_val} validation images"
     if len(variant) < 2 or len(base) < 2:
         return "not significant: one seed"
@@ -139,45 +141,11 @@ def _csv(rows: dict) -> str:
 
 
 def dataset_facts(data: str) -> tuple[int | None, dict]:
-    """Validation image count and how many val instances belong to classes present in training."""
-    import yaml as pyyaml
+    """Validation image count (None when unknown) and the dataset's description, resolved as Ultralytics does."""
+    from .data import dataset_info
 
-    try:
-        cfg = pyyaml.safe_load(Path(data).read_text())
-        root = Path(cfg.get("path") or Path(data).parent)
-        val_labels, train_labels = (_label_dir(root, cfg[s]) for s in ("val", "train"))
-    except (OSError, KeyError, TypeError, AttributeError):
-        return None, {}
-    val_classes, train_classes = _classes(val_labels), _classes(train_labels)
-    seen = sum(n for cls, n in val_classes.items() if cls in train_classes)
-    n_val, n_train = (len([p for p in _image_dir(root, cfg[split]).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
-                      for split in ("val", "train"))
-    names = cfg.get("names", {})
-    return n_val, {
-        "train_images": n_train,
-        "val_instances": sum(val_classes.values()),
-        "val_instances_of_train_classes": seen,
-        "val_classes": sorted(names[c] if isinstance(names, dict) else names[c] for c in val_classes),
-        "train_classes": sorted(names[c] if isinstance(names, dict) else names[c] for c in train_classes),
-    }
-
-
-def _image_dir(root: Path, entry: str) -> Path:
-    return root / entry if isinstance(entry, str) else root / entry[0]
-
-
-def _label_dir(root: Path, entry) -> Path:
-    return Path(str(_image_dir(root, entry)).replace("/images", "/labels"))
-
-
-def _classes(label_dir: Path) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for f in label_dir.glob("*.txt"):
-        for line in f.read_text().splitlines():
-            if line.strip():
-                cls = int(line.split()[0])
-                counts[cls] = counts.get(cls, 0) + 1
-    return counts
+    info = dataset_info(data)
+    return info.get("val_images"), info
 
 
 def environment() -> dict:
@@ -221,7 +189,9 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _pm(mean, std, digits=3) -> str:
-    return "n/a" if mean is None or math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± " + ("n/a" if std is None or math.isnan(std) else f"{std:.{digits}f}")
 
 
 def _settings_section(c, env, n_val, seconds) -> str:
@@ -248,7 +218,11 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             f"- **mAP is ~0 for every variant** (max mAP50-95 {max(all_maps):.4f}). This says nothing about which "
             "activation is more accurate: the models have not learned enough to be told apart."
         )
-    if overlap and "coco8" in str(c.data).lower():
+    if "unknown" in overlap:
+        lines.append(f"- The dataset could not be resolved here ({overlap['unknown']}): its validation image count "
+                     "is unknown, so no accuracy difference is called significant.")
+    coco8_scratch = overlap.get("val_instances") is not None and "coco8" in str(c.data).lower() and c.protocol == "scratch"
+    if coco8_scratch:
         lines.append(
             f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
             f"{overlap['val_instances']} objects belong to classes that appear in its 4 training images "
@@ -262,10 +236,11 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             "- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset (4 classes, 64 px): its "
             "accuracy shows that each swapped network trains, and how fast, not how it does on real images."
         )
-    if n_val is not None and n_val < SMALL_VAL and "coco8" not in str(c.data).lower():
+    if n_val is not None and n_val < SMALL_VAL and not coco8_scratch:
         lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
     steps = c.epochs * math.ceil(overlap.get("train_images", 0) / c.batch) if overlap.get("train_images") else None
-    if steps is not None and steps <= WARMUP_STEPS:
+    warmup = c.train_args.get("warmup_epochs", 3.0) > 0
+    if steps is not None and steps <= WARMUP_STEPS and warmup:
         lines.append(
             f"- This run made only {steps} optimizer steps ({overlap['train_images']} training images, batch {c.batch}, "
             f"{c.epochs} epochs), all inside Ultralytics' warm-up (at least {WARMUP_STEPS} steps, learning rate "
@@ -294,7 +269,9 @@ def _accuracy_section(c, rows, cells) -> str:
         if c.protocol == "finetune":
             line[1:1] = [_fmt(r.get("pretrained_map50_95")), _fmt(r.get("after_swap_map50_95_mean"))]
         body.append(line)
-    text = "## Accuracy (mean ± std over seeds)\n\n" + _table(header, body)
+    text = ("## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
+            "same settings as every other accuracy figure here; no epoch was selected on the validation images.\n\n"
+            + _table(header, body))
     failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
     if failed:
         text += "\nFailed cells (the others are complete and used):\n" + "".join(f"- `{k}`: {e}\n" for k, e in failed.items())
