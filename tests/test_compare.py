@@ -151,8 +151,8 @@ def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
     (tmp_path / "runs/compare/onefails/cells/relu-s0/train").write_text("a file where the training folder must go")
     cells = run_cells(config, data, "cpu")
     assert cells["silu-s0"]["status"] == "ok"
-    assert (tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt").is_file()
-    assert cells["silu-s0"]["weights"] == str(tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/best.pt")
+    assert (tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/last.pt").is_file()
+    assert cells["silu-s0"]["weights"] == str(tmp_path / "runs/compare/onefails/cells/silu-s0/train/weights/last.pt")
     assert cells["relu-s0"]["status"] == "failed" and cells["relu-s0"]["error"]
 
 
