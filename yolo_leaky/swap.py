@@ -218,7 +218,7 @@ def _record_in_yaml(net: nn.Module, spec: ActSpec) -> None:
 def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
     """The activation a model YAML asks for: our key first, else Ultralytics' ``activation:``.
 
-    Ultralytics' ``parse_model`` runs ``eval()`` on a string ``activation:``, so that key is validated against the
+    Ultralytics' ``parse_model`` evaluates a string ``activation:`` as Python, so that key is validated against the
     whitelist whenever it is present, also when our key decides: a YAML that carries code is refused, never built.
 
     Raises:
