@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from yolo_leaky import load  # noqa: E402
-from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, prepare_network, round_orders, summarize  # noqa: E402
+from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, prepare_network, latency_stats, round_orders  # noqa: E402
 
 IMGSZ = 64
 ACTS = {"silu": "silu", "relu": "relu", "leaky": "leaky_relu:0.1"}
@@ -40,18 +40,18 @@ def check_result(res, labels):
     assert list(res.stats) == labels
     assert res.rounds >= MIN_ROUNDS
     base = res.stats["silu"]
-    assert base.ratio == 1.0 and base.ci_low == 1.0 and base.ci_high == 1.0 and base.half_width_pct == 0.0
+    assert base.ratio_of_medians == 1.0 and base.ratio_of_medians_ci_low == 1.0 and base.ratio_of_medians_ci_high == 1.0 and base.ratio_of_medians_half_width_pct == 0.0
     assert base.paired_ratio == 1.0 and base.paired_ci_low == base.paired_ci_high == 1.0
     for label, s in res.stats.items():
         assert len(res.samples_ns[label]) == res.rounds == s.rounds
         assert (res.samples_ns[label] > 0).all()
-        assert all(math.isfinite(v) and v > 0 for v in (s.median_ms, s.mean_ms, s.p10_ms, s.p90_ms, s.ratio))
+        assert all(math.isfinite(v) and v > 0 for v in (s.median_ms, s.mean_ms, s.p10_ms, s.p90_ms, s.ratio_of_medians))
         assert s.p10_ms <= s.median_ms <= s.p90_ms
-        assert s.ci_low <= s.ratio <= s.ci_high
+        assert s.ratio_of_medians_ci_low <= s.ratio_of_medians <= s.ratio_of_medians_ci_high
         assert s.paired_ci_low <= s.paired_ratio <= s.paired_ci_high
         if label != "silu":
-            assert s.ci_low < s.ci_high and s.paired_ci_low < s.paired_ci_high
-            assert s.half_width_pct == pytest.approx(100 * (s.ci_high - s.ci_low) / 2)
+            assert s.ratio_of_medians_ci_low < s.ratio_of_medians_ci_high and s.paired_ci_low < s.paired_ci_high
+            assert s.ratio_of_medians_half_width_pct == pytest.approx(100 * (s.ratio_of_medians_ci_high - s.ratio_of_medians_ci_low) / 2)
     text = res.format_table()
     assert all(label in text for label in labels) and res.runtime in text
     assert json.loads(json.dumps(res.to_dict(samples=True)))["rounds"] == res.rounds
@@ -106,14 +106,14 @@ def test_summarize_on_known_samples():
     rng = np.random.default_rng(1)
     base = rng.integers(1_000_000, 2_000_000, size=200)
     samples = {"silu": base, "double": 2 * base, "same": base.copy()}
-    stats = summarize(samples, "silu", resamples=500)
-    assert stats["double"].ratio == pytest.approx(2.0)
-    assert stats["double"].ci_low == pytest.approx(2.0) and stats["double"].ci_high == pytest.approx(2.0)
+    stats = latency_stats(samples, "silu", resamples=500)
+    assert stats["double"].ratio_of_medians == pytest.approx(2.0)
+    assert stats["double"].ratio_of_medians_ci_low == pytest.approx(2.0) and stats["double"].ratio_of_medians_ci_high == pytest.approx(2.0)
     assert stats["double"].paired_ratio == 2.0 and stats["double"].paired_half_width_pct == 0.0
-    assert stats["same"].ratio == 1.0 and stats["same"].half_width_pct == 0.0
+    assert stats["same"].ratio_of_medians == 1.0 and stats["same"].ratio_of_medians_half_width_pct == 0.0
     noisy = {"silu": base, "other": base + rng.integers(0, 500_000, size=200)}
-    s = summarize(noisy, "silu", resamples=500)["other"]
-    assert 1.0 < s.ci_low < s.ratio < s.ci_high
+    s = latency_stats(noisy, "silu", resamples=500)["other"]
+    assert 1.0 < s.ratio_of_medians_ci_low < s.ratio_of_medians < s.ratio_of_medians_ci_high
     assert 1.0 < s.paired_ci_low < s.paired_ratio < s.paired_ci_high
 
 
@@ -123,9 +123,9 @@ def test_pairing_cancels_drift_shared_by_a_round():
     drift = np.exp(rng.normal(0, 0.3, size=300))  # machine speed, per round
     base = 1e7 * drift * np.exp(rng.normal(0, 0.01, size=300))
     other = 0.9e7 * drift * np.exp(rng.normal(0, 0.01, size=300))
-    s = summarize({"silu": base, "other": other}, "silu", resamples=1000)["other"]
+    s = latency_stats({"silu": base, "other": other}, "silu", resamples=1000)["other"]
     assert s.paired_ci_low < 0.9 < s.paired_ci_high
-    assert s.paired_half_width_pct < s.half_width_pct / 3
+    assert s.paired_half_width_pct < s.ratio_of_medians_half_width_pct / 3
 
 
 def test_round_orders_alternate_and_cover_everyone():

@@ -104,10 +104,11 @@ def test_report_has_every_variant_with_finite_ratios(finished):
         stats = results["speed"]["timings"][runtime]["stats"]
         assert set(stats) == {"silu", "relu", "prelu", "identity"}
         for label, s in stats.items():
-            for key in ("ratio", "paired_ratio"):
-                lo, hi = s[key.replace("ratio", "ci_low")], s[key.replace("ratio", "ci_high")]
-                assert math.isfinite(s[key]) and lo <= s[key] <= hi, (runtime, label, key, s)
-            assert (s["ci_high"] > s["ci_low"]) == (label != "silu")
+            for key in ("ratio_of_medians", "paired"):
+                value = s[key if key != "paired" else "paired_ratio"]
+                lo, hi = s[f"{key}_ci_low"], s[f"{key}_ci_high"]
+                assert math.isfinite(value) and lo <= value <= hi, (runtime, label, key, s)
+            assert (s["ratio_of_medians_ci_high"] > s["ratio_of_medians_ci_low"]) == (label != "silu")
     exports = results["speed"]["exports"]
     assert exports["silu"]["silu_patterns"] == 77 and not exports["silu"]["silu_free"]
     for label in ("relu", "prelu", "identity"):
@@ -140,7 +141,8 @@ def test_cells_record_census_inside_training(finished):
 def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
     """A cell whose training folder cannot be created fails; it is recorded and the other cell completes.
     The project is relative, as in the default config: outputs must land under it, not in Ultralytics' runs_dir."""
-    from yolo_leaky.compare import CompareConfig, run_cells
+    from yolo_leaky.cells import run_cells
+    from yolo_leaky.config import CompareConfig
     from yolo_leaky.data import resolve_data
 
     monkeypatch.chdir(tmp_path)

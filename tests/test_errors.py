@@ -152,7 +152,8 @@ def test_cfg_refuses_to_overwrite_a_different_file(tmp_path):
 
 
 def test_compare_refuses_to_mix_settings(tmp_path):
-    from yolo_leaky.compare import content_fingerprint, load_config, prepare_run_dir
+    from yolo_leaky.compare import content_fingerprint, prepare_run_dir
+    from yolo_leaky.config import load_config
     from yolo_leaky.data import locate_data
 
     earlier = load_config([f"project={tmp_path}", "name=exp", "epochs=3"])
@@ -193,7 +194,8 @@ def test_disk_full_keeps_existing_files(small_tmpfs):
 
 
 def test_read_only_output_dir_keeps_earlier_results(small_tmpfs, tmp_path):
-    from yolo_leaky.compare import content_fingerprint, load_config, prepare_run_dir
+    from yolo_leaky.compare import content_fingerprint, prepare_run_dir
+    from yolo_leaky.config import load_config
     from yolo_leaky.data import locate_data
 
     config = load_config([f"project={small_tmpfs}", "name=exp", "epochs=1"])

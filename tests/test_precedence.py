@@ -76,7 +76,7 @@ def _census_cli(model, act, mode, data, project, monkeypatch):
         return yolo
 
     real_load = loading.load
-    monkeypatch.setattr(loading, "load", load_with_census)
+    monkeypatch.setattr(cli_module, "load", load_with_census)
     argv = ["train", f"model={model}"] + ([f"act={act}"] if act else [])
     if mode == "resume":
         argv.append("resume=True")

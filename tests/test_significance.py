@@ -56,7 +56,8 @@ def test_train_arguments_reach_every_cell(shapes_run):
 
 def test_identity_floor_is_the_same_network(shapes_run):
     """The floor used to be built from the model YAML with nc=80; the cells train with the dataset's nc=4."""
-    from yolo_leaky.compare import CompareConfig, variant_models
+    from yolo_leaky.cells import variant_models
+    from yolo_leaky.config import CompareConfig
 
     results = json.loads((shapes_run / "results.json").read_text())
     assert results["cost"]["identity"]["params"] == results["cost"]["silu"]["params"] == results["cost"]["relu"]["params"]
@@ -70,7 +71,7 @@ def test_epoch_time_leaves_out_validation_and_diagnostics(tmp_path, coco8_yaml):
     """Every validation and every on_fit_epoch_end callback (unit-health tracking) falls outside the timed span."""
     from conftest import TRAIN_KW
     from yolo_leaky import load
-    from yolo_leaky.compare import EpochTimer
+    from yolo_leaky.cells import EpochTimer
     from yolo_leaky.diagnostics import track_unit_health
 
     yolo = load("yolo11n.yaml", act="relu")

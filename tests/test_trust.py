@@ -43,12 +43,12 @@ def test_every_import_is_declared_in_pyproject():
 
 
 def test_internal_bug_is_reported_as_a_bug(monkeypatch, capsys):
-    from yolo_leaky import census, cli
+    from yolo_leaky import cli
 
     def broken(*args, **kwargs):
         raise TypeError("simulated bug")
 
-    monkeypatch.setattr(census, "take_census", broken)
+    monkeypatch.setattr(cli, "take_census", broken)
     assert cli.main(["inspect", "model=yolo11n.yaml"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "internal error" in err[0] and "bug" in err[0] and "--debug" in err[0], err
@@ -99,7 +99,8 @@ def test_prelu_gate_works_on_yoloe_text_embeddings(shape):
 
 
 def test_cell_order_rotates_so_no_variant_always_runs_first():
-    from yolo_leaky.compare import CompareConfig, cell_order
+    from yolo_leaky.cells import cell_order
+    from yolo_leaky.config import CompareConfig
 
     c = CompareConfig(variants=["silu", "relu", "prelu"], seeds=[0, 1, 2])
     order = cell_order(c)
@@ -112,7 +113,7 @@ def test_dataset_counted_as_ultralytics_counts(coco8, tmp_path, monkeypatch):
     """A relative ``path:`` and a ``.txt`` image list (the old reader returned None for both: no caveat, and a
     significance verdict on 4 images became possible)."""
     from yolo_leaky.data import dataset_info
-    from yolo_leaky.report import accuracy_verdict
+    from yolo_leaky.summary import accuracy_verdict
 
     monkeypatch.chdir(tmp_path)  # Ultralytics resolves a relative `path:` from the working directory
     (tmp_path / "data").symlink_to(coco8)
@@ -131,7 +132,8 @@ def test_dataset_counted_as_ultralytics_counts(coco8, tmp_path, monkeypatch):
 
 
 def test_one_seed_shows_no_spread():
-    from yolo_leaky.report import _pm, mean_std
+    from yolo_leaky.report import _pm
+    from yolo_leaky.summary import mean_std
 
     mean, std = mean_std([0.5])
     assert _pm(mean, std) == "0.500 ± n/a"
@@ -139,7 +141,7 @@ def test_one_seed_shows_no_spread():
 
 
 def test_compare_passes_ultralytics_train_arguments_through():
-    from yolo_leaky.compare import load_config
+    from yolo_leaky.config import load_config
 
     c = load_config(["lr0=0.002", "optimizer=AdamW", "nbs=8", "warmup_epochs=0", "mosaic=0", "scale=0.2", "val=False"])
     assert c.train_args == {"lr0": 0.002, "optimizer": "AdamW", "nbs": 8, "warmup_epochs": 0, "mosaic": 0,
@@ -152,7 +154,8 @@ def test_compare_passes_ultralytics_train_arguments_through():
 
 
 def test_changed_file_contents_at_the_same_path_are_not_reused(tmp_path, coco8):
-    from yolo_leaky.compare import CompareConfig, content_fingerprint, prepare_run_dir
+    from yolo_leaky.compare import content_fingerprint, prepare_run_dir
+    from yolo_leaky.config import CompareConfig
     from yolo_leaky.data import locate_data
 
     model = tmp_path / "m.yaml"

@@ -17,7 +17,7 @@ Method (what ``benchmark`` does):
    round alike, so pairing by round removes most of it from the ratios.
 4. Statistics. Per model: the median latency (and mean, 10th/90th percentiles). Against ``baseline``: the ratio of
    medians, with a 95% percentile-bootstrap CI from ``RESAMPLES`` resamples of whole rounds (the same resampled rounds
-   for the model and the baseline, so the pairing is kept). ``half_width_pct`` is half the CI's width in percent of
+   for the model and the baseline, so the pairing is kept). ``ratio_of_medians_half_width_pct`` is half the CI's width in percent of
    the baseline's latency (100 * (hi - lo) / 2). The baseline's own ratio is exactly 1 with a zero-width CI.
    Also reported, as a second estimator: the paired ratio, the median over rounds of t(variant) / t(baseline)
    within the same round, with its CI from the same resamples. Where the machine's slow phases outlast a round (they
@@ -61,10 +61,10 @@ class ModelStats:
         mean_ms: Mean latency.
         p10_ms: 10th percentile latency.
         p90_ms: 90th percentile latency.
-        ratio: median(variant) / median(baseline); below 1 is faster.
-        ci_low: Lower end of the 95% bootstrap CI of ``ratio``.
-        ci_high: Upper end of the CI.
-        half_width_pct: 100 * (ci_high - ci_low) / 2, in percent of the baseline's latency.
+        ratio_of_medians: median(variant) / median(baseline); below 1 is faster.
+        ratio_of_medians_ci_low: Lower end of the 95% bootstrap CI of ``ratio_of_medians``.
+        ratio_of_medians_ci_high: Upper end of that CI.
+        ratio_of_medians_half_width_pct: 100 * (ci_high - ci_low) / 2, in percent of the baseline's latency.
         paired_ratio: Median over rounds of t(variant) / t(baseline) in the same round.
         paired_ci_low: Lower end of the 95% bootstrap CI of ``paired_ratio``.
         paired_ci_high: Upper end of that CI.
@@ -77,10 +77,10 @@ class ModelStats:
     mean_ms: float
     p10_ms: float
     p90_ms: float
-    ratio: float
-    ci_low: float
-    ci_high: float
-    half_width_pct: float
+    ratio_of_medians: float
+    ratio_of_medians_ci_low: float
+    ratio_of_medians_ci_high: float
+    ratio_of_medians_half_width_pct: float
     paired_ratio: float
     paired_ci_low: float
     paired_ci_high: float
@@ -148,10 +148,10 @@ class BenchResult:
         rows = [head, cols, "-" * len(cols)]
         for s in self.stats.values():
             spread = f"{s.p10_ms:.2f}-{s.p90_ms:.2f}"
-            ci = f"[{s.ci_low:.3f}, {s.ci_high:.3f}]"
+            ci = f"[{s.ratio_of_medians_ci_low:.3f}, {s.ratio_of_medians_ci_high:.3f}]"
             pci = f"[{s.paired_ci_low:.3f}, {s.paired_ci_high:.3f}]"
             rows.append(
-                f"{s.label:<{width}}  {s.median_ms:>9.2f}  {spread:>15}  {s.ratio:>6.3f}  {ci:>15}  {s.half_width_pct:>5.2f}"
+                f"{s.label:<{width}}  {s.median_ms:>9.2f}  {spread:>15}  {s.ratio_of_medians:>6.3f}  {ci:>15}  {s.ratio_of_medians_half_width_pct:>5.2f}"
                 f"  {s.paired_ratio:>6.3f}  {pci:>15}  {s.paired_half_width_pct:>5.2f}"
             )
         rows.append("paired = median over rounds of t(variant) / t(baseline) within the round")
@@ -205,7 +205,7 @@ def benchmark(
             runners.clear()
             if runtime == "torch-cuda-fp16":
                 torch.cuda.empty_cache()
-    stats = summarize(samples, baseline, seed=seed)
+    stats = latency_stats(samples, baseline, seed=seed)
     return BenchResult(
         runtime=runtime,
         imgsz=imgsz,
@@ -368,7 +368,7 @@ def _torch_threads(threads: int) -> Iterator[None]:
 # -------------------------------------------------------------------------------------------------- statistics
 
 
-def summarize(
+def latency_stats(
     samples_ns: dict[str, np.ndarray], baseline: str, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, ModelStats]:
     """Per-model latency statistics, and bootstrap CIs of each variant's ratio to ``baseline`` (ratio of medians, paired).
@@ -398,10 +398,10 @@ def summarize(
             mean_ms=float(ms.mean()),
             p10_ms=float(np.percentile(ms, 10)),
             p90_ms=float(np.percentile(ms, 90)),
-            ratio=1.0 if is_base else float(np.median(s) / base),
-            ci_low=lo,
-            ci_high=hi,
-            half_width_pct=100 * (hi - lo) / 2,
+            ratio_of_medians=1.0 if is_base else float(np.median(s) / base),
+            ratio_of_medians_ci_low=lo,
+            ratio_of_medians_ci_high=hi,
+            ratio_of_medians_half_width_pct=100 * (hi - lo) / 2,
             paired_ratio=1.0 if is_base else float(np.median(ratios[label])),
             paired_ci_low=plo,
             paired_ci_high=phi,
@@ -439,16 +439,15 @@ def _loadavg() -> float | None:
         return None
 
 
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+def machine() -> dict:
+    """The machine a measurement ran on: CPU (Ultralytics' ``get_cpu_info``), core count, Python and torch."""
+    from ultralytics.utils.torch_utils import get_cpu_info
+
+    return {"torch": torch.__version__, "cpu": get_cpu_info(), "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
 def _env(runtime: str) -> dict:
-    env = {"torch": torch.__version__, "cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    env = machine()
     if runtime == "ort-cpu":
         import onnxruntime as ort
 

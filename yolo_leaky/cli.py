@@ -21,67 +21,29 @@ from pathlib import Path
 
 import yaml as pyyaml
 
+import torch
+
+from .census import take_census
+from .compare import compare_from_cli
+from .config import check_ultralytics_args, parse_kv, ultralytics_keys
+from .data import resolve_data
+from .diagnostics import format_unit_health, unit_health
 from .errors import UserError
+from .loading import load
+from .modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
+from .spec import parse_act
+from .swap import spec_from_yaml
 
 ULTRA_MODES = ("train", "val", "predict", "export")
 MODES = (*ULTRA_MODES, "cfg", "inspect", "compare")
 FLAGS = ("--json", "--debug", "--force", "--quick", "--help", "-h")
-OUR_KEYS = {"act"}
 CFG_KEYS = {"model", "act", "out"}
 INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device"}
 
 
-def parse_kv(tokens: list[str], valid: set[str]) -> dict:
-    """Parse ``key=value`` tokens; values are YAML scalars (``safe_load``), never evaluated."""
-    out = {}
-    for tok in tokens:
-        if "=" not in tok:
-            raise UserError(f"argument {tok!r} is not key=value; write e.g. epochs=3")
-        key, value = tok.split("=", 1)
-        key = key.strip()
-        if key not in valid:
-            near = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-            hint = f"; did you mean '{near[0]}'?" if near else "; see `yolo-leaky --help`"
-            raise UserError(f"unknown argument '{key}'{hint}")
-        out[key] = _scalar(value)
-    return out
-
-
-def _scalar(value: str):
-    if value == "":
-        return None
-    try:
-        parsed = pyyaml.safe_load(value)
-    except pyyaml.YAMLError:
-        return value
-    return parsed if isinstance(parsed, (int, float, bool, list, type(None))) else value
-
-
-def ultralytics_keys() -> set[str]:
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
-    return set(DEFAULT_CFG_DICT) | OUR_KEYS
-
-
-def check_ultralytics_args(args: dict) -> None:
-    """Let Ultralytics type-check the arguments up front, so a bad value fails before any work."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
-
-    cfg = {**DEFAULT_CFG_DICT, **{k: v for k, v in args.items() if k not in OUR_KEYS}}
-    try:
-        check_cfg(cfg)
-    except (TypeError, ValueError) as e:
-        raise UserError(str(e).splitlines()[0]) from None
-
-
 def run_ultralytics_mode(mode: str, args: dict):
-    from .data import resolve_data
-    from .loading import load
-
     act = args.pop("act", None)
     if act is not None:
-        from .spec import parse_act
-
         parse_act(str(act))  # fail on a typo before loading anything
     check_ultralytics_args(args)
     model_arg = args.pop("model", "yolo11n.yaml")
@@ -103,8 +65,6 @@ def _check_resume(yolo, model_arg: str, act) -> None:
         return
     if not str(model_arg).endswith(".pt"):
         raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
-    from .spec import parse_act
-    from .swap import spec_from_yaml
 
     trained = spec_from_yaml(yolo.model.yaml)
     if trained is None or str(trained) != str(parse_act(act)):
@@ -115,8 +75,6 @@ def _check_resume(yolo, model_arg: str, act) -> None:
 
 
 def run_cfg(args: dict, force: bool) -> list[Path]:
-    from .modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
-    from .spec import parse_act
 
     models = _as_list(args.get("model")) or list(DEFAULT_MODELS)
     acts = [parse_act(a) for a in (_as_list(args.get("act")) or list(DEFAULT_ACTS))]  # validate all before writing
@@ -128,10 +86,6 @@ def run_cfg(args: dict, force: bool) -> list[Path]:
 
 
 def run_inspect(args: dict, as_json: bool) -> dict:
-    import torch
-
-    from .census import take_census
-    from .loading import load
 
     if "model" not in args:
         raise UserError("inspect needs model=<yaml|pt>, e.g. yolo-leaky inspect model=yolo11n.yaml act=prelu")
@@ -141,8 +95,6 @@ def run_inspect(args: dict, as_json: bool) -> dict:
     census = take_census(yolo, torch.zeros(1, ch, imgsz, imgsz))
     result = {"model": str(args["model"]), **census.to_dict()}
     if args.get("data"):
-        from .diagnostics import unit_health
-
         result["units"] = unit_health(yolo, args["data"], imgsz=int(args.get("imgsz") or 64), batch=int(args.get("batch") or 4))
     if as_json:
         print(json.dumps(result, indent=2))
@@ -150,8 +102,6 @@ def run_inspect(args: dict, as_json: bool) -> dict:
         print(f"model: {args['model']}")
         print(census.format())
         if "units" in result:
-            from .diagnostics import format_unit_health
-
             print(format_unit_health(result["units"]))
     return result
 
@@ -184,8 +134,6 @@ def dispatch(argv: list[str]) -> int:
     elif mode == "inspect":
         run_inspect(parse_kv(rest, INSPECT_KEYS), as_json="--json" in flags)
     else:
-        from .compare import compare_from_cli
-
         return compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
     return 0
 

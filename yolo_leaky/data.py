@@ -137,12 +137,18 @@ def dataset_info(data: str | Path) -> dict:
     from ultralytics.data.base import BaseDataset
     from ultralytics.data.utils import check_det_dataset, img2label_paths
 
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel("WARNING")  # get_img_files logs an image-read speed check; this is a look, not a training run
     try:
         cfg = check_det_dataset(str(data), autodownload=False)
         files = {split: BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg[split])
                  for split in ("train", "val")}
     except Exception as e:  # Ultralytics raises many types for a dataset it cannot resolve
         return {"unknown": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"}
+    finally:
+        LOGGER.setLevel(level)
     digest = hashlib.sha256()
     classes = {}
     for split, images in files.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from pathlib import Path
@@ -14,15 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .report import headline_ratio  # noqa: E402
+from .cells import cell_key  # noqa: E402
+from .config import CompareConfig  # noqa: E402
 from .spec import parse_act  # noqa: E402
+from .summary import Summary  # noqa: E402
 
 
-def write_plots(run: Path, c, rows: dict, cells: dict, speed: dict, units: dict) -> dict:
-    """Write every plot that has data; return {description: path}."""
+def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
+    """Write every plot that has data; return {description: path}. Renders ``summary`` only; computes nothing."""
+    cells, units = summary.cells, summary.units
     plots = {}
     for what, name, draw in [
-        ("mAP50-95 vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, rows, speed)),
+        ("mAP50-95 vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, summary)),
         ("training curves per variant", "curves.png", None),
         ("activation function shapes", "activations.png", lambda ax: _shapes(ax, c, units)),
         ("PReLU learned slopes per layer", "prelu_slopes.png", lambda ax: _slopes(ax, units)),
@@ -58,22 +60,20 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _pareto(ax, c, rows, speed) -> bool | None:
-    timings = speed.get("timings", {})
-    runtime = "ort-cpu" if "ort-cpu" in timings else next(iter(timings), None)
+def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
+    runtime = summary.runtime
     if runtime is None:
         return False
-    stats = timings[runtime]["stats"]
-    for label, r in rows.items():
-        s = stats.get(label)
-        if not s:
+    for label, r in summary.rows.items():
+        if f"{runtime}_paired_ratio" not in r:
             continue
-        y, e = r["map50_95_mean"], r["map50_95_std"]
-        ratio, lo, hi = headline_ratio(s)
+        y, e = r["map50_95_mean"], r["map50_95_std"] or 0.0
+        ratio, lo, hi = (r[f"{runtime}_{k}"] for k in ("paired_ratio", "paired_ci_low", "paired_ci_high"))
         ax.errorbar(ratio, y, xerr=[[ratio - lo], [hi - ratio]], yerr=e, fmt="o", capsize=3)
         ax.annotate(label, (ratio, y), textcoords="offset points", xytext=(5, 5 + 12 * (len(ax.texts) % 3)))
-    if "identity" in stats:
-        ax.axvline(headline_ratio(stats["identity"])[0], ls="--", c="grey", lw=1, label="identity floor")
+    floor = summary.floor_ratio.get(runtime)
+    if floor is not None:
+        ax.axvline(floor, ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
@@ -110,12 +110,14 @@ def _curves(path: Path, c, cells: dict) -> bool:
 
 
 def _read_csv(path) -> dict:
-    try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
+    """A cell's results.csv as {column: values}, read by Ultralytics' own ``BaseTrainer.read_results_csv``."""
+    from types import SimpleNamespace
+
+    from ultralytics.engine.trainer import BaseTrainer
+
+    if not Path(path).is_file():
         return {}
-    return {k.strip(): [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+    return {k.strip(): v for k, v in BaseTrainer.read_results_csv(SimpleNamespace(csv=Path(path))).items()}
 
 
 def _shapes(ax, c, units) -> None:
@@ -152,7 +154,7 @@ def _slopes(ax, units) -> bool | None:
 def _units_epochs(ax, c, cells) -> bool | None:
     drawn = False
     for spec in c.specs:
-        history = _unit_history(cells.get(f"{spec.label}-s{c.seeds[0]}", {}))
+        history = _unit_history(cells.get(cell_key(spec, c.seeds[0]), {}))
         if history:
             ax.plot([h["epoch"] for h in history], [100 * h["dead_or_negative_only"] for h in history], marker="o", label=spec.label)
             drawn = True

@@ -6,129 +6,26 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import platform
-import time
 from pathlib import Path
 
-import numpy as np
-
 from . import atomic
-
-SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
-NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
-WARMUP_STEPS = 100  # Ultralytics warms up for max(warmup_epochs * batches per epoch, 100) optimizer steps
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation; the std is None for a single value (no spread is known)."""
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
-
-
-def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None) -> str:
-    """A verdict on mAP50-95 vs the baseline that never claims what seeds and data cannot support."""
-    if not variant or not base:
-        return "no result"
-    if max(variant + base) < NO_SIGNAL:
-        return "no signal: mAP ~0 for both"
-    if n_val is None:
-        return "not significant: the validation image count is unknown"
-    if n_val < SMALL_VAL:
-        return f"not significant: only {n_val} validation images"
-    if len(variant) < 2 or len(base) < 2:
-        return "not significant: one seed"
-    from scipy import stats
-
-    p = float(stats.ttest_ind(variant, base, equal_var=False).pvalue)
-    if math.isnan(p) or p >= 0.05:
-        return f"not significant (Welch p={p:.2f}, {len(variant)} seeds)"
-    return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
-
-
-def headline_ratio(stats: dict) -> tuple[float, float, float]:
-    """(ratio, ci_low, ci_high): the paired per-round ratio where measured (drift cancels within a round),
-    else the ratio of medians."""
-    if "paired_ratio" in stats:
-        return stats["paired_ratio"], stats["paired_ci_low"], stats["paired_ci_high"]
-    return stats["ratio"], stats["ci_low"], stats["ci_high"]
-
-
-def speed_verdict(stats: dict, baseline: str) -> str:
-    if stats["label"] == baseline:
-        return "baseline"
-    ratio, lo, hi = headline_ratio(stats)
-    if hi < 1:
-        return f"faster by {100 * (1 - ratio):.1f}%"
-    if lo > 1:
-        return f"slower by {100 * (ratio - 1):.1f}%"
-    return "no detectable difference"
-
-
-# ---------------------------------------------------------------- aggregation
-
-
-def summarize(c, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None) -> dict:
-    """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
-    base_maps = _metric(cells, c.baseline, "map50_95")
-    rows = {}
-    for spec in c.specs:
-        label = spec.label
-        ok = [v for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
-        row = {"variant": label, "act": str(spec), "seeds_ok": len(ok), "seeds_failed": len(c.seeds) - len(ok)}
-        for key in ("map50", "map50_95", "precision", "recall"):
-            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([v["metrics"][key] for v in ok])
-        if c.protocol == "finetune":
-            row["after_swap_map50_95_mean"], _ = mean_std([v.get("after_swap", {}).get("map50_95") for v in ok])
-            row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
-        row["verdict_accuracy"] = accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
-        row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
-        peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
-        row["peak_cuda_mib"] = float(np.mean(peak)) / 2**20 if peak else None
-        row.update({k: cost.get(label, {}).get(k) for k in ("params", "gflops", "saved_tensor_bytes")})
-        for runtime, result in speed.get("timings", {}).items():
-            s = result["stats"].get(label)
-            if s:
-                row[f"{runtime}_median_ms"] = s["median_ms"]
-                row[f"{runtime}_ratio"], row[f"{runtime}_ci_low"], row[f"{runtime}_ci_high"] = headline_ratio(s)
-                row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
-        export = speed.get("exports", {}).get(label, {})
-        row["onnx_silu_patterns"] = export.get("silu_patterns")
-        row["onnx_silu_free"] = export.get("silu_free")
-        health = units.get(label, {}).get("health", {}).get("total", {})
-        row["dead_or_negative_only"] = health.get("dead_or_negative_only")
-        row["near_zero_grad"] = health.get("near_zero_grad")
-        rows[label] = row
-    return rows
-
-
-def _metric(cells: dict, label: str, key: str) -> list[float]:
-    return [v["metrics"][key] for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
-
+from .config import CompareConfig
+from .plots import write_plots
+from .summary import NO_SIGNAL, SMALL_VAL, WARMUP_STEPS, Summary, headline_runtime, paired_ratio_ci, speed_verdict
 
 # ---------------------------------------------------------------- writing
 
 
-def write_report(c, run: Path, cells: dict, baseline, cost: dict, speed: dict, units: dict, data: str, started: float) -> Path:
+def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
     """Write results.json, results.csv, plots and report.md into ``run``; return the report path."""
-    from .plots import write_plots
-
-    n_val, overlap = dataset_facts(data)
-    rows = summarize(c, cells, baseline, cost, speed, units, n_val)
-    env = environment()
-    plots = write_plots(run, c, rows, cells, speed, units)
+    plots = write_plots(run, c, summary)
     atomic.write_json(run / "results.json", {
-        "settings": c.fingerprint(), "environment": env, "variants": rows, "cells": cells, "pretrained": baseline,
-        "cost": cost, "speed": speed, "units": units, "dataset": {"val_images": n_val, **overlap}, "plots": plots,
+        "settings": c.fingerprint(), "environment": summary.environment, "variants": summary.rows,
+        "cells": summary.cells, "pretrained": summary.baseline, "cost": summary.cost, "speed": summary.speed,
+        "units": summary.units, "dataset": {"val_images": summary.n_val, **summary.dataset}, "plots": plots,
     })
-    atomic.write_text(run / "results.csv", _csv(rows))
-    text = render_markdown(c, rows, cells, speed, units, env, n_val, overlap, plots, time.time() - started)
-    return atomic.write_text(run / "report.md", text)
+    atomic.write_text(run / "results.csv", _csv(summary.rows))
+    return atomic.write_text(run / "report.md", render_markdown(c, summary, plots))
 
 
 def _csv(rows: dict) -> str:
@@ -140,33 +37,12 @@ def _csv(rows: dict) -> str:
     return buf.getvalue()
 
 
-def dataset_facts(data: str) -> tuple[int | None, dict]:
-    """Validation image count (None when unknown) and the dataset's description, resolved as Ultralytics does."""
-    from .data import dataset_info
-
-    info = dataset_info(data)
-    return info.get("val_images"), info
-
-
-def environment() -> dict:
-    import onnxruntime
-    import torch
-    import ultralytics
-
-    from . import __version__
-    from .bench import _cpu_name
-
-    return {
-        "yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__, "python": platform.python_version(), "cpu": _cpu_name(),
-        "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 # ---------------------------------------------------------------- markdown
 
 
-def render_markdown(c, rows, cells, speed, units, env, n_val, overlap, plots, seconds) -> str:
+def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
+    rows, cells, speed, units, env = summary.rows, summary.cells, summary.speed, summary.units, summary.environment
+    n_val, overlap, seconds = summary.n_val, summary.dataset, summary.seconds
     parts = [
         f"# yolo-leaky comparison: `{c.name}`\n",
         _settings_section(c, env, n_val, seconds),
@@ -290,9 +166,11 @@ def _speed_section(c, rows, speed) -> str:
     for runtime, result in timings.items():
         body = []
         for label, s in result["stats"].items():
-            ratio, lo, hi = headline_ratio(s)
-            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]", f"±{100 * (hi - lo) / 2:.2f}%",
-                         f"{s['ratio']:.3f} ±{s['half_width_pct']:.1f}%", speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"])
+            ratio, lo, hi = paired_ratio_ci(s)
+            verdict = speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"
+            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                         f"±{s['paired_half_width_pct']:.2f}%",
+                         f"{s['ratio_of_medians']:.3f} ±{s['ratio_of_medians_half_width_pct']:.1f}%", verdict])
         text.append(f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), {result['rounds']} rounds in {result['timing_s']:.0f} s\n")
         text.append(_table(["variant", "median ms", f"ratio vs {c.baseline}", "95% CI", "half-width", "ratio of medians", "verdict"], body))
     text.append(
@@ -377,7 +255,7 @@ def _pct(x) -> str:
 
 def _verdicts_section(c, rows, speed) -> str:
     lines = ["## Verdicts\n"]
-    ort = "ort-cpu" if "ort-cpu" in speed.get("timings", {}) else next(iter(speed.get("timings", {})), None)
+    ort = headline_runtime(speed)
     for r in rows.values():
         if r["variant"] == c.baseline:
             continue

@@ -239,9 +239,16 @@ def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
     return parse_act(str(ours["act"]))
 
 
-def _attach_if_yolo(model) -> None:
-    if isinstance(model, Model):
-        from .train import attach_trainer
+_trainer_hook = None  # set by train.py (``attach_trainer``): swap must not import the trainer that imports swap
 
-        attach_trainer(model)
+
+def set_trainer_hook(hook) -> None:
+    """Register what ``swap_activations`` calls on an Ultralytics ``Model`` so that its ``train()`` keeps the swap."""
+    global _trainer_hook
+    _trainer_hook = hook
+
+
+def _attach_if_yolo(model) -> None:
+    if isinstance(model, Model) and _trainer_hook is not None:
+        _trainer_hook(model)
 

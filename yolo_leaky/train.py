@@ -21,7 +21,7 @@ from ultralytics.nn.tasks import yaml_model_load
 
 from .data import COCO8_NAMES, is_offline, resolve_data
 from .errors import UserError
-from .swap import YAML_KEY, spec_from_yaml, swap_activations
+from .swap import YAML_KEY, set_trainer_hook, spec_from_yaml, swap_activations
 
 _HOOKED = "_yolo_leaky_hooked"
 
@@ -141,3 +141,6 @@ def _as_dict(cfg) -> dict | None:
     if isinstance(cfg, (str, Path)) and str(cfg).endswith((".yaml", ".yml")):
         return yaml_model_load(cfg)
     return None
+
+
+set_trainer_hook(attach_trainer)

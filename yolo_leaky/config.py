@@ -1,0 +1,187 @@
+"""The compare experiment's configuration, and the eval-free ``key=value`` parser that the CLI shares.
+
+``parse_kv`` is our own rather than Ultralytics' ``cfg`` parser because values must never be evaluated: they are
+read as YAML scalars with ``safe_load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml as pyyaml
+
+from .errors import UserError
+from .spec import ActSpec, parse_act
+
+RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
+OUR_KEYS = {"act"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments
+
+
+def parse_kv(tokens: list[str], valid: set[str]) -> dict:
+    """Parse ``key=value`` tokens; values are YAML scalars (``safe_load``), never evaluated."""
+    out = {}
+    for tok in tokens:
+        if "=" not in tok:
+            raise UserError(f"argument {tok!r} is not key=value; write e.g. epochs=3")
+        key, value = tok.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            near = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else "; see `yolo-leaky --help`"
+            raise UserError(f"unknown argument '{key}'{hint}")
+        out[key] = _scalar(value)
+    return out
+
+
+def _scalar(value: str):
+    if value == "":
+        return None
+    try:
+        parsed = pyyaml.safe_load(value)
+    except pyyaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool, list, type(None))) else value
+
+
+def ultralytics_keys() -> set[str]:
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return set(DEFAULT_CFG_DICT) | OUR_KEYS
+
+
+def check_ultralytics_args(args: dict) -> None:
+    """Let Ultralytics type-check the arguments up front, so a bad value fails before any work."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    cfg = {**DEFAULT_CFG_DICT, **{k: v for k, v in args.items() if k not in OUR_KEYS}}
+    try:
+        check_cfg(cfg)
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e).splitlines()[0]) from None
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "cfg/compare.yaml"
+PROTOCOLS = ("scratch", "finetune")
+
+
+@dataclass
+class CompareConfig:
+    """Everything that defines an experiment. All fields can be set in a YAML (``cfg=``) or as ``key=value``."""
+
+    model: str = "yolo11n.yaml"
+    data: str = "coco8.yaml"
+    protocol: str = "scratch"
+    weights: str | None = None
+    variants: list = field(default_factory=lambda: ["silu", "relu", "leaky_relu:0.1", "prelu"])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 10
+    imgsz: int = 320
+    batch: int = 4
+    device: str | None = None
+    bench_imgsz: int = 320
+    bench_seconds: float = 60.0
+    bench_threads: int = 1
+    runtimes: list = field(default_factory=lambda: ["torch-cpu", "ort-cpu"])
+    diagnostics: bool = True
+    name: str = "coco8"
+    project: str = "runs/compare"
+    verbose: bool = False  # show Ultralytics' own output on the terminal instead of the run folder's log files
+    train_args: dict = field(default_factory=dict)  # any other Ultralytics train argument, applied to every cell
+
+    # fields that do not change results: a rerun with other values may reuse completed cells
+    NON_RESULT_FIELDS = ("name", "project", "verbose")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.project) / self.name
+
+    @property
+    def specs(self) -> list[ActSpec]:
+        return [parse_act(v) for v in self.variants]
+
+    @property
+    def baseline(self) -> str:
+        labels = [s.label for s in self.specs]
+        return "silu" if "silu" in labels else labels[0]
+
+    def fingerprint(self, contents: dict | None = None) -> dict:
+        """Everything that decides the results: settings, plus ``contents`` (file digests and versions) if given."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NON_RESULT_FIELDS}
+        data["variants"] = [str(s) for s in self.specs]
+        return {**data, **(contents or {})}
+
+
+QUICK = dict(epochs=1, imgsz=64, seeds=[0], bench_imgsz=64, bench_seconds=3.0, name="quick")
+
+
+# Ultralytics train arguments that compare sets itself for every cell (or that would break the protocol).
+MANAGED_TRAIN_ARGS = {"model", "data", "epochs", "imgsz", "batch", "device", "seed", "project", "name", "exist_ok",
+                      "resume", "mode", "task", "save_dir", "pretrained", "cfg", "verbose"}
+
+
+def train_arg_keys() -> set[str]:
+    """Ultralytics train arguments that ``compare`` passes through to every cell (``lr0=``, ``optimizer=`` ...)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return set(DEFAULT_CFG_DICT) - MANAGED_TRAIN_ARGS
+
+
+def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
+    """Build the config: defaults < cfg/compare.yaml (or ``cfg=FILE``) < ``--quick`` < ``key=value`` tokens.
+
+    Keys that are not compare's own but are Ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic`` ...)
+    are validated the way Ultralytics validates them and go into ``train_args``, applied identically to every cell.
+    """
+    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args"}
+    passthrough = train_arg_keys() - fields
+    overrides = parse_kv(tokens, fields | passthrough | {"cfg"})
+    cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
+    values = _read_config_file(cfg_file)
+    if quick:
+        values.update(QUICK)
+    values.update(overrides)
+    unknown = set(values) - fields - passthrough - {"cfg"}
+    if unknown:
+        raise UserError(f"unknown key '{sorted(unknown)[0]}' in {cfg_file}; valid keys: {', '.join(sorted(fields))} "
+                        "or any Ultralytics train argument")
+    train_args = {k: values.pop(k) for k in sorted(set(values) & passthrough)}
+    check_ultralytics_args(train_args)
+    config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"}, train_args=train_args)
+    return _validated(config)
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"experiment config {path} does not exist; pass cfg=cfg/compare.yaml or omit cfg=")
+    try:
+        values = pyyaml.safe_load(path.read_text()) or {}
+    except pyyaml.YAMLError:
+        raise UserError(f"experiment config {path} has a YAML syntax error; fix it") from None
+    if not isinstance(values, dict):
+        raise UserError(f"experiment config {path} must be a mapping of key: value")
+    return values
+
+
+def _validated(c: CompareConfig) -> CompareConfig:
+    c.variants = [str(v) for v in (c.variants if isinstance(c.variants, list) else str(c.variants).split(","))]
+    c.seeds = [int(s) for s in (c.seeds if isinstance(c.seeds, list) else str(c.seeds).split(","))]
+    c.runtimes = [str(r) for r in (c.runtimes if isinstance(c.runtimes, list) else str(c.runtimes).split(","))]
+    labels = [s.label for s in c.specs]  # parses every variant: a bad one fails before any work
+    if len(set(labels)) != len(labels):
+        raise UserError(f"variants repeat an activation: {c.variants}; list each once")
+    if c.protocol not in PROTOCOLS:
+        raise UserError(f"protocol={c.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if c.protocol == "finetune" and not c.weights:
+        raise UserError("protocol=finetune needs weights=<SiLU checkpoint>, e.g. weights=yolo11n.pt (or a best.pt you trained)")
+    for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads"):
+        if not isinstance(getattr(c, key), int) or getattr(c, key) < 1:
+            raise UserError(f"{key}={getattr(c, key)!r} must be a positive integer")
+    if not c.seeds:
+        raise UserError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
+    bad = [r for r in c.runtimes if r not in RUNTIMES]
+    if bad:
+        raise UserError(f"unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
+    return c

@@ -1,0 +1,169 @@
+"""Turn a comparison's results into rows and verdicts, once: statistics, per-variant rows, dataset facts and the
+environment. ``report`` and ``plots`` only render what this module computes (as torch.utils.benchmark keeps
+``Measurement`` apart from ``Compare``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bench import machine
+from .config import CompareConfig
+from .data import dataset_info
+
+SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
+NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
+WARMUP_STEPS = 100  # Ultralytics warms up for max(warmup_epochs * batches per epoch, 100) optimizer steps
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation; the std is None for a single value (no spread is known)."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
+
+
+def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None) -> str:
+    """A verdict on mAP50-95 vs the baseline that never claims what seeds and data cannot support."""
+    if not variant or not base:
+        return "no result"
+    if max(variant + base) < NO_SIGNAL:
+        return "no signal: mAP ~0 for both"
+    if n_val is None:
+        return "not significant: the validation image count is unknown"
+    if n_val < SMALL_VAL:
+        return f"not significant: only {n_val} validation images"
+    if len(variant) < 2 or len(base) < 2:
+        return "not significant: one seed"
+    from scipy import stats
+
+    p = float(stats.ttest_ind(variant, base, equal_var=False).pvalue)
+    if math.isnan(p) or p >= 0.05:
+        return f"not significant (Welch p={p:.2f}, {len(variant)} seeds)"
+    return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
+
+
+def paired_ratio_ci(stats: dict) -> tuple[float, float, float]:
+    """(paired ratio, CI low, CI high) of one variant's timing stats: the headline speed figure (drift that hits a
+    whole round cancels in the paired ratio)."""
+    return stats["paired_ratio"], stats["paired_ci_low"], stats["paired_ci_high"]
+
+
+def speed_verdict(stats: dict, baseline: str) -> str:
+    if stats["label"] == baseline:
+        return "baseline"
+    ratio, lo, hi = paired_ratio_ci(stats)
+    if hi < 1:
+        return f"faster by {100 * (1 - ratio):.1f}%"
+    if lo > 1:
+        return f"slower by {100 * (ratio - 1):.1f}%"
+    return "no detectable difference"
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def variant_rows(c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None) -> dict:
+    """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
+    base_maps = _metric(cells, c.baseline, "map50_95")
+    rows = {}
+    for spec in c.specs:
+        label = spec.label
+        ok = [v for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+        row = {"variant": label, "act": str(spec), "seeds_ok": len(ok), "seeds_failed": len(c.seeds) - len(ok)}
+        for key in ("map50", "map50_95", "precision", "recall"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([v["metrics"][key] for v in ok])
+        if c.protocol == "finetune":
+            row["after_swap_map50_95_mean"], _ = mean_std([v.get("after_swap", {}).get("map50_95") for v in ok])
+            row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
+        row["verdict_accuracy"] = accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
+        row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
+        peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
+        row["peak_cuda_mib"] = float(np.mean(peak)) / 2**20 if peak else None
+        row.update({k: cost.get(label, {}).get(k) for k in ("params", "gflops", "saved_tensor_bytes")})
+        for runtime, result in speed.get("timings", {}).items():
+            s = result["stats"].get(label)
+            if s:
+                row[f"{runtime}_median_ms"] = s["median_ms"]
+                row[f"{runtime}_paired_ratio"], row[f"{runtime}_paired_ci_low"], row[f"{runtime}_paired_ci_high"] = paired_ratio_ci(s)
+                row[f"{runtime}_paired_half_width_pct"] = s["paired_half_width_pct"]
+                row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
+        export = speed.get("exports", {}).get(label, {})
+        row["onnx_silu_patterns"] = export.get("silu_patterns")
+        row["onnx_silu_free"] = export.get("silu_free")
+        health = units.get(label, {}).get("health", {}).get("total", {})
+        row["dead_or_negative_only"] = health.get("dead_or_negative_only")
+        row["near_zero_grad"] = health.get("near_zero_grad")
+        rows[label] = row
+    return rows
+
+
+def _metric(cells: dict, label: str, key: str) -> list[float]:
+    return [v["metrics"][key] for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+
+
+def dataset_facts(data: str) -> tuple[int | None, dict]:
+    """Validation image count (None when unknown) and the dataset's description, resolved as Ultralytics does."""
+    info = dataset_info(data)
+    return info.get("val_images"), info
+
+
+def environment() -> dict:
+    """Package versions and the machine (``bench.machine``), for the report's settings section."""
+    import onnxruntime
+    import torch
+    import ultralytics
+
+    from . import __version__
+
+    return {
+        "yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "onnxruntime": onnxruntime.__version__,
+        **machine(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+
+
+def headline_runtime(speed: dict) -> str | None:
+    """The runtime whose verdicts headline the report: ONNX Runtime CPU where timed, else the first one timed."""
+    timings = speed.get("timings", {})
+    return "ort-cpu" if "ort-cpu" in timings else next(iter(timings), None)
+
+
+@dataclass
+class Summary:
+    """Everything the report and plots show, computed once (``summarize``)."""
+
+    rows: dict
+    cells: dict
+    baseline: dict | None
+    cost: dict
+    speed: dict
+    units: dict
+    n_val: int | None
+    dataset: dict
+    environment: dict
+    seconds: float
+    floor_ratio: dict  # {runtime: the identity floor's paired ratio}
+
+    @property
+    def runtime(self) -> str | None:
+        return headline_runtime(self.speed)
+
+
+def summarize(c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, data: str,
+              started: float) -> Summary:
+    """Compute the rows, verdicts, dataset facts and environment of a finished comparison."""
+    n_val, dataset = dataset_facts(data)
+    rows = variant_rows(c, cells, baseline, cost, speed, units, n_val)
+    floor = {runtime: paired_ratio_ci(result["stats"]["identity"])[0]
+             for runtime, result in speed.get("timings", {}).items() if "identity" in result["stats"]}
+    return Summary(rows=rows, cells=cells, baseline=baseline, cost=cost, speed=speed, units=units, n_val=n_val,
+                   dataset=dataset, environment=environment(), seconds=time.time() - started, floor_ratio=floor)
