@@ -33,7 +33,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="yolo11n.yaml", help="model YAML (untrained) or checkpoint")
     p.add_argument("--acts", nargs="+", default=list(ACTS), help="activation specs; the first is the baseline")
-    p.add_argument("--imgsz", type=int, default=640, help="640: the ratio of medians gets to +/-1%% in ~60 s on a quiet CPU")
+    p.add_argument(
+        "--imgsz", type=int, default=640, help="640: the ratio of medians gets to +/-1%% in ~60 s on a quiet CPU"
+    )
     p.add_argument("--seconds", type=float, default=60, help="timed wall seconds per runtime")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
@@ -57,8 +59,17 @@ def main() -> None:
         for runtime in args.runtimes:
             if runtime == "torch-cuda-fp16" and not torch.cuda.is_available():
                 continue
-            res = benchmark(models, imgsz=args.imgsz, runtime=runtime, seconds=args.seconds, threads=args.threads,
-                            warmup=args.warmup, baseline=baseline, onnx_paths=paths, seed=args.seed)
+            res = benchmark(
+                models,
+                imgsz=args.imgsz,
+                runtime=runtime,
+                seconds=args.seconds,
+                threads=args.threads,
+                warmup=args.warmup,
+                baseline=baseline,
+                onnx_paths=paths,
+                seed=args.seed,
+            )
             print(res.format_table(), "\n", flush=True)
             results[runtime] = res.to_dict(samples=True)
     if args.json:
@@ -70,8 +81,12 @@ def fusion_line(path: str, label: str) -> dict:
     """Print and return what the export holds and what ORT fuses into its convolutions."""
     info = check_export(path, label)
     ort = info["ort"]
-    print(f"{label:<16} silu sites {info['silu_patterns']:>3} | ORT conv {ort['conv_total']} fused {ort['fused_into_conv']} "
-          f"standalone {ort['standalone']} reorders {ort['layout_reorders']}", flush=True)
+    print(
+        f"{label:<16} silu sites {info['silu_patterns']:>3} | ORT conv {ort['conv_total']} "
+        f"fused {ort['fused_into_conv']} "
+        f"standalone {ort['standalone']} reorders {ort['layout_reorders']}",
+        flush=True,
+    )
     return {k: v for k, v in info.items() if k != "op_counts"}
 
 

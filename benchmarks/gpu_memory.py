@@ -1,6 +1,6 @@
 """Peak CUDA memory of one training step of yolo11n per activation (run on a GPU machine).
 
-    python benchmarks/gpu_memory.py [batch] [imgsz]
+python benchmarks/gpu_memory.py [batch] [imgsz]
 """
 
 import copy
@@ -32,9 +32,18 @@ def main() -> None:
     batch = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     imgsz = int(sys.argv[2]) if len(sys.argv) > 2 else 640
     base = load("yolo11n.yaml").model
-    print(f"{torch.cuda.get_device_name(0)}, yolo11n, batch {batch}, imgsz {imgsz}: peak CUDA memory of one step above the model")
+    print(
+        f"{torch.cuda.get_device_name(0)}, yolo11n, batch {batch}, imgsz {imgsz}: "
+        "peak CUDA memory of one step above the model"
+    )
     for amp in (False, True):
-        for act, inplace in [("silu", False), ("leaky_relu:0.1", False), ("leaky_relu:0.1", True), ("relu", True), ("prelu", False)]:
+        for act, inplace in [
+            ("silu", False),
+            ("leaky_relu:0.1", False),
+            ("leaky_relu:0.1", True),
+            ("relu", True),
+            ("prelu", False),
+        ]:
             net = copy.deepcopy(base)
             swap_activations(net, act, inplace=inplace)
             peak = peak_step_bytes(net, batch, imgsz, amp)

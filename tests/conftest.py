@@ -38,4 +38,6 @@ def coco8_yaml(coco8, tmp_path_factory) -> Path:
 
 
 # Tiny training settings shared by every real training test: real Ultralytics training, seconds on 2 cores.
-TRAIN_KW = dict(epochs=1, imgsz=64, batch=4, workers=0, plots=False, amp=False, seed=0, deterministic=True, verbose=False)
+TRAIN_KW = dict(
+    epochs=1, imgsz=64, batch=4, workers=0, plots=False, amp=False, seed=0, deterministic=True, verbose=False
+)

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from yolo_leaky import load  # noqa: E402
-from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, prepare_network, latency_stats, round_orders  # noqa: E402
+from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, latency_stats, prepare_network, round_orders  # noqa: E402
 
 IMGSZ = 64
 ACTS = {"silu": "silu", "relu": "relu", "leaky": "leaky_relu:0.1"}
@@ -40,7 +40,12 @@ def check_result(res, labels):
     assert list(res.stats) == labels
     assert res.rounds >= MIN_ROUNDS
     base = res.stats["silu"]
-    assert base.ratio_of_medians == 1.0 and base.ratio_of_medians_ci_low == 1.0 and base.ratio_of_medians_ci_high == 1.0 and base.ratio_of_medians_half_width_pct == 0.0
+    assert (
+        base.ratio_of_medians == 1.0
+        and base.ratio_of_medians_ci_low == 1.0
+        and base.ratio_of_medians_ci_high == 1.0
+        and base.ratio_of_medians_half_width_pct == 0.0
+    )
     assert base.paired_ratio == 1.0 and base.paired_ci_low == base.paired_ci_high == 1.0
     for label, s in res.stats.items():
         assert len(res.samples_ns[label]) == res.rounds == s.rounds
@@ -51,7 +56,9 @@ def check_result(res, labels):
         assert s.paired_ci_low <= s.paired_ratio <= s.paired_ci_high
         if label != "silu":
             assert s.ratio_of_medians_ci_low < s.ratio_of_medians_ci_high and s.paired_ci_low < s.paired_ci_high
-            assert s.ratio_of_medians_half_width_pct == pytest.approx(100 * (s.ratio_of_medians_ci_high - s.ratio_of_medians_ci_low) / 2)
+            assert s.ratio_of_medians_half_width_pct == pytest.approx(
+                100 * (s.ratio_of_medians_ci_high - s.ratio_of_medians_ci_low) / 2
+            )
     text = res.format_table()
     assert all(label in text for label in labels) and res.runtime in text
     assert json.loads(json.dumps(res.to_dict(samples=True)))["rounds"] == res.rounds
@@ -108,7 +115,9 @@ def test_summarize_on_known_samples():
     samples = {"silu": base, "double": 2 * base, "same": base.copy()}
     stats = latency_stats(samples, "silu", resamples=500)
     assert stats["double"].ratio_of_medians == pytest.approx(2.0)
-    assert stats["double"].ratio_of_medians_ci_low == pytest.approx(2.0) and stats["double"].ratio_of_medians_ci_high == pytest.approx(2.0)
+    assert stats["double"].ratio_of_medians_ci_low == pytest.approx(2.0) and stats[
+        "double"
+    ].ratio_of_medians_ci_high == pytest.approx(2.0)
     assert stats["double"].paired_ratio == 2.0 and stats["double"].paired_half_width_pct == 0.0
     assert stats["same"].ratio_of_medians == 1.0 and stats["same"].ratio_of_medians_half_width_pct == 0.0
     noisy = {"silu": base, "other": base + rng.integers(0, 500_000, size=200)}

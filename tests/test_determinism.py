@@ -4,8 +4,8 @@ import csv
 
 import pytest
 import torch
-
 from conftest import TRAIN_KW
+
 from yolo_leaky import load
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,9 @@ def _train(coco8_yaml, project, name):
     yolo.train(data=str(coco8_yaml), project=str(project), name=name, exist_ok=True, **{**TRAIN_KW, "epochs": 2})
     rows = list(csv.DictReader(open(project / name / "results.csv")))
     weights = torch.load(project / name / "weights/last.pt", weights_only=False)
-    return [{k.strip(): v for k, v in r.items() if k.strip() != "time"} for r in rows], weights["ema"] or weights["model"]
+    return [{k.strip(): v for k, v in r.items() if k.strip() != "time"} for r in rows], weights["ema"] or weights[
+        "model"
+    ]
 
 
 def test_two_runs_with_one_seed_agree(coco8_yaml, tmp_path):

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import TRAIN_KW
 from torch import nn
 
-from conftest import TRAIN_KW
 from yolo_leaky import load
 from yolo_leaky.diagnostics import (
     activation_sites,
@@ -34,8 +34,10 @@ def site(d: dict, path: str) -> dict:
     return next(e for e in d["per_layer"] if e["site"] == path)
 
 
-@pytest.mark.parametrize("act, measure, kind", [("relu", "dead", "ReLU"), ("silu", "negative_only", "SiLU"),
-                                                ("prelu", "negative_only", "PReLU")])
+@pytest.mark.parametrize(
+    "act, measure, kind",
+    [("relu", "dead", "ReLU"), ("silu", "negative_only", "SiLU"), ("prelu", "negative_only", "PReLU")],
+)
 def test_structure_and_ranges(act, measure, kind, coco8_yaml):
     d = health(act, coco8_yaml)
     json.dumps(d)  # JSON-able

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # every case runs the real CLI in a fresh interpreter
+
 CODE_YAML = """nc: 80
 activation: {act}
 backbone:
@@ -23,13 +25,21 @@ head:
 
 def run_cli(args, cwd, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "yolo_leaky.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "yolo_leaky.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def assert_user_error(result, fragment):
@@ -89,7 +99,12 @@ CASES = [
     ("data-missing", ["train", "data=nope.yaml"], "does not exist", None),
     ("data-no-val", ["train", "data=noval.yaml"], "no 'val'", None),
     ("data-empty-images", ["train", "data=emptyimgs.yaml"], "holds no images", None),
-    ("coco8-missing-offline", ["train", "data=coco8.yaml"], "COCO8 not found", {"YOLO_LEAKY_COCO8": "/nonexistent/coco8"}),
+    (
+        "coco8-missing-offline",
+        ["train", "data=coco8.yaml"],
+        "COCO8 not found",
+        {"YOLO_LEAKY_COCO8": "/nonexistent/coco8"},
+    ),
     ("resume-other-act", ["train", "model=prelu.pt", "resume=True", "act=relu"], "trained with act=prelu", None),
     ("unknown-key", ["train", "epoch=3"], "did you mean 'epochs'", None),
     ("bad-value", ["train", "epochs=abc"], "epochs", None),
@@ -169,8 +184,13 @@ def test_compare_refuses_to_mix_settings(tmp_path):
 def small_tmpfs(tmp_path):
     mount = tmp_path / "mnt"
     mount.mkdir()
-    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                                                       capture_output=True).returncode != 0:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root); disk-full and read-only cases not run")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
@@ -187,7 +207,9 @@ def test_disk_full_keeps_existing_files(small_tmpfs):
                 f.flush()
     except OSError:
         pass
-    result = run_cli(["cfg", "model=yolo11n", "act=relu,prelu", f"out={small_tmpfs}", "--force"], cwd=small_tmpfs.parent)
+    result = run_cli(
+        ["cfg", "model=yolo11n", "act=relu,prelu", f"out={small_tmpfs}", "--force"], cwd=small_tmpfs.parent
+    )
     assert_user_error(result, "free disk space")
     assert keep.read_text() == "# earlier result\n"
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler", "yolo11n-relu.yaml"]  # no temp file left

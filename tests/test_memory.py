@@ -12,7 +12,13 @@ def test_saved_tensor_bytes_yolo11n():
     base = load("yolo11n.yaml").model
     example = torch.randn(2, 3, 128, 128)
     measured = {}
-    for act, inplace in [("silu", False), ("leaky_relu:0.1", True), ("leaky_relu:0.1", False), ("relu", True), ("prelu", False)]:
+    for act, inplace in [
+        ("silu", False),
+        ("leaky_relu:0.1", True),
+        ("leaky_relu:0.1", False),
+        ("relu", True),
+        ("prelu", False),
+    ]:
         net = copy.deepcopy(base)
         swap_activations(net, act, inplace=inplace)
         measured[(act, inplace)] = saved_tensor_bytes(net, example)

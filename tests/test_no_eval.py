@@ -67,8 +67,14 @@ def entry_points(path, project) -> dict:
 
 
 def _run(args, cwd):
-    return subprocess.run([sys.executable, "-m", "yolo_leaky.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "yolo_leaky.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +90,18 @@ def cli_results(evil, tmp_path_factory):
         return {k: (f.result(), jobs[k][1], jobs[k][2]) for k, f in futures.items()}
 
 
-CASES = [(kind, route) for kind in ("yaml-plain", "yaml-keyed", "pt-plain", "pt-keyed")
-         for route in ("train", "val", "predict", "export", "inspect", "train-act")]
-CASES += [(kind, "cfg") for kind in ("yaml-plain", "yaml-keyed")] + [(kind, "compare-model") for kind in ("yaml-plain", "yaml-keyed")]
+CASES = [
+    (kind, route)
+    for kind in ("yaml-plain", "yaml-keyed", "pt-plain", "pt-keyed")
+    for route in ("train", "val", "predict", "export", "inspect", "train-act")
+]
+CASES += [(kind, "cfg") for kind in ("yaml-plain", "yaml-keyed")] + [
+    (kind, "compare-model") for kind in ("yaml-plain", "yaml-keyed")
+]
 CASES += [(kind, "compare-weights") for kind in ("pt-plain", "pt-keyed")]
 
 
+@pytest.mark.slow  # 30 CLI runs in fresh interpreters
 @pytest.mark.parametrize("kind, route", CASES, ids=[f"{k}-{r}" for k, r in CASES])
 def test_cli_never_runs_yaml_code(cli_results, kind, route):
     result, marker, project = cli_results[(kind, route)]

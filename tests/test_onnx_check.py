@@ -91,7 +91,9 @@ def test_silu_patterns_on_handmade_graphs(tmp_path):
         helper.make_node("Mul", ["s2", "gate"], ["y"]),  # x*sigmoid(x) whose x is a Mul output
     ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 2, 2]) for n in ("x", "y")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [io[0]], [io[1]], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [io[0]], [io[1]], [w]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     path = tmp_path / "hand.onnx"
     onnx.save(model, path)

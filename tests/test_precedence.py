@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TRAIN_KW
-from yolo_leaky import UserError, load, take_census
+
+from yolo_leaky import UserError, load, loading, take_census
 from yolo_leaky import cli as cli_module
-from yolo_leaky import loading
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +48,9 @@ def checkpoints(tmp_path_factory, coco8_yaml):
 
         yolo.add_callback("on_fit_epoch_end", stop)
         with pytest.raises(Stop):
-            yolo.train(data=str(coco8_yaml), project=str(project), name=name, exist_ok=True, **{**TRAIN_KW, "epochs": 2})
+            yolo.train(
+                data=str(coco8_yaml), project=str(project), name=name, exist_ok=True, **{**TRAIN_KW, "epochs": 2}
+            )
         out[name] = project / name / "weights/last.pt"
     return out
 
@@ -81,19 +82,38 @@ def _census_cli(model, act, mode, data, project, monkeypatch):
     if mode == "resume":
         argv.append("resume=True")
     else:
-        argv += [f"data={data}", f"project={project}", "name=run", "exist_ok=True", "epochs=1", "imgsz=64", "batch=4",
-                 "workers=0", "plots=False", "amp=False"]
+        argv += [
+            f"data={data}",
+            f"project={project}",
+            "name=run",
+            "exist_ok=True",
+            "epochs=1",
+            "imgsz=64",
+            "batch=4",
+            "workers=0",
+            "plots=False",
+            "amp=False",
+        ]
     with pytest.raises(Stop):
         cli_module.dispatch(argv)  # main() would turn the test's Stop into an internal-error line
     return seen
 
 
-MATRIX = [(src, act, route, mode) for src in SOURCES for act in (None, ACT[0]) for route in ("api", "cli")
-          for mode in ("new", "warm", "resume")]
+MATRIX = [
+    (src, act, route, mode)
+    for src in SOURCES
+    for act in (None, ACT[0])
+    for route in ("api", "cli")
+    for mode in ("new", "warm", "resume")
+]
 
 
-@pytest.mark.parametrize("source, act, route, mode", MATRIX, ids=[f"{s}-{a or 'noact'}-{r}-{m}" for s, a, r, m in MATRIX])
-def test_trainer_builds_the_activation_asked_for(source, act, route, mode, checkpoints, coco8_yaml, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "source, act, route, mode", MATRIX, ids=[f"{s}-{a or 'noact'}-{r}-{m}" for s, a, r, m in MATRIX]
+)
+def test_trainer_builds_the_activation_asked_for(
+    source, act, route, mode, checkpoints, coco8_yaml, tmp_path, monkeypatch
+):
     model_file, file_type = SOURCES[source]
     if mode == "new":
         model = model_file
@@ -158,7 +178,9 @@ def test_python_api_finds_coco8_offline(tmp_path, monkeypatch, coco8):
     monkeypatch.chdir(tmp_path)
     seen = []
     yolo = load("yolo11n.yaml", act="relu")
-    yolo.add_callback("on_train_start", lambda trainer: (seen.append(trainer.data["val"]), _census_then_stop(seen)(trainer)))
+    yolo.add_callback(
+        "on_train_start", lambda trainer: (seen.append(trainer.data["val"]), _census_then_stop(seen)(trainer))
+    )
     with pytest.raises(Stop):
         yolo.train(data="coco8.yaml", project=str(tmp_path), name="api", **TRAIN_KW)
     assert seen[0].endswith("images/val") and Path(seen[0]).is_dir()

@@ -14,15 +14,39 @@ import yaml
 pytestmark = pytest.mark.slow
 # A short run of the shapes recipe: 5 epochs reach mAP50-95 of a few hundredths (3 epochs measured 0.01-0.04,
 # silu lowest): real, non-zero metrics. The test needs only that, not a difference between the variants.
-RECIPE = ["epochs=5", "imgsz=64", "batch=8", "nbs=8", "optimizer=AdamW", "lr0=0.002", "lrf=0.1", "warmup_epochs=0",
-          "mosaic=0", "scale=0.2", "val=False"]
+RECIPE = [
+    "epochs=5",
+    "imgsz=64",
+    "batch=8",
+    "nbs=8",
+    "optimizer=AdamW",
+    "lr0=0.002",
+    "lrf=0.1",
+    "warmup_epochs=0",
+    "mosaic=0",
+    "scale=0.2",
+    "val=False",
+]
 
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     project = tmp_path_factory.mktemp("sig")
-    cmd = [sys.executable, "-m", "yolo_leaky.cli", "compare", "data=shapes", f"project={project}", "name=sig",
-           "variants=[silu,relu]", "seeds=[0,1]", "bench_imgsz=64", "bench_seconds=1", "runtimes=[ort-cpu]", *RECIPE]
+    cmd = [
+        sys.executable,
+        "-m",
+        "yolo_leaky.cli",
+        "compare",
+        "data=shapes",
+        f"project={project}",
+        "name=sig",
+        "variants=[silu,relu]",
+        "seeds=[0,1]",
+        "bench_imgsz=64",
+        "bench_seconds=1",
+        "runtimes=[ort-cpu]",
+        *RECIPE,
+    ]
     result = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1800, env=dict(os.environ))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project / "sig"
@@ -51,7 +75,13 @@ def test_train_arguments_reach_every_cell(shapes_run):
     assert len(cells) == 4
     for path in cells:
         args = yaml.safe_load(path.read_text())
-        assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["mosaic"]) == ("AdamW", 0.002, 8, 0, 0)
+        assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["mosaic"]) == (
+            "AdamW",
+            0.002,
+            8,
+            0,
+            0,
+        )
 
 
 def test_identity_floor_is_the_same_network(shapes_run):
@@ -60,8 +90,12 @@ def test_identity_floor_is_the_same_network(shapes_run):
     from yolo_leaky.config import CompareConfig
 
     results = json.loads((shapes_run / "results.json").read_text())
-    assert results["cost"]["identity"]["params"] == results["cost"]["silu"]["params"] == results["cost"]["relu"]["params"]
-    c = CompareConfig(data="shapes", variants=["silu", "relu"], seeds=[0, 1], project=str(shapes_run.parent), name="sig")
+    assert (
+        results["cost"]["identity"]["params"] == results["cost"]["silu"]["params"] == results["cost"]["relu"]["params"]
+    )
+    c = CompareConfig(
+        data="shapes", variants=["silu", "relu"], seeds=[0, 1], project=str(shapes_run.parent), name="sig"
+    )
     models = variant_models(c, results["cells"])
     shapes = {name: {k: v.shape for k, v in m.model.state_dict().items()} for name, m in models.items()}
     assert shapes["identity"] == shapes["silu"] == shapes["relu"]
@@ -70,6 +104,7 @@ def test_identity_floor_is_the_same_network(shapes_run):
 def test_epoch_time_leaves_out_validation_and_diagnostics(tmp_path, coco8_yaml):
     """Every validation and every on_fit_epoch_end callback (unit-health tracking) falls outside the timed span."""
     from conftest import TRAIN_KW
+
     from yolo_leaky import load
     from yolo_leaky.cells import EpochTimer
     from yolo_leaky.diagnostics import track_unit_health

@@ -26,7 +26,22 @@ def example_for(yolo):
 
 def test_every_family_and_task_is_covered():
     names = " ".join(p.name for p in OFFLINE_BUILDABLE)
-    for family in ["yolov3", "yolov5", "yolov6", "yolov8", "ghost", "p2", "p6", "world", "yolov9", "yolov10", "yolo11", "yolo12", "yolo26", "rtdetr"]:
+    for family in [
+        "yolov3",
+        "yolov5",
+        "yolov6",
+        "yolov8",
+        "ghost",
+        "p2",
+        "p6",
+        "world",
+        "yolov9",
+        "yolov10",
+        "yolo11",
+        "yolo12",
+        "yolo26",
+        "rtdetr",
+    ]:
         assert family in names
     for task in ["-seg", "-pose", "-obb", "-cls"]:
         assert task in names
@@ -72,7 +87,9 @@ def test_prelu_parameters_are_per_site_and_per_channel():
     report = swap_activations(yolo, "prelu")
     prelus = [m for _, m in yolo.model.named_modules(remove_duplicate=False) if isinstance(m, nn.PReLU)]
     assert len(prelus) == 77 and len({id(m) for m in prelus}) == 77
-    conv_channels = sum(m.conv.out_channels for m in yolo.model.modules() if isinstance(m, Conv) and isinstance(m.act, nn.PReLU))
+    conv_channels = sum(
+        m.conv.out_channels for m in yolo.model.modules() if isinstance(m, Conv) and isinstance(m.act, nn.PReLU)
+    )
     assert report.params_added == conv_channels == sum(p.weight.numel() for p in prelus)
     assert sum(p.numel() for p in yolo.model.parameters()) == n_before + report.params_added
     single = swap_activations(load("yolo11n.yaml"), "prelu:layer")

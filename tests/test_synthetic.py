@@ -29,8 +29,11 @@ SMALL = dict(n_train=8, n_val=4, imgsz=64)
 
 
 def file_hashes(root) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".png", ".txt")}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in (".png", ".txt")
+    }
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +123,13 @@ LEARN_ACTS = ["silu", "relu", "leaky_relu:0.1", "prelu"]
 
 def _learn(act: str, data: Path, project: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", LEARN_SCRIPT, act, str(data), str(project)],
-                            capture_output=True, text=True, timeout=1200, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", LEARN_SCRIPT, act, str(data), str(project)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

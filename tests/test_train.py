@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import TRAIN_KW
 from torch import nn
 
-from conftest import TRAIN_KW
 from yolo_leaky import load, take_census
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,14 @@ def census_inside_trainer(yolo) -> list:
     seen = []
 
     def record(trainer):
-        seen.append({"epoch": getattr(trainer, "epoch", None), "sites": dict(take_census(trainer.model).sites),
-                     "ema": dict(take_census(trainer.ema.ema).sites), "trainer": type(trainer).__name__})
+        seen.append(
+            {
+                "epoch": getattr(trainer, "epoch", None),
+                "sites": dict(take_census(trainer.model).sites),
+                "ema": dict(take_census(trainer.ema.ema).sites),
+                "trainer": type(trainer).__name__,
+            }
+        )
 
     yolo.add_callback("on_train_start", record)
     yolo.add_callback("on_train_epoch_end", record)
@@ -90,8 +96,20 @@ def test_checkpoints_load_in_stock_ultralytics(runs, act, ckpt, coco8, coco8_yam
     weights.write_bytes((runs[act]["weights"] / ckpt).read_bytes())
     env = {**os.environ, "PYTHONPATH": ""}
     result = subprocess.run(
-        [sys.executable, "-c", STOCK_SCRIPT, str(weights), str(coco8_yaml), str(next((coco8 / "images/val").iterdir())), "x"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            STOCK_SCRIPT,
+            str(weights),
+            str(coco8_yaml),
+            str(next((coco8 / "images/val").iterdir())),
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads(result.stdout.strip().splitlines()[-1])
@@ -149,7 +167,9 @@ def test_resume_keeps_activation_and_learned_slopes(coco8_yaml, tmp_path):
     def grab(trainer):
         at_start["epoch"] = trainer.start_epoch
         at_start["sites"] = dict(take_census(trainer.model).sites)
-        at_start["slopes"] = torch.cat([m.weight.detach().float().flatten() for m in trainer.ema.ema.modules() if isinstance(m, nn.PReLU)])
+        at_start["slopes"] = torch.cat(
+            [m.weight.detach().float().flatten() for m in trainer.ema.ema.modules() if isinstance(m, nn.PReLU)]
+        )
 
     resumed.add_callback("on_train_start", grab)
     resumed.train(resume=True)
@@ -158,7 +178,9 @@ def test_resume_keeps_activation_and_learned_slopes(coco8_yaml, tmp_path):
     assert (saved_slopes - 0.25).abs().max() > 0.1
 
 
-@pytest.mark.parametrize("cfg_name, act_type", [("yolo11n-leaky_relu0.1.yaml", "LeakyReLU"), ("yolo11n-relu.yaml", "ReLU")])
+@pytest.mark.parametrize(
+    "cfg_name, act_type", [("yolo11n-leaky_relu0.1.yaml", "LeakyReLU"), ("yolo11n-relu.yaml", "ReLU")]
+)
 def test_stock_yolo_cli_trains_shipped_cfg(cfg_name, act_type, coco8_yaml, tmp_path):
     """`yolo train model=cfg/<file>.yaml` with the stock CLI trains that activation (exact for these files)."""
     import shutil
@@ -167,15 +189,35 @@ def test_stock_yolo_cli_trains_shipped_cfg(cfg_name, act_type, coco8_yaml, tmp_p
     cfg = Path(__file__).parents[1] / "cfg" / cfg_name
     yolo_cli = shutil.which("yolo")
     assert yolo_cli, "the stock `yolo` console script is missing"
-    args = [yolo_cli, "train", f"model={cfg}", f"data={coco8_yaml}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
-            "plots=False", "amp=False", f"project={tmp_path}", "name=stock", "exist_ok=True"]
+    args = [
+        yolo_cli,
+        "train",
+        f"model={cfg}",
+        f"data={coco8_yaml}",
+        "epochs=1",
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "plots=False",
+        "amp=False",
+        f"project={tmp_path}",
+        "name=stock",
+        "exist_ok=True",
+    ]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert result.returncode == 0, result.stderr[-3000:]
     count = subprocess.run(
-        [sys.executable, "-c", "import sys, json, collections; from ultralytics import YOLO; "
-         "m = YOLO(sys.argv[1]).model; print(json.dumps(collections.Counter(type(x).__name__ for _, x in "
-         "m.named_modules(remove_duplicate=False) if type(x).__name__ in ('SiLU','ReLU','LeakyReLU'))))",
-         str(tmp_path / "stock/weights/best.pt")],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+        [
+            sys.executable,
+            "-c",
+            "import sys, json, collections; from ultralytics import YOLO; "
+            "m = YOLO(sys.argv[1]).model; print(json.dumps(collections.Counter(type(x).__name__ for _, x in "
+            "m.named_modules(remove_duplicate=False) if type(x).__name__ in ('SiLU','ReLU','LeakyReLU'))))",
+            str(tmp_path / "stock/weights/best.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
     )
     assert json.loads(count.stdout.strip().splitlines()[-1]) == {act_type: 77}

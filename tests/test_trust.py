@@ -5,11 +5,11 @@ compare's pass-through of Ultralytics train arguments, and a run folder that not
 import ast
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from torch import nn
 
@@ -68,14 +68,17 @@ def test_error_from_our_code_while_loading_is_not_blamed_on_the_file(monkeypatch
         load("yolo11n.yaml")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("nn.ReLU(0.5)", "inplace must be True or False"),
-    ("nn.LeakyReLU(0.1, foo=1)", "has no argument 'foo'"),
-    ("nn.LeakyReLU(0.1, True, 3)", "at most 2 argument"),
-    ("nn.PReLU(1, 0.2, 7)", "at most 2 argument"),
-    ("nn.SiLU(beta=2)", "has no argument 'beta'"),
-    ("nn.LeakyReLU(0.1, negative_slope=0.2)", "given twice"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("nn.ReLU(0.5)", "inplace must be True or False"),
+        ("nn.LeakyReLU(0.1, foo=1)", "has no argument 'foo'"),
+        ("nn.LeakyReLU(0.1, True, 3)", "at most 2 argument"),
+        ("nn.PReLU(1, 0.2, 7)", "at most 2 argument"),
+        ("nn.SiLU(beta=2)", "has no argument 'beta'"),
+        ("nn.LeakyReLU(0.1, negative_slope=0.2)", "given twice"),
+    ],
+)
 def test_loose_torch_spellings_are_refused(text, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
         parse_act(text)
@@ -120,7 +123,9 @@ def test_dataset_counted_as_ultralytics_counts(coco8, tmp_path, monkeypatch):
     (tmp_path / "rel.yaml").write_text("path: data\ntrain: images/train\nval: images/val\nnames: {0: person}\n")
     val_list = tmp_path / "val.txt"
     val_list.write_text("".join(f"{p}\n" for p in sorted((coco8 / "images/val").iterdir())[:3]))
-    (tmp_path / "list.yaml").write_text(f"path: {tmp_path}\ntrain: {coco8}/images/train\nval: val.txt\nnames: {{0: person}}\n")
+    (tmp_path / "list.yaml").write_text(
+        f"path: {tmp_path}\ntrain: {coco8}/images/train\nval: val.txt\nnames: {{0: person}}\n"
+    )
     assert dataset_info(tmp_path / "rel.yaml")["val_images"] == 4
     assert dataset_info(tmp_path / "list.yaml")["val_images"] == 3
     unknown = dataset_info(tmp_path / "missing.yaml")
@@ -144,8 +149,15 @@ def test_compare_passes_ultralytics_train_arguments_through():
     from yolo_leaky.config import load_config
 
     c = load_config(["lr0=0.002", "optimizer=AdamW", "nbs=8", "warmup_epochs=0", "mosaic=0", "scale=0.2", "val=False"])
-    assert c.train_args == {"lr0": 0.002, "optimizer": "AdamW", "nbs": 8, "warmup_epochs": 0, "mosaic": 0,
-                            "scale": 0.2, "val": False}
+    assert c.train_args == {
+        "lr0": 0.002,
+        "optimizer": "AdamW",
+        "nbs": 8,
+        "warmup_epochs": 0,
+        "mosaic": 0,
+        "scale": 0.2,
+        "val": False,
+    }
     assert c.fingerprint()["train_args"] == c.train_args  # part of what decides reuse
     with pytest.raises(UserError, match="lr0"):
         load_config(["lr0=abc"])  # Ultralytics' own type check

@@ -17,7 +17,8 @@ Method (what ``benchmark`` does):
    round alike, so pairing by round removes most of it from the ratios.
 4. Statistics. Per model: the median latency (and mean, 10th/90th percentiles). Against ``baseline``: the ratio of
    medians, with a 95% percentile-bootstrap CI from ``RESAMPLES`` resamples of whole rounds (the same resampled rounds
-   for the model and the baseline, so the pairing is kept). ``ratio_of_medians_half_width_pct`` is half the CI's width in percent of
+   for the model and the baseline, so the pairing is kept). ``ratio_of_medians_half_width_pct`` is half the CI's
+   width in percent of
    the baseline's latency (100 * (hi - lo) / 2). The baseline's own ratio is exactly 1 with a zero-width CI.
    Also reported, as a second estimator: the paired ratio, the median over rounds of t(variant) / t(baseline)
    within the same round, with its CI from the same resamples. Where the machine's slow phases outlast a round (they
@@ -151,13 +152,16 @@ class BenchResult:
             ci = f"[{s.ratio_of_medians_ci_low:.3f}, {s.ratio_of_medians_ci_high:.3f}]"
             pci = f"[{s.paired_ci_low:.3f}, {s.paired_ci_high:.3f}]"
             rows.append(
-                f"{s.label:<{width}}  {s.median_ms:>9.2f}  {spread:>15}  {s.ratio_of_medians:>6.3f}  {ci:>15}  {s.ratio_of_medians_half_width_pct:>5.2f}"
+                f"{s.label:<{width}}  {s.median_ms:>9.2f}  {spread:>15}  {s.ratio_of_medians:>6.3f}  {ci:>15}  "
+                f"{s.ratio_of_medians_half_width_pct:>5.2f}"
                 f"  {s.paired_ratio:>6.3f}  {pci:>15}  {s.paired_half_width_pct:>5.2f}"
             )
         rows.append("paired = median over rounds of t(variant) / t(baseline) within the round")
         load = self.env.get("loadavg_before"), self.env.get("loadavg_after")
         if all(x is not None for x in load):
-            rows.append(f"load average (1 min) before/after: {load[0]:.2f}/{load[1]:.2f} on {self.env.get('cpus')} CPUs")
+            rows.append(
+                f"load average (1 min) before/after: {load[0]:.2f}/{load[1]:.2f} on {self.env.get('cpus')} CPUs"
+            )
         return "\n".join(rows)
 
 
@@ -250,8 +254,10 @@ def _make_runners(models, runtime, imgsz, threads, onnx_paths, seed) -> dict[str
     return {k: _torch_runner(prepare_network(m, device, dtype), x, cuda) for k, m in models.items()}
 
 
-def prepare_network(model: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A deep copy of ``model`` in eval mode, Conv+BN fused (when it has Ultralytics' ``fuse``), on ``device``/``dtype``."""
+def prepare_network(
+    model: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """A deep copy of ``model`` in eval mode, Conv+BN fused (with Ultralytics' ``fuse``), on ``device``/``dtype``."""
     net = copy.deepcopy(model).eval()
     if callable(getattr(net, "fuse", None)):
         net = net.fuse(verbose=False)
@@ -277,8 +283,9 @@ def _torch_runner(net: nn.Module, x: torch.Tensor, cuda: bool) -> Callable[[], o
     return lambda: net(x)
 
 
-def ort_session(onnx_path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session set up for latency measurement (see the module docstring)."""
+def ort_session(onnx_path: str | Path, threads: int = 1, save_optimized: str | Path | None = None):
+    """The one ONNX Runtime CPU session setup: for latency measurement (see the module docstring) and for the export
+    check, which saves the graph ORT optimised to ``save_optimized``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -287,7 +294,9 @@ def ort_session(onnx_path: str | Path, threads: int = 1):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
+    opts.log_severity_level = 3  # the "hardware specific optimizations" warning is expected when saving
+    if save_optimized is not None:
+        opts.optimized_model_filepath = str(save_optimized)
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -299,7 +308,9 @@ def _ort_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int) -> 
         inp = sess.get_inputs()[0]
         static = [d for d in inp.shape if isinstance(d, int)]
         if len(static) == 4 and list(inp.shape) != list(x.shape):
-            raise ValueError(f"{label}: {path} takes input {inp.shape}, not {list(x.shape)}; export it at imgsz={imgsz}")
+            raise ValueError(
+                f"{label}: {path} takes input {inp.shape}, not {list(x.shape)}; export it at imgsz={imgsz}"
+            )
         runners[label] = _ort_runner(sess, inp.name, x)
     return runners
 
@@ -324,7 +335,9 @@ def round_orders(labels: list[str], seed: int) -> Iterator[list[str]]:
 Runner = Callable[[], object]
 
 
-def _time_rounds(runners: dict[str, Runner], seconds: float, warmup: int, seed: int) -> tuple[dict[str, np.ndarray], float]:
+def _time_rounds(
+    runners: dict[str, Runner], seconds: float, warmup: int, seed: int
+) -> tuple[dict[str, np.ndarray], float]:
     for run in runners.values():
         for _ in range(warmup):
             run()
@@ -371,7 +384,8 @@ def _torch_threads(threads: int) -> Iterator[None]:
 def latency_stats(
     samples_ns: dict[str, np.ndarray], baseline: str, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, ModelStats]:
-    """Per-model latency statistics, and bootstrap CIs of each variant's ratio to ``baseline`` (ratio of medians, paired).
+    """Per-model latency statistics, and bootstrap CIs of each variant's ratio to ``baseline`` (ratio of medians and
+    paired ratio).
 
     Args:
         samples_ns: Label -> latencies in ns, index = round (all the same length).
@@ -417,7 +431,9 @@ def _ci(boot: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _bootstrap_medians(samples_ns: dict[str, np.ndarray], resamples: int, seed: int, chunk: int = 500) -> dict[str, np.ndarray]:
+def _bootstrap_medians(
+    samples_ns: dict[str, np.ndarray], resamples: int, seed: int, chunk: int = 500
+) -> dict[str, np.ndarray]:
     """Median of each model over the same bootstrap resamples of rounds: label -> array of ``resamples`` medians."""
     rng = np.random.default_rng(seed)
     n = len(next(iter(samples_ns.values())))
@@ -443,7 +459,12 @@ def machine() -> dict:
     """The machine a measurement ran on: CPU (Ultralytics' ``get_cpu_info``), core count, Python and torch."""
     from ultralytics.utils.torch_utils import get_cpu_info
 
-    return {"torch": torch.__version__, "cpu": get_cpu_info(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "torch": torch.__version__,
+        "cpu": get_cpu_info(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def _env(runtime: str) -> dict:
@@ -485,7 +506,9 @@ def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None,
     old = net.__dict__.get("pt_path", missing)
     net.pt_path = str(target.with_suffix(".pt"))  # only its name is used: nothing is written at this path
     try:
-        produced = yolo.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=opset, batch=1, device="cpu")
+        produced = yolo.export(
+            format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=opset, batch=1, device="cpu"
+        )
     finally:
         if old is missing:
             del net.pt_path

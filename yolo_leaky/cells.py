@@ -71,7 +71,9 @@ def run_cells(c: CompareConfig, data: str, device) -> dict:
             cells[key] = done
             continue
         left = (spent / trained) * (len(todo) - k + 1) if trained else None
-        eta = "" if left is None else f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
+        eta = (
+            "" if left is None else f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
+        )
         _progress(bar, f"[cell {k}/{len(todo)}] {key}: training {c.epochs} epoch(s) at imgsz {c.imgsz}{eta}")
         start = time.perf_counter()
         with quiet(folder / "log.txt", c.verbose):
@@ -79,8 +81,11 @@ def run_cells(c: CompareConfig, data: str, device) -> dict:
         spent, trained = spent + time.perf_counter() - start, trained + 1
         atomic.write_json(folder / "cell.json", cells[key])
         result = cells[key]
-        outcome = (f"mAP50-95 {result['metrics']['map50_95']:.3f}" if result["status"] == "ok"
-                   else f"FAILED: {result['error']} (see {folder / 'log.txt'})")
+        outcome = (
+            f"mAP50-95 {result['metrics']['map50_95']:.3f}"
+            if result["status"] == "ok"
+            else f"FAILED: {result['error']} (see {folder / 'log.txt'})"
+        )
         _progress(bar, f"  {key}: {outcome}, {time.perf_counter() - start:.0f} s", advance=1)
     bar.close()
     return cells
@@ -129,6 +134,7 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
 
 def _record_census(result: dict):
     """A callback that takes the census of the network the trainer really optimises."""
+
     def record(trainer):
         result["census_in_trainer"] = dict(take_census(trainer.model).sites)
 
@@ -154,15 +160,31 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
     timer = EpochTimer()
     timer.attach(yolo)
     start = time.perf_counter()
-    yolo.train(**{
-        "workers": 0, "amp": cuda, "plots": False, "verbose": False, "deterministic": True, **c.train_args,
-        "data": data, "epochs": c.epochs, "imgsz": c.imgsz, "batch": c.batch, "device": device, "seed": seed,
-        "project": str(train_dir.parent), "name": train_dir.name, "exist_ok": True,
-    })
+    yolo.train(
+        **{
+            "workers": 0,
+            "amp": cuda,
+            "plots": False,
+            "verbose": False,
+            "deterministic": True,
+            **c.train_args,
+            "data": data,
+            "epochs": c.epochs,
+            "imgsz": c.imgsz,
+            "batch": c.batch,
+            "device": device,
+            "seed": seed,
+            "project": str(train_dir.parent),
+            "name": train_dir.name,
+            "exist_ok": True,
+        }
+    )
     wall = time.perf_counter() - start
     out = {
         # best.pt's figures, kept for reference only: its epoch was selected on the same images it is scored on
-        "metrics_best_selected_on_val": {k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRIC_KEYS.items()},
+        "metrics_best_selected_on_val": {
+            k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRIC_KEYS.items()
+        },
         "train_seconds": wall,
         "epoch_train_seconds": timer.seconds,
         "epoch_seconds": timer.typical(),
@@ -250,13 +272,13 @@ def variant_models(c: CompareConfig, cells: dict) -> dict:
             say(f"[speed] {spec.label}: seed {c.seeds[0]} failed; timing an untrained {spec} model")
             models[spec.label] = load(c.weights if c.protocol == "finetune" else c.model, act=spec)
         elif not Path(cell["weights"]).is_file():
-            raise UserError(f"weights of completed cell {cell_key(spec, c.seeds[0])} are missing ({cell['weights']}); "
-                            f"rerun with --force to start {c.run_dir} again")
+            raise UserError(
+                f"weights of completed cell {cell_key(spec, c.seeds[0])} are missing ({cell['weights']}); "
+                f"rerun with --force to start {c.run_dir} again"
+            )
         else:
             models[spec.label] = load(cell["weights"])
             trained[spec.label] = cell["weights"]
     untrained = c.weights if c.protocol == "finetune" else c.model
     models["identity"] = load(trained.get(c.baseline) or next(iter(trained.values()), untrained), act="identity")
     return models
-
-

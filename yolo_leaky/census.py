@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .swap import _network, in_loss_only, is_activation_module
+from .swap import in_loss_only, is_activation_module, network_of, prelu_stats
 
 
 class SiluCallCounter(TorchFunctionMode):
@@ -62,7 +62,9 @@ class Census:
 
     def format(self) -> str:
         lines = ["activation sites: " + (", ".join(f"{k} {v}" for k, v in sorted(self.sites.items())) or "none")]
-        lines.append("distinct instances: " + (", ".join(f"{k} {v}" for k, v in sorted(self.instances.items())) or "none"))
+        lines.append(
+            "distinct instances: " + (", ".join(f"{k} {v}" for k, v in sorted(self.instances.items())) or "none")
+        )
         lines.append("shared instances: " + (", ".join(f"{t} x{n} sites" for t, n in self.shared) or "none"))
         fn = "not measured" if self.functional_silu_calls is None else str(self.functional_silu_calls)
         lines.append(f"SiLU left: {len(self.silu_sites)} module sites, {fn} functional F.silu calls per forward")
@@ -84,7 +86,7 @@ def take_census(model, example: torch.Tensor | None = None) -> Census:
         model: The network to inspect.
         example: An input; when given, one no-grad eval forward counts functional ``F.silu`` calls.
     """
-    net = _network(model)
+    net = network_of(model)
     census = Census()
     uses: Counter = Counter()
     owners: dict[int, nn.Module] = {}
@@ -130,12 +132,5 @@ def count_functional_silu(net: nn.Module, example: torch.Tensor) -> int:
 
 
 def _prelu_summary(path: str, module: nn.PReLU) -> dict:
-    w = module.weight.detach().float().flatten().cpu()
-    return {
-        "site": path,
-        "n": w.numel(),
-        "min": float(w.min()),
-        "median": float(w.median()),
-        "max": float(w.max()),
-        "slopes": [round(float(v), 5) for v in w],
-    }
+    stats = prelu_stats(path, module.weight)
+    return {**stats, "slopes": [round(float(v), 5) for v in module.weight.detach().float().flatten().cpu()]}

@@ -19,8 +19,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml as pyyaml
-
 import torch
 
 from .census import take_census
@@ -95,7 +93,9 @@ def run_inspect(args: dict, as_json: bool) -> dict:
     census = take_census(yolo, torch.zeros(1, ch, imgsz, imgsz))
     result = {"model": str(args["model"]), **census.to_dict()}
     if args.get("data"):
-        result["units"] = unit_health(yolo, args["data"], imgsz=int(args.get("imgsz") or 64), batch=int(args.get("batch") or 4))
+        result["units"] = unit_health(
+            yolo, args["data"], imgsz=int(args.get("imgsz") or 64), batch=int(args.get("batch") or 4)
+        )
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -126,7 +126,9 @@ def dispatch(argv: list[str]) -> int:
     mode, rest = tokens[0], tokens[1:]
     if mode not in MODES:
         near = difflib.get_close_matches(mode, MODES, n=1)
-        raise UserError(f"unknown mode '{mode}'" + (f"; did you mean '{near[0]}'?" if near else f"; modes: {', '.join(MODES)}"))
+        raise UserError(
+            f"unknown mode '{mode}'" + (f"; did you mean '{near[0]}'?" if near else f"; modes: {', '.join(MODES)}")
+        )
     if mode in ULTRA_MODES:
         run_ultralytics_mode(mode, parse_kv(rest, ultralytics_keys()))
     elif mode == "cfg":
@@ -154,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        print(f"yolo-leaky: internal error (a bug in yolo-leaky or a library it calls, not in your input): "
-              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; rerun with --debug for the traceback "
-              "and report it", file=sys.stderr)
+        print(
+            f"yolo-leaky: internal error (a bug in yolo-leaky or a library it calls, not in your input): "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; rerun with --debug for the traceback "
+            "and report it",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -83,7 +83,9 @@ def prepare_run_dir(c: CompareConfig, force: bool, contents: dict | None = None)
             )
         shutil.rmtree(run)
     elif saved is None and run.exists() and any(run.iterdir()) and not force:
-        raise UserError(f"{run} exists but is not a yolo-leaky compare run; use name=<new name>, or --force to replace it")
+        raise UserError(
+            f"{run} exists but is not a yolo-leaky compare run; use name=<new name>, or --force to replace it"
+        )
     elif saved is None and run.exists() and force:
         shutil.rmtree(run)
     atomic.write_json(run / "settings.json", wanted)
@@ -125,16 +127,24 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
         nets = {label: yolo.model for label, yolo in models.items()}
         timings = {}
         for runtime in runtimes:
-            say(f"[speed] {runtime}: {len(nets)} models interleaved, {c.bench_seconds:g} s, {c.bench_threads} thread(s)")
+            say(
+                f"[speed] {runtime}: {len(nets)} models interleaved, {c.bench_seconds:g} s, {c.bench_threads} thread(s)"
+            )
             result = benchmark(
-                nets, imgsz=c.bench_imgsz, runtime=runtime, seconds=c.bench_seconds, threads=c.bench_threads,
-                baseline=c.baseline, onnx_paths=onnx,
+                nets,
+                imgsz=c.bench_imgsz,
+                runtime=runtime,
+                seconds=c.bench_seconds,
+                threads=c.bench_threads,
+                baseline=c.baseline,
+                onnx_paths=onnx,
             )
             timings[runtime] = result.to_dict()
         return {"onnx": onnx, "exports": exports, "timings": timings}
 
-    return cached_stage(c.run_dir / "speed.json", compute,
-                        reuse=lambda cached: set(cached.get("exports", {})) == set(models))
+    return cached_stage(
+        c.run_dir / "speed.json", compute, reuse=lambda cached: set(cached.get("exports", {})) == set(models)
+    )
 
 
 def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
@@ -153,8 +163,9 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
                 units[spec.label]["prelu"] = {"layers": slopes, "summary": summarize_slopes(slopes)}
         return units
 
-    return cached_stage(c.run_dir / "units.json", compute,
-                        reuse=lambda cached: set(cached) == {s.label for s in c.specs})
+    return cached_stage(
+        c.run_dir / "units.json", compute, reuse=lambda cached: set(cached) == {s.label for s in c.specs}
+    )
 
 
 # ---------------------------------------------------------------- entry points
@@ -167,8 +178,10 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
     if c.protocol == "finetune":
         load(c.weights)  # a missing (offline), corrupt or non-YOLO checkpoint stops here, clearly
     run = prepare_run_dir(c, force, contents=content_fingerprint(c, located))
-    say(f"yolo-leaky compare: {len(c.specs)} variants x {len(c.seeds)} seed(s), protocol {c.protocol}, data {c.data} "
-        f"-> {run}" + ("" if c.verbose else f" (Ultralytics' output: {run}/log.txt and cells/*/log.txt)"))
+    say(
+        f"yolo-leaky compare: {len(c.specs)} variants x {len(c.seeds)} seed(s), protocol {c.protocol}, data {c.data} "
+        f"-> {run}" + ("" if c.verbose else f" (Ultralytics' output: {run}/log.txt and cells/*/log.txt)")
+    )
     log = run / "log.txt"
     with quiet(log, c.verbose):
         data = resolve_data(c.data, out_dir=run)
@@ -206,7 +219,9 @@ def final_table(c: CompareConfig, summary: Summary) -> str:
 def compare_from_cli(tokens: list[str], force: bool = False, quick: bool = False) -> int:
     config = load_config(tokens, quick=quick)
     report = run_compare(config, force=force)
-    failed = [k for k, v in (json.loads((report.parent / "results.json").read_text())["cells"]).items() if v["status"] != "ok"]
+    failed = [
+        k for k, v in (json.loads((report.parent / "results.json").read_text())["cells"]).items() if v["status"] != "ok"
+    ]
     if failed:
         print(f"yolo-leaky: {len(failed)} cell(s) failed: {', '.join(failed)}; see {report}", file=sys.stderr)
         return 1

@@ -118,8 +118,25 @@ QUICK = dict(epochs=1, imgsz=64, seeds=[0], bench_imgsz=64, bench_seconds=3.0, n
 
 
 # Ultralytics train arguments that compare sets itself for every cell (or that would break the protocol).
-MANAGED_TRAIN_ARGS = {"model", "data", "epochs", "imgsz", "batch", "device", "seed", "project", "name", "exist_ok",
-                      "resume", "mode", "task", "save_dir", "pretrained", "cfg", "verbose"}
+MANAGED_TRAIN_ARGS = {
+    "model",
+    "data",
+    "epochs",
+    "imgsz",
+    "batch",
+    "device",
+    "seed",
+    "project",
+    "name",
+    "exist_ok",
+    "resume",
+    "mode",
+    "task",
+    "save_dir",
+    "pretrained",
+    "cfg",
+    "verbose",
+}
 
 
 def train_arg_keys() -> set[str]:
@@ -145,8 +162,10 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     values.update(overrides)
     unknown = set(values) - fields - passthrough - {"cfg"}
     if unknown:
-        raise UserError(f"unknown key '{sorted(unknown)[0]}' in {cfg_file}; valid keys: {', '.join(sorted(fields))} "
-                        "or any Ultralytics train argument")
+        raise UserError(
+            f"unknown key '{sorted(unknown)[0]}' in {cfg_file}; valid keys: {', '.join(sorted(fields))} "
+            "or any Ultralytics train argument"
+        )
     train_args = {k: values.pop(k) for k in sorted(set(values) & passthrough)}
     check_ultralytics_args(train_args)
     config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"}, train_args=train_args)
@@ -175,7 +194,9 @@ def _validated(c: CompareConfig) -> CompareConfig:
     if c.protocol not in PROTOCOLS:
         raise UserError(f"protocol={c.protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if c.protocol == "finetune" and not c.weights:
-        raise UserError("protocol=finetune needs weights=<SiLU checkpoint>, e.g. weights=yolo11n.pt (or a best.pt you trained)")
+        raise UserError(
+            "protocol=finetune needs weights=<SiLU checkpoint>, e.g. weights=yolo11n.pt (or a best.pt you trained)"
+        )
     for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads"):
         if not isinstance(getattr(c, key), int) or getattr(c, key) < 1:
             raise UserError(f"{key}={getattr(c, key)!r} must be a positive integer")

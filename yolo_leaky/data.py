@@ -85,7 +85,9 @@ def write_coco8_yaml(root: Path, out_dir: str | Path) -> Path:
 
     names = pyyaml.safe_load((ROOT / "cfg/datasets/coco8.yaml").read_text())["names"]
     out = Path(out_dir) / "coco8.yaml"
-    text = pyyaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": names}, sort_keys=False)
+    text = pyyaml.safe_dump(
+        {"path": str(root), "train": "images/train", "val": "images/val", "names": names}, sort_keys=False
+    )
     if not out.exists() or out.read_text() != text:
         atomic.write_text(out, text)
     return out
@@ -94,7 +96,9 @@ def write_coco8_yaml(root: Path, out_dir: str | Path) -> Path:
 def check_data_yaml(path: Path) -> dict:
     """Refuse a dataset YAML that is missing, has no ``val``, or whose val images folder is empty."""
     if not path.is_file():
-        raise UserError(f"dataset YAML {str(path)!r} does not exist; pass data=coco8.yaml or the path to your dataset YAML")
+        raise UserError(
+            f"dataset YAML {str(path)!r} does not exist; pass data=coco8.yaml or the path to your dataset YAML"
+        )
     try:
         cfg = pyyaml.safe_load(path.read_text())
     except pyyaml.YAMLError:
@@ -109,10 +113,16 @@ def check_data_yaml(path: Path) -> dict:
             continue
         for entry in cfg[split] if isinstance(cfg[split], list) else [cfg[split]]:
             target = root / entry
-            if target.is_dir() and not any(p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") for p in target.rglob("*")):
-                raise UserError(f"dataset {split} folder {str(target)!r} holds no images; check 'path' and '{split}' in {path}")
+            if target.is_dir() and not any(
+                p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") for p in target.rglob("*")
+            ):
+                raise UserError(
+                    f"dataset {split} folder {str(target)!r} holds no images; check 'path' and '{split}' in {path}"
+                )
             if not target.exists():
-                raise UserError(f"dataset {split} path {str(target)!r} does not exist; check 'path' and '{split}' in {path}")
+                raise UserError(
+                    f"dataset {split} path {str(target)!r} does not exist; check 'path' and '{split}' in {path}"
+                )
     return cfg
 
 
@@ -136,15 +146,16 @@ def dataset_info(data: str | Path) -> dict:
 
     from ultralytics.data.base import BaseDataset
     from ultralytics.data.utils import check_det_dataset, img2label_paths
-
     from ultralytics.utils import LOGGER
 
     level = LOGGER.level
     LOGGER.setLevel("WARNING")  # get_img_files logs an image-read speed check; this is a look, not a training run
     try:
         cfg = check_det_dataset(str(data), autodownload=False)
-        files = {split: BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg[split])
-                 for split in ("train", "val")}
+        files = {
+            split: BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg[split])
+            for split in ("train", "val")
+        }
     except Exception as e:  # Ultralytics raises many types for a dataset it cannot resolve
         return {"unknown": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"}
     finally:

@@ -23,7 +23,7 @@ from torch import nn
 from . import atomic
 from .errors import UserError
 from .spec import DEFAULT_PRELU_INIT
-from .swap import YAML_KEY, _network, in_loss_only, is_activation_module
+from .swap import YAML_KEY, child_slots, in_loss_only, is_activation_module, network_of, prelu_stats
 
 # A channel's gradient counts as ~0 when its mean |g| over batch and positions is below this. Measured with
 # Ultralytics' loss on yolo11n at imgsz 64 (log10 histograms of per-channel mean |dL/d output|):
@@ -47,15 +47,11 @@ def activation_sites(net: nn.Module) -> list[tuple[str, nn.Module]]:
     Sites are modules of an activation type (SiLU, ReLU, LeakyReLU, PReLU, Hardswish, ReLU6) or modules our swap
     installed (marked ``_yolo_leaky_site``, e.g. Identity); anything inside a loss-only helper (RealNVP) is skipped.
     """
-    sites = []
-    for parent_path, parent in net.named_modules():
-        if in_loss_only(net, parent_path):
-            continue
-        for name, child in parent.named_children():
-            path = f"{parent_path}.{name}" if parent_path else name
-            if is_activation_module(child) and not in_loss_only(net, path):
-                sites.append((path, child))
-    return sites
+    return [
+        (path, child)
+        for path, _, _, child in child_slots(net)
+        if is_activation_module(child) and not in_loss_only(net, path)
+    ]
 
 
 def _private_copy(net: nn.Module) -> tuple[nn.Module, list[tuple[str, nn.Module]]]:
@@ -224,7 +220,7 @@ def unit_health(yolo_or_module, data: str | Path | dict, imgsz: int = 64, batch:
         downstream asks that unit for anything. ``near_zero_grad_input`` is the same for |dL/d activation input|,
         the gradient that reaches the conv/BN weights feeding the unit: a dead ReLU gives exactly 0 there.
     """
-    source = _network(yolo_or_module)
+    source = network_of(yolo_or_module)
     device = next(source.parameters()).device
     d = _data_dict(data)
     net, sites = _private_copy(source)
@@ -317,7 +313,7 @@ def prelu_slopes(yolo_or_module) -> list[dict]:
         ``drift`` (the site's class by its median: ``negative`` < 0, ``relu_like`` < 0.05, ``linear`` > 0.9, else
         ``moderate``) and ``counts`` (the same classes counted slope by slope).
     """
-    net = _network(yolo_or_module)
+    net = network_of(yolo_or_module)
     init = _prelu_init(net)
     seen: set[int] = set()
     out = []
@@ -349,15 +345,12 @@ def classify_slope(value: float) -> str:
 
 
 def _slope_entry(path: str, w: torch.Tensor, init: float) -> dict:
+    stats = prelu_stats(path, w)
     median = float(w.median())
     classes = [classify_slope(float(v)) for v in w]
     return {
-        "site": path,
-        "n": w.numel(),
+        **stats,
         "init": init,
-        "min": round(float(w.min()), 6),
-        "median": round(median, 6),
-        "max": round(float(w.max()), 6),
         "shift": round(median - init, 6),
         "drift": classify_slope(median),
         "counts": {c: classes.count(c) for c in ("negative", "relu_like", "moderate", "linear")},
@@ -377,8 +370,11 @@ def summarize_slopes(slopes_or_model) -> dict:
     out["slopes_by_drift"] = {c: sum(s["counts"][c] for s in slopes) for c in classes}
     if slopes:
         medians = torch.tensor([s["median"] for s in slopes])
-        out.update(min=min(s["min"] for s in slopes), max=max(s["max"] for s in slopes),
-                   median_of_site_medians=round(float(medians.median()), 6))
+        out.update(
+            min=min(s["min"] for s in slopes),
+            max=max(s["max"] for s in slopes),
+            median_of_site_medians=round(float(medians.median()), 6),
+        )
     return out
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml as pyyaml
 
+from .data import is_offline
 from .errors import UserError
 from .spec import ActSpec
 from .swap import spec_from_yaml, swap_activations
-from .data import is_offline
 from .train import attach_trainer
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
@@ -23,7 +23,8 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
     """Load an Ultralytics model and, if ``act`` is given, swap its activations.
 
     Args:
-        model: A model YAML (``yolo11n.yaml``, ``cfg/yolo11n-prelu.yaml``) or a checkpoint (``yolo11n.pt``, ``last.pt``).
+        model: A model YAML (``yolo11n.yaml``, ``cfg/yolo11n-prelu.yaml``) or a checkpoint (``yolo11n.pt``,
+            ``last.pt``).
         act: Activation spec to install at every site; None keeps what the model has (and what its YAML asks for).
         verbose: Print Ultralytics' model summary.
 
@@ -81,7 +82,10 @@ def _load_error(path: Path, e: Exception) -> str:
     if path.suffix == ".pt":
         if "truncated or corrupted" in text or isinstance(e, (zipfile.BadZipFile, EOFError, pickle.UnpicklingError)):
             return f"model {path} is truncated or corrupt; re-download it or train it again"
-        return f"{path} is not an Ultralytics checkpoint ({type(e).__name__}); pass a YOLO .pt from training or a model YAML"
+        return (
+            f"{path} is not an Ultralytics checkpoint ({type(e).__name__}); "
+            "pass a YOLO .pt from training or a model YAML"
+        )
     if isinstance(e, KeyError):
         return f"model YAML {path} names an unknown module or key {e}; fix the YAML or start from a stock one"
     if isinstance(e, FileNotFoundError):
@@ -101,7 +105,9 @@ def _check_model_path(model: str) -> Path:
         return path
     if path.suffix == ".pt" and path.parent == Path(".") and path.name in _hub_assets():
         if is_offline():
-            raise UserError(f"weights {model!r} are not here and this machine is offline; " + HUB_HINT.format(name=model))
+            raise UserError(
+                f"weights {model!r} are not here and this machine is offline; " + HUB_HINT.format(name=model)
+            )
         return path  # Ultralytics downloads its released weights on a connected machine
     if path.suffix in (".yaml", ".yml") and path.parent == Path("."):
         return path  # a stock model name such as yolo11n.yaml, resolved by Ultralytics

@@ -12,7 +12,7 @@ from torch import nn
 from . import atomic
 from .errors import UserError
 from .spec import ActSpec, parse_act
-from .swap import YAML_KEY, spec_from_yaml
+from .swap import YAML_KEY, child_slots, spec_from_yaml
 
 DEFAULT_MODELS = ("yolo11n", "yolov8n", "yolo26n")
 DEFAULT_ACTS = ("leaky_relu", "prelu", "relu")
@@ -36,15 +36,12 @@ def stock_route_gaps(cfg: dict) -> Counter:
     """SiLU sites, by parent type, that Ultralytics' ``activation:`` key does not reach (it sets Conv.default_act)."""
     from ultralytics.nn.modules.conv import Conv
 
-    from .swap import in_loss_only
-
     net = build_network({k: v for k, v in cfg.items() if k not in ("activation", YAML_KEY)})
-    gaps = Counter()
-    for path, parent in net.named_modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.SiLU) and not isinstance(parent, Conv) and not in_loss_only(net, path):
-                gaps[type(parent).__name__] += 1
-    return gaps
+    return Counter(
+        type(parent).__name__
+        for _, parent, _, child in child_slots(net)
+        if isinstance(child, nn.SiLU) and not isinstance(parent, Conv)
+    )
 
 
 def build_network(cfg: dict) -> nn.Module:
@@ -62,7 +59,9 @@ def build_network(cfg: dict) -> nn.Module:
     }
     task = tasks.guess_model_task(cfg)
     if task not in classes:
-        raise UserError(f"cannot build a {task!r} model from a YAML dict here; use a detect/segment/pose/obb/classify model")
+        raise UserError(
+            f"cannot build a {task!r} model from a YAML dict here; use a detect/segment/pose/obb/classify model"
+        )
     return classes[task](copy.deepcopy(cfg), verbose=False)
 
 
@@ -75,7 +74,9 @@ def header(spec: ActSpec, model: str, gaps: Counter) -> str:
         f"# Stock route: `yolo train model=<this file>` reads only `activation:` ({spec.torch_spelling}),",
     ]
     if stock_exact:
-        lines.append("#   which is exact for this model: every SiLU site is a Conv, and the shared instance holds no state.")
+        lines.append(
+            "#   which is exact for this model: every SiLU site is a Conv, and the shared instance holds no state."
+        )
     if gaps:
         missed = ", ".join(f"{n} in {t}" for t, n in sorted(gaps.items()))
         lines.append(f"#   which is NOT the same network: it leaves SiLU at {missed}. Use the yolo-leaky route.")

@@ -28,9 +28,17 @@ from pathlib import Path
 
 import onnx
 
-from .spec import parse_act
+from .bench import ort_session
+from .spec import ACTIVATIONS, parse_act
 
-ACT_OPS = ("Relu", "LeakyRelu", "PRelu", "HardSwish", "Clip", "Sigmoid", "HardSigmoid", "Elu", "Selu", "Tanh")
+# activation ops counted when left standalone: ours (from spec.ACTIVATIONS, less SiLU's Mul) and others that
+# exports of other architectures contain
+ACT_OPS = tuple(
+    dict.fromkeys(
+        [op for kind in ACTIVATIONS.values() for op in kind.onnx_ops if op != "Mul"]
+        + ["HardSigmoid", "Elu", "Selu", "Tanh"]
+    )
+)
 NATIVE_SILU_OPS = ("Swish", "SiLU", "Silu")
 CONV_OPS = ("Conv", "FusedConv")
 MS_DOMAIN = "com.microsoft"
@@ -78,7 +86,7 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _silu_pairs(graph: onnx.GraphProto, conv_only: bool = True) -> list[onnx.NodeProto]:
-    """The ``Sigmoid`` nodes of ``x * Sigmoid(x)`` pairs (each counted once), optionally only where x is a Conv output."""
+    """The ``Sigmoid`` nodes of ``x * Sigmoid(x)`` pairs (each counted once), optionally only on a Conv output."""
     producers, consumers = _producers(graph), _consumers(graph)
     found = []
     for node in graph.node:
@@ -133,16 +141,8 @@ def _is_conv(node: onnx.NodeProto) -> bool:
 
 
 def optimize_with_ort(onnx_path: str | Path, out_path: str | Path, threads: int = 1) -> Path:
-    """Let ORT's CPU provider optimize ``onnx_path`` with ``ORT_ENABLE_ALL`` and save the optimized graph to ``out_path``."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # the "hardware specific optimizations" warning is expected here
-    opts.optimized_model_filepath = str(out_path)
-    ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    """Let ORT optimize ``onnx_path`` (CPU, ``ORT_ENABLE_ALL``) and save the optimized graph to ``out_path``."""
+    ort_session(onnx_path, threads, save_optimized=out_path)  # the same session setup as the timing
     return Path(out_path)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from . import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
 from .config import CompareConfig  # noqa: E402
 from .spec import parse_act  # noqa: E402
@@ -29,7 +28,11 @@ def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
         ("activation function shapes", "activations.png", lambda ax: _shapes(ax, c, units)),
         ("PReLU learned slopes per layer", "prelu_slopes.png", lambda ax: _slopes(ax, units)),
         ("channels <=0 on every val pixel, per layer", "units.png", lambda ax: _units(ax, units)),
-        ("dead / negative-only channels over training epochs", "units_epochs.png", lambda ax: _units_epochs(ax, c, cells)),
+        (
+            "dead / negative-only channels over training epochs",
+            "units_epochs.png",
+            lambda ax: _units_epochs(ax, c, cells),
+        ),
     ]:
         path = run / name
         if name == "curves.png":
@@ -54,10 +57,7 @@ def _single(path: Path, draw) -> bool:
 
 
 def _save(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
 
 
 def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
@@ -86,7 +86,11 @@ def _curves(path: Path, c, cells: dict) -> bool:
     try:
         drawn = False
         for spec in c.specs:
-            series = [_read_csv(cells[k]["results_csv"]) for k in cells if cells[k]["variant"] == spec.label and cells[k]["status"] == "ok"]
+            series = [
+                _read_csv(cells[k]["results_csv"])
+                for k in cells
+                if cells[k]["variant"] == spec.label and cells[k]["status"] == "ok"
+            ]
             series = [s for s in series if s]
             if not series:
                 continue
@@ -143,8 +147,8 @@ def _slopes(ax, units) -> bool | None:
     if not layers:
         return False
     idx = np.arange(len(layers))
-    ax.fill_between(idx, [l["min"] for l in layers], [l["max"] for l in layers], alpha=0.3, label="min-max")
-    ax.plot(idx, [l["median"] for l in layers], marker=".", label="median")
+    ax.fill_between(idx, [s["min"] for s in layers], [s["max"] for s in layers], alpha=0.3, label="min-max")
+    ax.plot(idx, [s["median"] for s in layers], marker=".", label="median")
     ax.axhline(0, c="k", lw=0.5)
     ax.set(title="PReLU learned negative slopes per site", xlabel="site (model order)", ylabel="slope")
     ax.legend()
@@ -156,7 +160,12 @@ def _units_epochs(ax, c, cells) -> bool | None:
     for spec in c.specs:
         history = _unit_history(cells.get(cell_key(spec, c.seeds[0]), {}))
         if history:
-            ax.plot([h["epoch"] for h in history], [100 * h["dead_or_negative_only"] for h in history], marker="o", label=spec.label)
+            ax.plot(
+                [h["epoch"] for h in history],
+                [100 * h["dead_or_negative_only"] for h in history],
+                marker="o",
+                label=spec.label,
+            )
             drawn = True
     if not drawn:
         return False
@@ -184,6 +193,8 @@ def _units(ax, units) -> bool | None:
             drawn = True
     if not drawn:
         return False
-    ax.set(title="Channels whose input is ≤0 on every validation pixel", xlabel="activation site (model order)", ylabel="%")
+    ax.set(
+        title="Channels whose input is ≤0 on every validation pixel", xlabel="activation site (model order)", ylabel="%"
+    )
     ax.legend()
     return None

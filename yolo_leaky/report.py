@@ -19,11 +19,21 @@ from .summary import NO_SIGNAL, SMALL_VAL, WARMUP_STEPS, Summary, headline_runti
 def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
     """Write results.json, results.csv, plots and report.md into ``run``; return the report path."""
     plots = write_plots(run, c, summary)
-    atomic.write_json(run / "results.json", {
-        "settings": c.fingerprint(), "environment": summary.environment, "variants": summary.rows,
-        "cells": summary.cells, "pretrained": summary.baseline, "cost": summary.cost, "speed": summary.speed,
-        "units": summary.units, "dataset": {"val_images": summary.n_val, **summary.dataset}, "plots": plots,
-    })
+    atomic.write_json(
+        run / "results.json",
+        {
+            "settings": c.fingerprint(),
+            "environment": summary.environment,
+            "variants": summary.rows,
+            "cells": summary.cells,
+            "pretrained": summary.baseline,
+            "cost": summary.cost,
+            "speed": summary.speed,
+            "units": summary.units,
+            "dataset": {"val_images": summary.n_val, **summary.dataset},
+            "plots": plots,
+        },
+    )
     atomic.write_text(run / "results.csv", _csv(summary.rows))
     return atomic.write_text(run / "report.md", render_markdown(c, summary, plots))
 
@@ -76,9 +86,11 @@ def _settings_section(c, env, n_val, seconds) -> str:
         f"- Model `{c.model}`, activation variants {', '.join(f'`{s}`' for s in c.specs)}, baseline `{c.baseline}`.\n"
         f"- Protocol **{c.protocol}**"
         + (f" from `{c.weights}`" if c.protocol == "finetune" else " (every variant trained from the model YAML)")
-        + f"; data `{c.data}` ({n_val if n_val is not None else '?'} validation images); {c.epochs} epoch(s), imgsz {c.imgsz}, "
+        + f"; data `{c.data}` ({n_val if n_val is not None else '?'} validation images); "
+        f"{c.epochs} epoch(s), imgsz {c.imgsz}, "
         f"batch {c.batch}, seeds {c.seeds}; the same seed, hyperparameters and data in every column of a row.\n"
-        f"- Every activation site was swapped by yolo-leaky (one module per site), and the trainer was checked to keep it.\n"
+        "- Every activation site was swapped by yolo-leaky (one module per site), and the trainer was checked to "
+        "keep it.\n"
         f"- Environment: yolo-leaky {env['yolo_leaky']}, Ultralytics {env['ultralytics']}, torch {env['torch']}, "
         f"ONNX Runtime {env['onnxruntime']}, Python {env['python']}; {env['cpu']} ({env['cpus']} CPUs)"
         + (f", GPU {env['gpu']}" if env["gpu"] else ", no GPU")
@@ -95,9 +107,13 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             "activation is more accurate: the models have not learned enough to be told apart."
         )
     if "unknown" in overlap:
-        lines.append(f"- The dataset could not be resolved here ({overlap['unknown']}): its validation image count "
-                     "is unknown, so no accuracy difference is called significant.")
-    coco8_scratch = overlap.get("val_instances") is not None and "coco8" in str(c.data).lower() and c.protocol == "scratch"
+        lines.append(
+            f"- The dataset could not be resolved here ({overlap['unknown']}): its validation image count "
+            "is unknown, so no accuracy difference is called significant."
+        )
+    coco8_scratch = (
+        overlap.get("val_instances") is not None and "coco8" in str(c.data).lower() and c.protocol == "scratch"
+    )
     if coco8_scratch:
         lines.append(
             f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
@@ -118,7 +134,8 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
     warmup = c.train_args.get("warmup_epochs", 3.0) > 0
     if steps is not None and steps <= WARMUP_STEPS and warmup:
         lines.append(
-            f"- This run made only {steps} optimizer steps ({overlap['train_images']} training images, batch {c.batch}, "
+            f"- This run made only {steps} optimizer steps ({overlap['train_images']} training images, "
+            f"batch {c.batch}, "
             f"{c.epochs} epochs), all inside Ultralytics' warm-up (at least {WARMUP_STEPS} steps, learning rate "
             "ramping up from 0): the weights, the PReLU slopes and the unit statistics are still close to their "
             "initial values. Cost and speed are measured properly; learning is not."
@@ -139,18 +156,28 @@ def _accuracy_section(c, rows, cells) -> str:
         header[1:1] = ["pretrained (SiLU)", "after swap, no training"]
     body = []
     for r in rows.values():
-        line = [f"`{r['variant']}`", _pm(r["map50_mean"], r["map50_std"]), _pm(r["map50_95_mean"], r["map50_95_std"]),
-                _pm(r["precision_mean"], r["precision_std"]), _pm(r["recall_mean"], r["recall_std"]),
-                f"{r['seeds_ok']}/{r['seeds_ok'] + r['seeds_failed']}", r["verdict_accuracy"]]
+        line = [
+            f"`{r['variant']}`",
+            _pm(r["map50_mean"], r["map50_std"]),
+            _pm(r["map50_95_mean"], r["map50_95_std"]),
+            _pm(r["precision_mean"], r["precision_std"]),
+            _pm(r["recall_mean"], r["recall_std"]),
+            f"{r['seeds_ok']}/{r['seeds_ok'] + r['seeds_failed']}",
+            r["verdict_accuracy"],
+        ]
         if c.protocol == "finetune":
             line[1:1] = [_fmt(r.get("pretrained_map50_95")), _fmt(r.get("after_swap_map50_95_mean"))]
         body.append(line)
-    text = ("## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
-            "same settings as every other accuracy figure here; no epoch was selected on the validation images.\n\n"
-            + _table(header, body))
+    text = (
+        "## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
+        "same settings as every other accuracy figure here; no epoch was selected on the validation images.\n\n"
+        + _table(header, body)
+    )
     failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
     if failed:
-        text += "\nFailed cells (the others are complete and used):\n" + "".join(f"- `{k}`: {e}\n" for k, e in failed.items())
+        text += "\nFailed cells (the others are complete and used):\n" + "".join(
+            f"- `{k}`: {e}\n" for k, e in failed.items()
+        )
     return text
 
 
@@ -168,11 +195,35 @@ def _speed_section(c, rows, speed) -> str:
         for label, s in result["stats"].items():
             ratio, lo, hi = paired_ratio_ci(s)
             verdict = speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"
-            body.append([f"`{label}`", f"{s['median_ms']:.2f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]",
-                         f"±{s['paired_half_width_pct']:.2f}%",
-                         f"{s['ratio_of_medians']:.3f} ±{s['ratio_of_medians_half_width_pct']:.1f}%", verdict])
-        text.append(f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), {result['rounds']} rounds in {result['timing_s']:.0f} s\n")
-        text.append(_table(["variant", "median ms", f"ratio vs {c.baseline}", "95% CI", "half-width", "ratio of medians", "verdict"], body))
+            body.append(
+                [
+                    f"`{label}`",
+                    f"{s['median_ms']:.2f}",
+                    f"{ratio:.3f}",
+                    f"[{lo:.3f}, {hi:.3f}]",
+                    f"±{s['paired_half_width_pct']:.2f}%",
+                    f"{s['ratio_of_medians']:.3f} ±{s['ratio_of_medians_half_width_pct']:.1f}%",
+                    verdict,
+                ]
+            )
+        text.append(
+            f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), "
+            f"{result['rounds']} rounds in {result['timing_s']:.0f} s\n"
+        )
+        text.append(
+            _table(
+                [
+                    "variant",
+                    "median ms",
+                    f"ratio vs {c.baseline}",
+                    "95% CI",
+                    "half-width",
+                    "ratio of medians",
+                    "verdict",
+                ],
+                body,
+            )
+        )
     text.append(
         "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture run in one "
         "process, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
@@ -196,11 +247,22 @@ def _export_section(speed) -> str:
         fused = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("fused_into_conv", {}).items())) or "none"
         alone = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("standalone", {}).items()) if v) or "none"
         reorders = sum(fusion.get("layout_reorders", {}).values())
-        body.append([f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders])
+        body.append(
+            [f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders]
+        )
     return (
         "## Export check (ONNX from Ultralytics' exporter; fusion after ONNX Runtime's ORT_ENABLE_ALL optimisation)\n\n"
-        + _table(["variant", "SiLU patterns (Sigmoid→Mul on a Conv)", "SiLU-free", "activations fused into Conv",
-                  "left standalone", "NCHWc layout reorders"], body)
+        + _table(
+            [
+                "variant",
+                "SiLU patterns (Sigmoid→Mul on a Conv)",
+                "SiLU-free",
+                "activations fused into Conv",
+                "left standalone",
+                "NCHWc layout reorders",
+            ],
+            body,
+        )
         + "\nSiLU is expected in the `silu` export only (the Detect head's single class-score Sigmoid is not a SiLU). "
         "An activation fused into Conv costs almost nothing; one left standalone is a separate pass over the "
         "feature map (ORT turns x·sigmoid(x) into a standalone QuickGelu). PReLU is neither fused nor supported in "
@@ -210,16 +272,36 @@ def _export_section(speed) -> str:
 
 def _cost_section(c, rows, env) -> str:
     gpu = any(r.get("peak_cuda_mib") for r in rows.values())
-    mem_head = "peak CUDA memory (max allocated, MiB)" if gpu else f"saved-tensor MiB, one training step (CPU; batch {min(c.batch, 2)}, imgsz {c.imgsz})"
+    mem_head = (
+        "peak CUDA memory (max allocated, MiB)"
+        if gpu
+        else f"saved-tensor MiB, one training step (CPU; batch {min(c.batch, 2)}, imgsz {c.imgsz})"
+    )
     body = []
     for r in rows.values():
         mem = r["peak_cuda_mib"] if gpu else (r["saved_tensor_bytes"] or 0) / 2**20
-        body.append([f"`{r['variant']}`", f"{r['params']:,}" if r.get("params") else "n/a", _fmt(r.get("gflops"), 2),
-                     _fmt(r.get("epoch_seconds_mean"), 2), _fmt(mem, 1)])
-    note = ("Peak memory is CUDA's max allocated during training." if gpu else
-            "On CPU, memory is the bytes autograd keeps for backward (unique storages, parameters excluded) in one "
-            "training step: it is what an activation changes; peak RSS would mostly measure the framework.")
-    return "## Cost\n\n" + _table(["variant", "parameters", "GFLOPs", "train s/epoch", mem_head], body) + "\n" + note + "\n"
+        body.append(
+            [
+                f"`{r['variant']}`",
+                f"{r['params']:,}" if r.get("params") else "n/a",
+                _fmt(r.get("gflops"), 2),
+                _fmt(r.get("epoch_seconds_mean"), 2),
+                _fmt(mem, 1),
+            ]
+        )
+    note = (
+        "Peak memory is CUDA's max allocated during training."
+        if gpu
+        else "On CPU, memory is the bytes autograd keeps for backward (unique storages, parameters excluded) in one "
+        "training step: it is what an activation changes; peak RSS would mostly measure the framework."
+    )
+    return (
+        "## Cost\n\n"
+        + _table(["variant", "parameters", "GFLOPs", "train s/epoch", mem_head], body)
+        + "\n"
+        + note
+        + "\n"
+    )
 
 
 def _units_section(units) -> str:
@@ -228,10 +310,21 @@ def _units_section(units) -> str:
     body = []
     for label, u in units.items():
         total = u.get("health", {}).get("total", {})
-        body.append([f"`{label}`", u.get("health", {}).get("measure", "?"), _pct(total.get("dead_or_negative_only")), _pct(total.get("near_zero_grad"))])
-    text = "## Unit health (dying ReLU)\n\n" + _table(["variant", "measure", "channels ≤0 on every val pixel", "near-zero-gradient channels"], body)
-    text += ("\n'dead' (ReLU) units pass no gradient; 'negative-only' units of LeakyReLU/PReLU still do, through the "
-             "negative slope. SiLU is measured the same way for comparison.\n")
+        body.append(
+            [
+                f"`{label}`",
+                u.get("health", {}).get("measure", "?"),
+                _pct(total.get("dead_or_negative_only")),
+                _pct(total.get("near_zero_grad")),
+            ]
+        )
+    text = "## Unit health (dying ReLU)\n\n" + _table(
+        ["variant", "measure", "channels ≤0 on every val pixel", "near-zero-gradient channels"], body
+    )
+    text += (
+        "\n'dead' (ReLU) units pass no gradient; 'negative-only' units of LeakyReLU/PReLU still do, through the "
+        "negative slope. SiLU is measured the same way for comparison.\n"
+    )
     for label, u in units.items():
         s = u.get("prelu", {}).get("summary")
         if s:
@@ -245,7 +338,12 @@ def _units_section(units) -> str:
 
 
 def _drift(counts: dict | None) -> str:
-    names = {"negative": "negative", "relu_like": "towards 0 (ReLU-like)", "moderate": "moderate", "linear": "towards 1 (linear)"}
+    names = {
+        "negative": "negative",
+        "relu_like": "towards 0 (ReLU-like)",
+        "moderate": "moderate",
+        "linear": "towards 1 (linear)",
+    }
     return ", ".join(f"{names.get(k, k)} {v}" for k, v in (counts or {}).items())
 
 
@@ -260,11 +358,16 @@ def _verdicts_section(c, rows, speed) -> str:
         if r["variant"] == c.baseline:
             continue
         speed_text = r.get(f"{ort}_verdict", "not timed") if ort else "not timed"
-        lines.append(f"- `{r['variant']}` vs `{c.baseline}`: accuracy {r['verdict_accuracy']}; speed ({ort}) {speed_text}.")
+        lines.append(
+            f"- `{r['variant']}` vs `{c.baseline}`: accuracy {r['verdict_accuracy']}; speed ({ort}) {speed_text}."
+        )
     return "\n".join(lines) + "\n"
 
 
 def _files_section(plots: dict) -> str:
-    lines = ["## Files\n", "- `results.json` (everything), `results.csv` (one row per variant), `cells/*/cell.json` (per seed)."]
+    lines = [
+        "## Files\n",
+        "- `results.json` (everything), `results.csv` (one row per variant), `cells/*/cell.json` (per seed).",
+    ]
     lines += [f"- `{Path(p).name}`: {what}" for what, p in plots.items()]
     return "\n".join(lines) + "\n"

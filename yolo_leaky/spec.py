@@ -20,21 +20,38 @@ from .errors import UserError
 DEFAULT_LEAKY_SLOPE = 0.1  # YOLO practice (darknet, YOLOv3/v4); torch's own default is 0.01
 DEFAULT_PRELU_INIT = 0.25  # torch's default
 
-NAMES = ("silu", "relu", "leaky_relu", "prelu", "hardswish", "relu6", "identity")
-PRELU_MODES = ("channel", "layer")
 
-# torch class name -> our name
-TORCH_CLASSES = {
-    "SiLU": "silu",
-    "ReLU": "relu",
-    "LeakyReLU": "leaky_relu",
-    "PReLU": "prelu",
-    "Hardswish": "hardswish",
-    "ReLU6": "relu6",
-    "Identity": "identity",
+@dataclass(frozen=True)
+class ActKind:
+    """What the package knows about one activation; every list of names, classes and ops derives from ``ACTIVATIONS``.
+
+    Attributes:
+        cls: The torch module class.
+        inplace: Its backward can use its output, so an in-place module saves keeping the input (a memory win).
+        torch_args: The arguments its constructor takes, in order (anything else in a torch spelling is refused).
+        onnx_ops: The ONNX op types it exports to.
+    """
+
+    cls: type
+    inplace: bool
+    torch_args: tuple[str, ...]
+    onnx_ops: tuple[str, ...]
+
+
+ACTIVATIONS = {
+    "silu": ActKind(nn.SiLU, False, ("inplace",), ("Sigmoid", "Mul")),
+    "relu": ActKind(nn.ReLU, True, ("inplace",), ("Relu",)),
+    "leaky_relu": ActKind(nn.LeakyReLU, True, ("negative_slope", "inplace"), ("LeakyRelu",)),
+    "prelu": ActKind(nn.PReLU, False, ("num_parameters", "init"), ("PRelu",)),
+    "hardswish": ActKind(nn.Hardswish, True, ("inplace",), ("HardSwish",)),
+    "relu6": ActKind(nn.ReLU6, True, ("inplace",), ("Clip",)),
+    "identity": ActKind(nn.Identity, False, (), ()),
 }
-# Modules whose backward can use their output, so the input need not be kept: in place is a memory win.
-_INPLACE_CAPABLE = ("relu", "leaky_relu", "relu6", "hardswish")
+NAMES = tuple(ACTIVATIONS)
+PRELU_MODES = ("channel", "layer")
+TORCH_CLASSES = {kind.cls.__name__: name for name, kind in ACTIVATIONS.items()}  # torch class name -> our name
+# module types that mark an activation site (Identity only counts where our swap put it)
+ACTIVATION_TYPES = tuple(kind.cls for kind in ACTIVATIONS.values() if kind.cls is not nn.Identity)
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,7 @@ class ActSpec:
             return f"nn.LeakyReLU({self.slope!r}, inplace=True)" if self.slope >= 0 else f"nn.LeakyReLU({self.slope!r})"
         if self.name == "prelu":
             return f"nn.PReLU(init={self.init!r})"
-        cls = {v: k for k, v in TORCH_CLASSES.items()}[self.name]
+        cls = ACTIVATIONS[self.name].cls.__name__
         return f"nn.{cls}(inplace=True)" if self.name in ("relu", "relu6") else f"nn.{cls}()"
 
     def build(self, channels: int | None = None, inplace: bool = False) -> nn.Module:
@@ -87,25 +104,16 @@ class ActSpec:
             channels: Channels at the site; needed for per-channel PReLU.
             inplace: Allow an in-place module (only where the caller knows the input is not reused).
         """
-        inplace = inplace and self.name in _INPLACE_CAPABLE
-        if self.name == "silu":
-            return nn.SiLU()
-        if self.name == "relu":
-            return nn.ReLU(inplace=inplace)
+        kind = ACTIVATIONS[self.name]
+        inplace = inplace and kind.inplace
         if self.name == "leaky_relu":
             # in-place LeakyReLU backward needs slope >= 0 (it reads the sign from the output)
             return nn.LeakyReLU(self.slope, inplace=inplace and self.slope >= 0)
         if self.name == "prelu":
-            if self.prelu_mode == "channel":
-                if not channels:
-                    raise ValueError("per-channel PReLU needs the site's channel count")
-                return nn.PReLU(num_parameters=channels, init=self.init)
-            return nn.PReLU(num_parameters=1, init=self.init)
-        if self.name == "hardswish":
-            return nn.Hardswish(inplace=inplace)
-        if self.name == "relu6":
-            return nn.ReLU6(inplace=inplace)
-        return nn.Identity()
+            if self.prelu_mode == "channel" and not channels:
+                raise ValueError("per-channel PReLU needs the site's channel count")
+            return nn.PReLU(num_parameters=channels if self.prelu_mode == "channel" else 1, init=self.init)
+        return kind.cls(inplace=True) if inplace else kind.cls()
 
 
 def parse_act(text: str | ActSpec) -> ActSpec:
@@ -188,7 +196,9 @@ def _parse_torch_spelling(text: str) -> ActSpec:
     dotted = _dotted_name(node.func)
     if dotted is None or dotted[:-1] not in (["nn"], ["torch", "nn"]) or dotted[-1] not in TORCH_CLASSES:
         if dotted and dotted[-1] not in TORCH_CLASSES and dotted[:-1] in (["nn"], ["torch", "nn"]):
-            raise UserError(f"unsupported activation {text!r}{_suggest(dotted[-1])}; supported: {', '.join(TORCH_CLASSES)}")
+            raise UserError(
+                f"unsupported activation {text!r}{_suggest(dotted[-1])}; supported: {', '.join(TORCH_CLASSES)}"
+            )
         raise refuse
     args = [_literal(a, refuse) for a in node.args]
     kwargs = {k.arg: _literal(k.value, refuse) for k in node.keywords}
@@ -216,28 +226,20 @@ def _literal(node: ast.AST, refuse: UserError):
     raise refuse
 
 
-# Arguments each torch class takes, in order; anything else (a stray positional, an unknown keyword) is refused.
-_TORCH_ARGS = {
-    "leaky_relu": ("negative_slope", "inplace"),
-    "prelu": ("num_parameters", "init"),
-    "relu": ("inplace",),
-    "relu6": ("inplace",),
-    "hardswish": ("inplace",),
-    "silu": ("inplace",),
-    "identity": (),
-}
-
-
 def _from_torch(cls: str, args: list, kwargs: dict, text: str) -> ActSpec:
     name = TORCH_CLASSES[cls]
-    allowed = _TORCH_ARGS[name]
+    allowed = ACTIVATIONS[name].torch_args
     if len(args) > len(allowed):
-        raise UserError(f"bad activation {text!r}: nn.{cls} takes at most {len(allowed)} argument(s) "
-                        f"({', '.join(allowed) or 'none'}); e.g. nn.LeakyReLU(0.1) or nn.ReLU()")
+        raise UserError(
+            f"bad activation {text!r}: nn.{cls} takes at most {len(allowed)} argument(s) "
+            f"({', '.join(allowed) or 'none'}); e.g. nn.LeakyReLU(0.1) or nn.ReLU()"
+        )
     bound = dict(zip(allowed, args))
     for key, value in kwargs.items():
         if key not in allowed:
-            raise UserError(f"bad activation {text!r}: nn.{cls} has no argument {key!r}; it takes {', '.join(allowed) or 'none'}")
+            raise UserError(
+                f"bad activation {text!r}: nn.{cls} has no argument {key!r}; it takes {', '.join(allowed) or 'none'}"
+            )
         if key in bound:
             raise UserError(f"bad activation {text!r}: {key!r} is given twice")
         bound[key] = value

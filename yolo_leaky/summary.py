@@ -70,7 +70,9 @@ def speed_verdict(stats: dict, baseline: str) -> str:
 # ---------------------------------------------------------------- aggregation
 
 
-def variant_rows(c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None) -> dict:
+def variant_rows(
+    c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None
+) -> dict:
     """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
     base_maps = _metric(cells, c.baseline, "map50_95")
     rows = {}
@@ -83,7 +85,9 @@ def variant_rows(c: CompareConfig, cells: dict, baseline: dict | None, cost: dic
         if c.protocol == "finetune":
             row["after_swap_map50_95_mean"], _ = mean_std([v.get("after_swap", {}).get("map50_95") for v in ok])
             row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
-        row["verdict_accuracy"] = accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
+        row["verdict_accuracy"] = (
+            accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
+        )
         row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
         peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
         row["peak_cuda_mib"] = float(np.mean(peak)) / 2**20 if peak else None
@@ -92,7 +96,9 @@ def variant_rows(c: CompareConfig, cells: dict, baseline: dict | None, cost: dic
             s = result["stats"].get(label)
             if s:
                 row[f"{runtime}_median_ms"] = s["median_ms"]
-                row[f"{runtime}_paired_ratio"], row[f"{runtime}_paired_ci_low"], row[f"{runtime}_paired_ci_high"] = paired_ratio_ci(s)
+                row[f"{runtime}_paired_ratio"], row[f"{runtime}_paired_ci_low"], row[f"{runtime}_paired_ci_high"] = (
+                    paired_ratio_ci(s)
+                )
                 row[f"{runtime}_paired_half_width_pct"] = s["paired_half_width_pct"]
                 row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
         export = speed.get("exports", {}).get(label, {})
@@ -124,11 +130,12 @@ def environment() -> dict:
     from . import __version__
 
     return {
-        "yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "onnxruntime": onnxruntime.__version__,
-        **machine(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "yolo_leaky": __version__,
+        "ultralytics": ultralytics.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        **machine(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-
-
 
 
 def headline_runtime(speed: dict) -> str | None:
@@ -158,12 +165,34 @@ class Summary:
         return headline_runtime(self.speed)
 
 
-def summarize(c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, data: str,
-              started: float) -> Summary:
+def summarize(
+    c: CompareConfig,
+    cells: dict,
+    baseline: dict | None,
+    cost: dict,
+    speed: dict,
+    units: dict,
+    data: str,
+    started: float,
+) -> Summary:
     """Compute the rows, verdicts, dataset facts and environment of a finished comparison."""
     n_val, dataset = dataset_facts(data)
     rows = variant_rows(c, cells, baseline, cost, speed, units, n_val)
-    floor = {runtime: paired_ratio_ci(result["stats"]["identity"])[0]
-             for runtime, result in speed.get("timings", {}).items() if "identity" in result["stats"]}
-    return Summary(rows=rows, cells=cells, baseline=baseline, cost=cost, speed=speed, units=units, n_val=n_val,
-                   dataset=dataset, environment=environment(), seconds=time.time() - started, floor_ratio=floor)
+    floor = {
+        runtime: paired_ratio_ci(result["stats"]["identity"])[0]
+        for runtime, result in speed.get("timings", {}).items()
+        if "identity" in result["stats"]
+    }
+    return Summary(
+        rows=rows,
+        cells=cells,
+        baseline=baseline,
+        cost=cost,
+        speed=speed,
+        units=units,
+        n_val=n_val,
+        dataset=dataset,
+        environment=environment(),
+        seconds=time.time() - started,
+        floor_ratio=floor,
+    )

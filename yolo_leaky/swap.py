@@ -9,6 +9,7 @@ slopes everywhere and nothing is missed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -17,12 +18,11 @@ from ultralytics.nn.modules.block import BottleneckCSP, RepVGGDW, SwiGLUFFN
 from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
 
 from .errors import UserError
-from .spec import ActSpec, parse_act
+from .spec import ACTIVATION_TYPES, ActSpec, parse_act
 
 SITE_MARK = "_yolo_leaky_site"  # attribute set on every module we install, so a later swap finds the sites again
 YAML_KEY = "yolo_leaky"  # our key in model.yaml; Ultralytics ignores keys it does not know
 
-ACT_TYPES = (nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Hardswish, nn.ReLU6)
 CONV_FAMILY = (Conv, ConvTranspose, RepConv)
 # Parents whose forward is act(<fresh tensor>): the activation may overwrite its input.
 INPLACE_SAFE_PARENTS = (Conv, ConvTranspose, RepConv, BottleneckCSP, RepVGGDW)
@@ -105,29 +105,34 @@ def swap_activations(model, act: str | ActSpec, inplace: bool = True) -> SwapRep
         A ``SwapReport``. For a ``YOLO`` object the trainer is also hooked so that ``train()`` keeps the swap.
     """
     spec = parse_act(act)
-    net = _network(model)
+    net = network_of(model)
     report = SwapReport(act=str(spec))
     default_ids = _default_act_ids(net)
     params_before = sum(p.numel() for p in net.parameters())
-    for parent_path, parent in list(net.named_modules()):  # each parent once; shared children are seen per parent
-        if in_loss_only(net, parent_path):
-            continue
-        for name, child in list(parent.named_children()):
-            path = f"{parent_path}.{name}" if parent_path else name
-            if type(child).__name__ in LOSS_ONLY:
-                _note_loss_only(report, child, path)
-            elif isinstance(child, SwiGLUFFN):
-                _swap_site(report, parent, name, child, GatedFFN(child, _new_act(spec, child.w12.out_features // 2, report, path)), "SwiGLUFFN(F.silu)")
-            elif _is_site(parent, child, default_ids):
-                new = _new_act(spec, _site_channels(parent), report, path, inplace and isinstance(parent, INPLACE_SAFE_PARENTS))
-                _swap_site(report, parent, name, child, new, type(parent).__name__)
+    for path, parent, name, child in child_slots(net):
+        if type(child).__name__ in LOSS_ONLY:
+            _note_loss_only(report, child, path)
+        elif isinstance(child, SwiGLUFFN):
+            gate = _new_act(spec, child.w12.out_features // 2, report, path)
+            _swap_site(report, parent, name, child, GatedFFN(child, gate), "SwiGLUFFN(F.silu)")
+        elif _is_site(parent, child, default_ids):
+            safe = inplace and isinstance(parent, INPLACE_SAFE_PARENTS)
+            _swap_site(
+                report,
+                parent,
+                name,
+                child,
+                _new_act(spec, _site_channels(parent), report, path, safe),
+                type(parent).__name__,
+            )
     report.params_added = sum(p.numel() for p in net.parameters()) - params_before
     _record_in_yaml(net, spec)
     _attach_if_yolo(model)
     return report
 
 
-def _network(model) -> nn.Module:
+def network_of(model) -> nn.Module:
+    """The ``nn.Module`` inside an Ultralytics ``Model`` (or the module itself)."""
     if isinstance(model, Model):
         return model.model
     if isinstance(model, nn.Module):
@@ -135,9 +140,36 @@ def _network(model) -> nn.Module:
     raise TypeError(f"expected an Ultralytics YOLO object or a torch.nn.Module, got {type(model).__name__}")
 
 
+def child_slots(net: nn.Module) -> Iterator[tuple[str, nn.Module, str, nn.Module]]:
+    """The one walk over a network's module slots: ``(path, parent, attribute name, child)`` for every child of every
+    parent (a shared child once per parent, i.e. once per site), outside loss-only helpers. The list is taken up
+    front, so a caller may replace the child in its slot while walking."""
+    slots = []
+    for parent_path, parent in net.named_modules():
+        if in_loss_only(net, parent_path):
+            continue
+        for name, child in parent.named_children():
+            slots.append((f"{parent_path}.{name}" if parent_path else name, parent, name, child))
+    return iter(slots)
+
+
+def prelu_stats(path: str, weight) -> dict:
+    """Slope statistics of one PReLU site (shared by the census and the diagnostics)."""
+    w = weight.detach().float().flatten().cpu()
+    return {
+        "site": path,
+        "n": w.numel(),
+        "min": round(float(w.min()), 6),
+        "median": round(float(w.median()), 6),
+        "max": round(float(w.max()), 6),
+    }
+
+
 def is_activation_module(module: nn.Module) -> bool:
     """A module that is an activation site: an activation type, or a module our swap installed (e.g. Identity)."""
-    return not isinstance(module, GatedFFN) and (isinstance(module, ACT_TYPES) or getattr(module, SITE_MARK, False))
+    return not isinstance(module, GatedFFN) and (
+        isinstance(module, ACTIVATION_TYPES) or getattr(module, SITE_MARK, False)
+    )
 
 
 def _is_site(parent: nn.Module, child: nn.Module, default_ids: set[int]) -> bool:
@@ -235,7 +267,9 @@ def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
     if ours is None:
         return stock
     if not isinstance(ours, dict) or not ours.get("act"):
-        raise UserError(f"model YAML key {YAML_KEY}: must be a mapping such as {{act: relu}}, got {ours!r}; fix the YAML")
+        raise UserError(
+            f"model YAML key {YAML_KEY}: must be a mapping such as {{act: relu}}, got {ours!r}; fix the YAML"
+        )
     return parse_act(str(ours["act"]))
 
 
@@ -251,4 +285,3 @@ def set_trainer_hook(hook) -> None:
 def _attach_if_yolo(model) -> None:
     if isinstance(model, Model) and _trainer_hook is not None:
         _trainer_hook(model)
-

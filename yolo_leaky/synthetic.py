@@ -29,8 +29,19 @@ YAML_NAME = "shapes.yaml"
 #   is tuned for long runs; 512 steps need a faster start and a later floor;
 # - mosaic 0 and scale 0.2: val images are un-augmented single images; heavy mosaic/scale jitter slows learning;
 # - val False: validate only at the end (the number we report), not every epoch.
-TRAIN_RECIPE = dict(epochs=16, imgsz=64, batch=8, nbs=8, optimizer="AdamW", lr0=0.002, lrf=0.1, warmup_epochs=0,
-                    mosaic=0.0, scale=0.2, val=False)
+TRAIN_RECIPE = dict(
+    epochs=16,
+    imgsz=64,
+    batch=8,
+    nbs=8,
+    optimizer="AdamW",
+    lr0=0.002,
+    lrf=0.1,
+    warmup_epochs=0,
+    mosaic=0.0,
+    scale=0.2,
+    val=False,
+)
 
 
 def make_shapes_dataset(
@@ -64,8 +75,16 @@ def make_shapes_dataset(
     if not 0.05 <= lo <= hi <= 0.9:
         raise ValueError(f"size_range must satisfy 0.05 <= low <= high <= 0.9, got {size_range}")
     root = Path(root).resolve()
-    params = {"version": FORMAT_VERSION, "n_train": n_train, "n_val": n_val, "imgsz": imgsz, "seed": seed,
-              "max_objects": max_objects, "size_range": [lo, hi], "classes": list(CLASSES)}
+    params = {
+        "version": FORMAT_VERSION,
+        "n_train": n_train,
+        "n_val": n_val,
+        "imgsz": imgsz,
+        "seed": seed,
+        "max_objects": max_objects,
+        "size_range": [lo, hi],
+        "classes": list(CLASSES),
+    }
     if not _reusable(root, params):
         _generate(root, params)
     return _write_yaml(root)
