@@ -7,9 +7,10 @@ from .modelcfg import write_act_yaml
 from .spec import ActSpec, parse_act
 from .swap import SwapReport, swap_activations
 from .train import attach_trainer
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
+    "__version__",
     "ActSpec",
     "Census",
     "SwapReport",

@@ -46,6 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .spec import parse_act
+from .swap import YAML_KEY
+
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
 MIN_ROUNDS = 30
 RESAMPLES = 4000
@@ -522,9 +525,6 @@ def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None,
 
 def default_stem(net: nn.Module) -> str:
     """``<model stem>-<act label>`` from the network's YAML, e.g. ``yolo11n-relu``."""
-    from .spec import parse_act
-    from .swap import YAML_KEY
-
     yaml = getattr(net, "yaml", None) or {}
     base = Path(str(yaml.get("yaml_file") or getattr(net, "pt_path", "") or "model")).stem or "model"
     act = (yaml.get(YAML_KEY) or {}).get("act")

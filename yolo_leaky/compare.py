@@ -13,10 +13,12 @@ import copy
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import ultralytics
 from ultralytics.utils.torch_utils import get_flops, get_num_params
 
 from . import atomic
@@ -24,7 +26,7 @@ from .bench import benchmark, export_onnx
 from .cells import cached_stage, pick_device, pretrained_baseline, run_cells, variant_models
 from .config import CompareConfig, load_config
 from .console import quiet, say
-from .data import locate_data, resolve_data
+from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
 from .diagnostics import prelu_slopes, summarize_slopes, unit_health
 from .errors import UserError
 from .loading import check_model_source, load
@@ -32,6 +34,8 @@ from .memory import saved_tensor_bytes
 from .onnx_check import check_export
 from .report import write_report
 from .summary import Summary, summarize
+from .synthetic import FORMAT_VERSION
+from .version import __version__
 
 # ---------------------------------------------------------------- run folder
 
@@ -46,19 +50,9 @@ def content_fingerprint(c: CompareConfig, located) -> dict:
         c: The config.
         located: What ``data.locate_data`` found for ``c.data`` (a COCO8 root, a dataset YAML, or ``shapes``).
     """
-    import torch
-    import ultralytics
-
-    from . import __version__
-    from .data import dataset_info, file_digest, write_coco8_yaml
-
     if located == "shapes":
-        from .synthetic import FORMAT_VERSION
-
         data_digest = f"synthetic shapes v{FORMAT_VERSION}"
     else:
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:  # a COCO8 root needs a dataset YAML to be resolved
             yaml_path = write_coco8_yaml(located, tmp) if isinstance(located, Path) else located
             data_digest = dataset_info(yaml_path).get("digest")

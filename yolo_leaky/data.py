@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import yaml as pyyaml
 
+from . import atomic
 from .errors import UserError
 
 COCO8_NAMES = ("coco8", "coco8.yaml")
@@ -81,8 +83,6 @@ def write_coco8_yaml(root: Path, out_dir: str | Path) -> Path:
     """Write a COCO8 dataset YAML pointing at ``root``, with Ultralytics' class names and no download key."""
     from ultralytics.utils import ROOT
 
-    from . import atomic
-
     names = pyyaml.safe_load((ROOT / "cfg/datasets/coco8.yaml").read_text())["names"]
     out = Path(out_dir) / "coco8.yaml"
     text = pyyaml.safe_dump(
@@ -141,7 +141,6 @@ def dataset_info(data: str | Path) -> dict:
         >>> info["val_images"]
         4
     """
-    import hashlib
     from types import SimpleNamespace
 
     from ultralytics.data.base import BaseDataset
@@ -185,8 +184,6 @@ def dataset_info(data: str | Path) -> dict:
 
 def file_digest(path: str | Path | None) -> str | None:
     """SHA-256 of a local file's bytes (a model YAML or checkpoint); None for a stock name resolved by Ultralytics."""
-    import hashlib
-
     if not path or not Path(path).is_file():
         return None
     h = hashlib.sha256()

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from . import atomic
+from .data import resolve_data
 from .errors import UserError
 from .spec import DEFAULT_PRELU_INIT
-from .swap import YAML_KEY, child_slots, in_loss_only, is_activation_module, network_of, prelu_stats
+from .swap import YAML_KEY, child_slots, in_loss_only, is_activation_module, network_of, prelu_stats, spec_from_yaml
 
 # A channel's gradient counts as ~0 when its mean |g| over batch and positions is below this. Measured with
 # Ultralytics' loss on yolo11n at imgsz 64 (log10 histograms of per-channel mean |dL/d output|):
@@ -84,8 +85,6 @@ def _data_dict(data: str | Path | dict) -> dict:
     if isinstance(data, dict):
         return data
     from ultralytics.data.utils import check_det_dataset
-
-    from .data import resolve_data
 
     try:
         return check_det_dataset(resolve_data(str(data)), autodownload=False)
@@ -326,8 +325,6 @@ def prelu_slopes(yolo_or_module) -> list[dict]:
 
 def _prelu_init(net: nn.Module) -> float:
     """The init recorded in the model YAML by our swap (``prelu:0.1``), else torch's default 0.25."""
-    from .swap import spec_from_yaml
-
     try:
         spec = spec_from_yaml({YAML_KEY: getattr(net, "yaml", {}).get(YAML_KEY)})
     except (AttributeError, UserError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -175,8 +176,6 @@ def _units_epochs(ax, c, cells) -> bool | None:
 
 
 def _unit_history(cell: dict) -> list:
-    import json
-
     path = Path(cell.get("results_csv", "")).with_name("unit_health.json")
     try:
         return json.loads(path.read_text())

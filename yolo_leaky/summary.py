@@ -9,10 +9,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import onnxruntime
+import torch
+import ultralytics
 
 from .bench import machine
 from .config import CompareConfig
 from .data import dataset_info
+from .version import __version__
 
 SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
 NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
@@ -123,12 +127,6 @@ def dataset_facts(data: str) -> tuple[int | None, dict]:
 
 def environment() -> dict:
     """Package versions and the machine (``bench.machine``), for the report's settings section."""
-    import onnxruntime
-    import torch
-    import ultralytics
-
-    from . import __version__
-
     return {
         "yolo_leaky": __version__,
         "ultralytics": ultralytics.__version__,
