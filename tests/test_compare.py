@@ -225,3 +225,17 @@ def test_finetune_protocol_records_before_after_swap_and_after_training(tmp_path
     assert "pretrained (SiLU)" in text and "after swap, no training" in text and "Protocol **finetune**" in text
     assert "From scratch, mAP there is ~0" not in text  # the COCO8 scratch caveat belongs to scratch runs only
     assert "Only 4 validation images" in text
+
+
+def test_terminal_is_calm_and_ultralytics_output_goes_to_logs(finished):
+    """One line per stage and per cell on the terminal; Ultralytics' epochs, exports and scans in log files."""
+    run_dir, result, stages, _ = finished
+    out = stages[1]["out"]  # a run that trained a cell and reached the benchmark
+    assert "[cell 3/3] prelu-s0: training" in out and "  prelu-s0: mAP50-95" in out
+    for noise in ("Starting training for", "box_loss", "Fast image access", "ONNX: starting export"):
+        assert noise not in out, noise
+    assert "Starting training for" in (run_dir / "cells/prelu-s0/log.txt").read_text()
+    assert "ONNX" in (run_dir / "log.txt").read_text()
+    assert len(out.splitlines()) < 40, out
+    final = result.stdout.splitlines()
+    assert final[-1].startswith("report: ") and any(line.startswith("prelu ") for line in final[-4:])

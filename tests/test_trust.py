@@ -181,3 +181,22 @@ def test_changed_file_contents_at_the_same_path_are_not_reused(tmp_path, coco8):
     assert changed["model_digest"] != first["model_digest"]
     with pytest.raises(UserError, match="model_digest"):
         prepare_run_dir(c, force=False, contents=changed)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_quiet_sends_ultralytics_output_to_the_log_unless_verbose(tmp_path, capfd, verbose):
+    from ultralytics.utils import LOGGER
+
+    from yolo_leaky.console import quiet, say
+
+    log = tmp_path / "log.txt"
+    with quiet(log, verbose):
+        LOGGER.info("ultralytics says")
+        print("a print")
+        say("progress line")
+    out = capfd.readouterr().out
+    assert "progress line" in out
+    logged = log.read_text() if log.exists() else ""
+    assert ("a print" in out) == verbose  # (Ultralytics' handler writes to the stream pytest had at import)
+    for text in ("ultralytics says", "a print"):
+        assert (text in logged) == (not verbose), text
