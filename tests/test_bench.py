@@ -160,3 +160,55 @@ def test_bad_arguments_are_refused(yolos, onnx_paths):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             benchmark(models, runtime="torch-cuda-fp16")
+
+
+def test_block_ci_covers_a_between_block_shift_that_the_round_ci_misses():
+    """Each block (a fresh session) shifts the variant's speed a little, as memory layout does between processes;
+    rounds within one session never sample that, so a single session's bootstrap CI is far too narrow."""
+    rng = np.random.default_rng(3)
+    true, blocks, rounds = 0.9, 8, 60
+    shifts = np.exp(rng.normal(0, 0.02, size=blocks))  # ~2% between sessions
+    base = 1e7 * np.exp(rng.normal(0, 0.005, size=blocks * rounds))
+    block_of_round = np.repeat(np.arange(blocks), rounds)
+    other = base * true * shifts[block_of_round] * np.exp(rng.normal(0, 0.005, size=blocks * rounds))
+    s = latency_stats({"silu": base, "other": other}, "silu", resamples=1000, block_of_round=block_of_round)["other"]
+    assert s.blocks == blocks and len(s.block_ratios) == blocks
+    assert s.paired_ci_low < true < s.paired_ci_high  # the block CI covers the truth
+    misses = 0
+    for b in range(blocks):  # what one session would have reported on its own
+        one = block_of_round == b
+        single = latency_stats({"silu": base[one], "other": other[one]}, "silu", resamples=1000)["other"]
+        misses += not single.paired_ci_low < true < single.paired_ci_high
+    assert misses >= blocks // 2, misses
+
+
+@pytest.mark.parametrize(
+    "ci, verdict",
+    [
+        ((0.90, 0.89, 0.91), "faster by 10.0%"),
+        ((1.10, 1.09, 1.11), "slower by 10.0%"),
+        ((1.005, 0.99, 1.015), "no practical difference (within ±2%)"),
+        ((0.985, 0.975, 0.995), "inconclusive"),
+        ((1.00, 0.97, 1.03), "inconclusive"),
+        ((0.97, 0.96, 0.979), "faster by 3.0%"),
+    ],
+)
+def test_speed_verdict_uses_the_practical_band(ci, verdict):
+    from yolo_leaky.summary import speed_verdict
+
+    stats = {"label": "relu", "paired_ratio": ci[0], "paired_ci_low": ci[1], "paired_ci_high": ci[2]}
+    assert speed_verdict(stats, "silu", band=0.02) == verdict
+    assert speed_verdict({**stats, "label": "silu"}, "silu") == "baseline"
+
+
+def test_raw_samples_round_trip_into_the_same_table(yolos):
+    from dataclasses import asdict
+
+    from yolo_leaky.bench import stats_from_dict
+
+    nets = {k: yolos[k].model for k in ("silu", "relu")}
+    res = benchmark(nets, imgsz=IMGSZ, runtime="torch-cpu", seconds=0.3, threads=1, baseline="silu", blocks=3)
+    stored = json.loads(json.dumps(res.to_dict(samples=True)))
+    assert sorted(set(stored["block_of_round"])) == [0, 1, 2] and stored["stats"]["relu"]["blocks"] == 3
+    assert stats_from_dict(stored) == {k: asdict(v) for k, v in res.stats.items()}
+    assert stats_from_dict(stored) == stored["stats"]

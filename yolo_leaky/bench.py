@@ -10,9 +10,14 @@ Method (what ``benchmark`` does):
    (a spinning pool of one session would otherwise steal cycles from the next session in the round).
    Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
 2. Warm-up: ``warmup`` untimed calls per model.
-3. Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
+3. Blocks. The timing budget is split into ``blocks`` independent blocks. Each block builds its runners anew (fresh
+   ONNX Runtime sessions, or fresh model copies fused again), allocates a new input, and uses its own interleaving
+   seed, so what varies between sessions and processes (memory layout and allocation, cache aliasing: Mytkowicz
+   et al. 2009, Curtsinger & Berger 2013) varies between blocks too. Within a block:
+   Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
    permutation of the models, odd rounds its reverse, so that every model sits equally often early and late and next
-   to every other. Rounds go on until ``seconds`` of wall time is spent, and for at least ``MIN_ROUNDS``. The garbage
+   to every other. Rounds go on until the block's share of ``seconds`` is spent, and for at least
+   ``MIN_ROUNDS_PER_BLOCK``. The garbage
    collector is off while timing. Slow drift of the machine (clock, thermal, a neighbour's load) hits all models of a
    round alike, so pairing by round removes most of it from the ratios.
 4. Statistics. Per model: the median latency (and mean, 10th/90th percentiles). Against ``baseline``: the ratio of
@@ -20,10 +25,14 @@ Method (what ``benchmark`` does):
    for the model and the baseline, so the pairing is kept). ``ratio_of_medians_half_width_pct`` is half the CI's
    width in percent of
    the baseline's latency (100 * (hi - lo) / 2). The baseline's own ratio is exactly 1 with a zero-width CI.
-   Also reported, as a second estimator: the paired ratio, the median over rounds of t(variant) / t(baseline)
-   within the same round, with its CI from the same resamples. Where the machine's slow phases outlast a round (they
-   do on a VM), it is several times tighter than the ratio of medians (on an idle 16-core VM, yolo11n at 320 with ORT:
-   +/-0.4% against +/-1.9% in 40 s); the two agree on a quiet machine and can part on a loaded one.
+   The headline is the paired ratio: per block, the median over rounds of t(variant) / t(baseline) within the same
+   round; overall, the geometric mean of the block ratios, with a 95% Student-t interval over blocks (on the log
+   scale, B - 1 degrees of freedom). Why blocks and not rounds: measured on this project's 2-core machine, six
+   single-session runs of the same ONNX files gave point estimates about 5x further apart than each run's
+   round-bootstrap CI was wide, because rounds of one session never sample the session-to-session variation; the
+   coverage benchmark (``benchmarks/ci_coverage.py``) measures how often each kind of CI covers the estimate of other
+   runs in fresh processes (figures in the README). The round-bootstrap CI of the paired ratio is still computed
+   (``paired_round_ci_*``), for that comparison only.
 
 For comparison: Ultralytics' ``ProfileModels`` times each model in its own block (no interleaving) and reports
 mean +/- std after sigma clipping, without a CI on differences between models.
@@ -50,7 +59,9 @@ from .spec import parse_act
 from .swap import YAML_KEY
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
-MIN_ROUNDS = 30
+MIN_ROUNDS = 30  # per benchmark with one block (and the floor of a block's share)
+MIN_ROUNDS_PER_BLOCK = 10
+DEFAULT_BLOCKS = 8
 RESAMPLES = 4000
 CI_LEVEL = 0.95
 
@@ -69,11 +80,17 @@ class ModelStats:
         ratio_of_medians_ci_low: Lower end of the 95% bootstrap CI of ``ratio_of_medians``.
         ratio_of_medians_ci_high: Upper end of that CI.
         ratio_of_medians_half_width_pct: 100 * (ci_high - ci_low) / 2, in percent of the baseline's latency.
-        paired_ratio: Median over rounds of t(variant) / t(baseline) in the same round.
-        paired_ci_low: Lower end of the 95% bootstrap CI of ``paired_ratio``.
+        paired_ratio: Geometric mean over blocks of each block's median over rounds of t(variant) / t(baseline) in
+            the same round (with one block: that block's median).
+        paired_ci_low: Lower end of its 95% CI: Student-t over blocks (with one block: bootstrap over rounds).
         paired_ci_high: Upper end of that CI.
         paired_half_width_pct: 100 * (paired_ci_high - paired_ci_low) / 2.
         rounds: Number of paired rounds the statistics use.
+        blocks: Independent blocks (fresh sessions or model copies, new input, new order seed).
+        block_ratios: The paired ratio of each block.
+        paired_round_ci_low: Lower end of the bootstrap-over-rounds CI of the pooled paired ratio (what a single
+            session can see; kept to compare with the block CI).
+        paired_round_ci_high: Upper end of that CI.
     """
 
     label: str
@@ -90,6 +107,10 @@ class ModelStats:
     paired_ci_high: float
     paired_half_width_pct: float
     rounds: int
+    blocks: int = 1
+    block_ratios: list = field(default_factory=list)
+    paired_round_ci_low: float = 1.0
+    paired_round_ci_high: float = 1.0
 
 
 @dataclass
@@ -105,6 +126,7 @@ class BenchResult:
         timing_s: Wall time spent in the timed rounds.
         stats: ``ModelStats`` by label, in the order the models were given.
         samples_ns: Per-model latencies in nanoseconds, one per round (index = round).
+        block_of_round: The block each round belongs to.
         settings: Warm-up, seed, resamples and the like.
         env: Versions, CPU and load averages before and after.
     """
@@ -117,6 +139,7 @@ class BenchResult:
     timing_s: float
     stats: dict[str, ModelStats]
     samples_ns: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    block_of_round: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
     settings: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
 
@@ -135,6 +158,7 @@ class BenchResult:
         }
         if samples:
             out["samples_ns"] = {k: v.tolist() for k, v in self.samples_ns.items()}
+            out["block_of_round"] = self.block_of_round.tolist()
         return out
 
     def format_table(self) -> str:
@@ -142,7 +166,8 @@ class BenchResult:
         head = (
             f"{self.runtime} | imgsz {self.imgsz} | {self.threads} thread(s) | {self.rounds} interleaved rounds in "
             f"{self.timing_s:.1f} s | ratio = median / median({self.baseline}), "
-            f"{CI_LEVEL:.0%} bootstrap CI over rounds ({self.settings.get('resamples', RESAMPLES)} resamples)"
+            f"{CI_LEVEL:.0%} bootstrap CI over rounds ({self.settings.get('resamples', RESAMPLES)} resamples); "
+            f"paired: {CI_LEVEL:.0%} t-interval over {self.settings.get('blocks', 1)} block(s)"
         )
         width = max(8, *(len(k) for k in self.stats))
         cols = (
@@ -159,7 +184,9 @@ class BenchResult:
                 f"{s.ratio_of_medians_half_width_pct:>5.2f}"
                 f"  {s.paired_ratio:>6.3f}  {pci:>15}  {s.paired_half_width_pct:>5.2f}"
             )
-        rows.append("paired = median over rounds of t(variant) / t(baseline) within the round")
+        rows.append(
+            "paired = per block, median over rounds of t(variant) / t(baseline) within the round; geometric mean"
+        )
         load = self.env.get("loadavg_before"), self.env.get("loadavg_after")
         if all(x is not None for x in load):
             rows.append(
@@ -178,6 +205,7 @@ def benchmark(
     baseline: str = "silu",
     onnx_paths: dict[str, str] | None = None,
     seed: int = 0,
+    blocks: int = DEFAULT_BLOCKS,
 ) -> BenchResult:
     """Time several variants side by side and compare each with ``baseline`` (method: module docstring).
 
@@ -191,7 +219,8 @@ def benchmark(
         warmup: Untimed calls per model before timing.
         baseline: The label that ratios are taken against; must be in ``models``.
         onnx_paths: Label -> exported ``.onnx`` file, required for ``ort-cpu``.
-        seed: Seed of the input, of the round orders and of the bootstrap.
+        seed: Seed of the input, of the round orders and of the bootstrap (block ``b`` uses ``seed + b``).
+        blocks: Independent blocks the budget is split into; the paired ratio's CI is taken over them.
 
     Returns:
         A ``BenchResult``.
@@ -201,18 +230,28 @@ def benchmark(
         RuntimeError: ``torch-cuda-fp16`` without CUDA.
     """
     _check_args(models, runtime, baseline, onnx_paths, threads)
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
     labels = list(models)
     before = _loadavg()
-    with _torch_threads(threads):
-        runners = _make_runners(models, runtime, imgsz, threads, onnx_paths, seed)
-        try:
-            with torch.inference_mode():
-                samples, wall = _time_rounds(runners, seconds, warmup, seed)
-        finally:
-            runners.clear()
-            if runtime == "torch-cuda-fp16":
-                torch.cuda.empty_cache()
-    stats = latency_stats(samples, baseline, seed=seed)
+    min_rounds = MIN_ROUNDS if blocks == 1 else MIN_ROUNDS_PER_BLOCK
+    parts, block_of_round, wall = [], [], 0.0
+    for block in range(blocks):
+        with _torch_threads(threads):
+            runners = _make_runners(models, runtime, imgsz, threads, onnx_paths, seed + block)
+            try:
+                with torch.inference_mode():
+                    part, spent = _time_rounds(runners, seconds / blocks, warmup, seed + block, min_rounds)
+            finally:
+                runners.clear()
+                if runtime == "torch-cuda-fp16":
+                    torch.cuda.empty_cache()
+        parts.append(part)
+        block_of_round += [block] * len(part[labels[0]])
+        wall += spent
+    samples = {k: np.concatenate([p[k] for p in parts]) for k in labels}
+    blocks_index = np.asarray(block_of_round, dtype=np.int64)
+    stats = latency_stats(samples, baseline, seed=seed, block_of_round=blocks_index)
     return BenchResult(
         runtime=runtime,
         imgsz=imgsz,
@@ -222,9 +261,26 @@ def benchmark(
         timing_s=wall,
         stats=stats,
         samples_ns=samples,
-        settings={"warmup": warmup, "seed": seed, "resamples": RESAMPLES, "min_rounds": MIN_ROUNDS, "seconds": seconds},
+        block_of_round=blocks_index,
+        settings={
+            "warmup": warmup,
+            "seed": seed,
+            "resamples": RESAMPLES,
+            "min_rounds": min_rounds,
+            "seconds": seconds,
+            "blocks": blocks,
+        },
         env={**_env(runtime), "loadavg_before": before, "loadavg_after": _loadavg()},
     )
+
+
+def stats_from_dict(result: dict) -> dict[str, dict]:
+    """Recompute the statistics of a ``BenchResult.to_dict(samples=True)`` from its raw samples (a check that the
+    stored table follows from the stored data)."""
+    samples = {k: np.asarray(v, dtype=np.int64) for k, v in result["samples_ns"].items()}
+    blocks = np.asarray(result["block_of_round"], dtype=np.int64)
+    stats = latency_stats(samples, result["baseline"], seed=result["settings"]["seed"], block_of_round=blocks)
+    return {k: asdict(v) for k, v in stats.items()}
 
 
 def _check_args(models: dict, runtime: str, baseline: str, onnx_paths: dict | None, threads: int) -> None:
@@ -339,7 +395,7 @@ Runner = Callable[[], object]
 
 
 def _time_rounds(
-    runners: dict[str, Runner], seconds: float, warmup: int, seed: int
+    runners: dict[str, Runner], seconds: float, warmup: int, seed: int, min_rounds: int = MIN_ROUNDS
 ) -> tuple[dict[str, np.ndarray], float]:
     for run in runners.values():
         for _ in range(warmup):
@@ -350,7 +406,7 @@ def _time_rounds(
     with _gc_off():
         start = clock()
         deadline = start + int(seconds * 1e9)
-        while len(times[next(iter(times))]) < MIN_ROUNDS or clock() < deadline:
+        while len(times[next(iter(times))]) < min_rounds or clock() < deadline:
             for label in next(orders):
                 t0 = clock()
                 runners[label]()
@@ -385,7 +441,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 def latency_stats(
-    samples_ns: dict[str, np.ndarray], baseline: str, resamples: int = RESAMPLES, seed: int = 0
+    samples_ns: dict[str, np.ndarray],
+    baseline: str,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    block_of_round: np.ndarray | None = None,
 ) -> dict[str, ModelStats]:
     """Per-model latency statistics, and bootstrap CIs of each variant's ratio to ``baseline`` (ratio of medians and
     paired ratio).
@@ -395,6 +455,8 @@ def latency_stats(
         baseline: The reference label.
         resamples: Bootstrap resamples of rounds.
         seed: Bootstrap seed.
+        block_of_round: The block of each round; with two or more blocks the paired ratio and its CI come from
+            the blocks (module docstring), else from the rounds.
     """
     n = len(samples_ns[baseline])
     if any(len(v) != n for v in samples_ns.values()):
@@ -408,7 +470,12 @@ def latency_stats(
         ms = s / 1e6
         is_base = label == baseline
         lo, hi = (1.0, 1.0) if is_base else _ci(meds[label] / meds[baseline])
-        plo, phi = (1.0, 1.0) if is_base else _ci(paired[label])
+        rlo, rhi = (1.0, 1.0) if is_base else _ci(paired[label])
+        per_block = block_ratios(ratios[label], block_of_round)
+        if len(per_block) > 1:
+            point, plo, phi = (1.0, 1.0, 1.0) if is_base else block_interval(per_block)
+        else:
+            point, plo, phi = (1.0 if is_base else float(np.median(ratios[label]))), rlo, rhi
         out[label] = ModelStats(
             label=label,
             median_ms=float(np.median(ms)),
@@ -419,13 +486,35 @@ def latency_stats(
             ratio_of_medians_ci_low=lo,
             ratio_of_medians_ci_high=hi,
             ratio_of_medians_half_width_pct=100 * (hi - lo) / 2,
-            paired_ratio=1.0 if is_base else float(np.median(ratios[label])),
+            paired_ratio=point,
             paired_ci_low=plo,
             paired_ci_high=phi,
             paired_half_width_pct=100 * (phi - plo) / 2,
             rounds=n,
+            blocks=max(1, len(per_block)),
+            block_ratios=[round(float(r), 6) for r in per_block],
+            paired_round_ci_low=rlo,
+            paired_round_ci_high=rhi,
         )
     return out
+
+
+def block_ratios(round_ratios: np.ndarray, block_of_round: np.ndarray | None) -> np.ndarray:
+    """Each block's median of the per-round paired ratios (one value when there are no blocks)."""
+    if block_of_round is None or len(block_of_round) == 0:
+        return np.asarray([np.median(round_ratios)])
+    return np.asarray([np.median(round_ratios[block_of_round == b]) for b in np.unique(block_of_round)])
+
+
+def block_interval(ratios: np.ndarray) -> tuple[float, float, float]:
+    """Geometric mean of per-block ratios and its Student-t CI over blocks (log scale, B - 1 degrees of freedom)."""
+    from scipy import stats
+
+    logs = np.log(ratios)
+    mean, half = float(logs.mean()), 0.0
+    if len(logs) > 1:
+        half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)))
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
 
 
 def _ci(boot: np.ndarray) -> tuple[float, float]:

@@ -119,7 +119,9 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
         result.update(_train(yolo, c, data, device, train_dir, seed))
         _check_census(result, spec)
         final = load(result["weights"])
+        start = time.perf_counter()
         result["metrics"] = validate_metrics(final, c, data, device)  # the final epoch, scored like before/after swap
+        result["validate_seconds"] = time.perf_counter() - start
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise

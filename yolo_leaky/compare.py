@@ -9,6 +9,7 @@ rerun reuses what is complete. The terminal shows one line per stage and per cel
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -122,7 +123,8 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
         timings = {}
         for runtime in runtimes:
             say(
-                f"[speed] {runtime}: {len(nets)} models interleaved, {c.bench_seconds:g} s, {c.bench_threads} thread(s)"
+                f"[speed] {runtime}: {len(nets)} models interleaved, {c.bench_seconds:g} s in {c.bench_blocks} "
+                f"blocks, {c.bench_threads} thread(s)"
             )
             result = benchmark(
                 nets,
@@ -132,8 +134,9 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
                 threads=c.bench_threads,
                 baseline=c.baseline,
                 onnx_paths=onnx,
+                blocks=c.bench_blocks,
             )
-            timings[runtime] = result.to_dict()
+            timings[runtime] = result.to_dict(samples=True)  # raw samples: the table can be recomputed
         return {"onnx": onnx, "exports": exports, "timings": timings}
 
     return cached_stage(
@@ -181,22 +184,67 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
         data = resolve_data(c.data, out_dir=run)
     device = pick_device(c)
     started = time.time()
-    with quiet(log, c.verbose):
+    clock = StageClock()
+    with quiet(log, c.verbose), clock("baseline"):
         baseline = pretrained_baseline(c, data, device)
-    cells = run_cells(c, data, device)
+    before = {k for k, v in cells_on_disk(c).items() if v.get("status") == "ok"}
+    with clock("cells"):
+        cells = run_cells(c, data, device)
     with quiet(log, c.verbose):
-        models = variant_models(c, cells)
-        say("[cost] parameters, GFLOPs, memory of one training step")
-        cost = measure_cost(c, models)
-        say("[speed] exporting to ONNX and checking the graphs")
-        speed = measure_speed(c, models)
-        units = measure_units(c, models, data)
+        with clock("cost"):
+            models = variant_models(c, cells)
+            say("[cost] parameters, GFLOPs, memory of one training step")
+            cost = measure_cost(c, models)
+        with clock("speed"):
+            say("[speed] exporting to ONNX and checking the graphs")
+            speed_cached = (c.run_dir / "speed.json").is_file()
+            speed = measure_speed(c, models)
+        with clock("diagnostics"):
+            units = measure_units(c, models, data)
         say("[report] writing report.md, results.csv, results.json and plots")
-        summary = summarize(c, cells, baseline, cost, speed, units, data, started)
+        fresh = [v for k, v in cells.items() if k not in before and v.get("status") == "ok"]
+        clock.work = sum(v["train_seconds"] + v.get("validate_seconds", 0.0) for v in fresh)
+        clock.timed = 0.0 if speed_cached else sum(t["timing_s"] for t in speed.get("timings", {}).values())
+        summary = summarize(c, cells, baseline, cost, speed, units, data, started, stages=clock.to_dict())
         report = write_report(c, run, summary)
     say(final_table(c, summary))
     say(f"report: {report}")
     return report
+
+
+class StageClock:
+    """Wall seconds per stage, and the harness overhead: everything but the cells' own training and validation
+    (``work``) and the timing budget spent in timed rounds (``timed``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.work = 0.0
+        self.timed = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def to_dict(self) -> dict:
+        total = sum(self.seconds.values())
+        overhead = max(0.0, total - self.work - self.timed)
+        return {
+            "stages": dict(self.seconds),
+            "total": total,
+            "training_and_validation": self.work,
+            "timed_rounds": self.timed,
+            "harness_overhead": overhead,
+            "harness_overhead_share": overhead / total if total else None,
+        }
+
+
+def cells_on_disk(c: CompareConfig) -> dict:
+    """The cells already completed in the run folder (before this run trains any)."""
+    return {p.parent.name: atomic.read_json(p) or {} for p in (c.run_dir / "cells").glob("*/cell.json")}
 
 
 def final_table(c: CompareConfig, summary: Summary) -> str:

@@ -84,6 +84,8 @@ class CompareConfig:
     bench_imgsz: int = 320
     bench_seconds: float = 60.0
     bench_threads: int = 1
+    bench_blocks: int = 8  # independent timing blocks; the speed CI is taken over them (bench.py)
+    speed_band: float = 0.02  # practical-equivalence band: a ratio within 1 ± band is "no practical difference"
     runtimes: list = field(default_factory=lambda: ["torch-cpu", "ort-cpu"])
     diagnostics: bool = True
     name: str = "coco8"
@@ -197,7 +199,9 @@ def _validated(c: CompareConfig) -> CompareConfig:
         raise UserError(
             "protocol=finetune needs weights=<SiLU checkpoint>, e.g. weights=yolo11n.pt (or a best.pt you trained)"
         )
-    for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads"):
+    if not isinstance(c.speed_band, (int, float)) or not 0 <= c.speed_band < 0.5:
+        raise UserError(f"speed_band={c.speed_band!r} must be a number in [0, 0.5), e.g. speed_band=0.02 (±2%)")
+    for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads", "bench_blocks"):
         if not isinstance(getattr(c, key), int) or getattr(c, key) < 1:
             raise UserError(f"{key}={getattr(c, key)!r} must be a positive integer")
     if not c.seeds:

@@ -30,6 +30,7 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "cost": summary.cost,
             "speed": summary.speed,
             "units": summary.units,
+            "time": summary.stages,
             "dataset": {"val_images": summary.n_val, **summary.dataset},
             "plots": plots,
         },
@@ -63,6 +64,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _cost_section(c, rows, env),
         _units_section(units),
         _verdicts_section(c, rows, speed),
+        _time_section(summary.stages),
         _files_section(plots),
     ]
     return "\n".join(p for p in parts if p)
@@ -144,8 +146,9 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
         lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
     lines.append(
         "- Speed ratios are for this machine and runtime only; an NPU or TensorRT build fuses differently. Each "
-        "ratio has a 95% bootstrap confidence interval; a ratio whose interval contains 1 is reported as no "
-        "detectable difference."
+        f"ratio has a 95% confidence interval over {c.bench_blocks} independent timing blocks. A variant is called "
+        f"faster or slower only when its whole interval lies outside 1 ± {c.speed_band:g} (`speed_band=`); "
+        '"no practical difference" when it lies inside that band; "inconclusive" otherwise.'
     )
     return "\n".join(lines) + "\n"
 
@@ -194,7 +197,7 @@ def _speed_section(c, rows, speed) -> str:
         body = []
         for label, s in result["stats"].items():
             ratio, lo, hi = paired_ratio_ci(s)
-            verdict = speed_verdict(s, c.baseline) if label != "identity" else "floor (no activation)"
+            verdict = speed_verdict(s, c.baseline, c.speed_band) if label != "identity" else "floor (no activation)"
             body.append(
                 [
                     f"`{label}`",
@@ -208,7 +211,7 @@ def _speed_section(c, rows, speed) -> str:
             )
         text.append(
             f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), "
-            f"{result['rounds']} rounds in {result['timing_s']:.0f} s\n"
+            f"{result['rounds']} rounds in {result['settings'].get('blocks', 1)} blocks, {result['timing_s']:.0f} s\n"
         )
         text.append(
             _table(
@@ -216,7 +219,7 @@ def _speed_section(c, rows, speed) -> str:
                     "variant",
                     "median ms",
                     f"ratio vs {c.baseline}",
-                    "95% CI",
+                    "95% CI (over blocks)",
                     "half-width",
                     "ratio of medians",
                     "verdict",
@@ -227,9 +230,15 @@ def _speed_section(c, rows, speed) -> str:
     text.append(
         "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture run in one "
         "process, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
-        "fixed thread count. Ratio = median over rounds of t(variant)/t(baseline) measured in the same round (slow "
-        "machine drift cancels within a round); 95% CI by bootstrap over rounds. The ratio of median latencies, "
-        "with its own bootstrap CI, is shown beside it. "
+        "fixed thread count. The time is split into independent blocks, each with fresh ONNX Runtime sessions (or "
+        "fresh model copies), a new input and a new order, so that what varies between sessions and processes "
+        "(memory layout, allocation) varies between blocks too. Per block, ratio = median over rounds of "
+        "t(variant)/t(baseline) measured in the same round (slow machine drift cancels within a round); the "
+        "headline is the geometric mean over blocks, with a 95% Student-t interval over blocks. A bootstrap over "
+        "rounds of one session would be several times narrower and would not cover the run-to-run spread (README: "
+        "coverage benchmark). The ratio of median latencies, with its bootstrap CI over rounds, is shown beside it. "
+        f"Verdicts use a practical-equivalence band of ±{100 * c.speed_band:g}%. Raw per-round samples and their "
+        "blocks are in `results.json`. "
         "Ultralytics' ProfileModels, by contrast, times each model alone and reports mean ± std after sigma "
         "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
         "difference.\n"
@@ -362,6 +371,23 @@ def _verdicts_section(c, rows, speed) -> str:
             f"- `{r['variant']}` vs `{c.baseline}`: accuracy {r['verdict_accuracy']}; speed ({ort}) {speed_text}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _time_section(stages: dict) -> str:
+    if not stages:
+        return ""
+    rows = [[stage, f"{secs:.0f}"] for stage, secs in stages["stages"].items()]
+    share = stages.get("harness_overhead_share")
+    return (
+        "## Where the time goes (this invocation; reused results cost nothing)\n\n"
+        + _table(["stage", "wall s"], rows)
+        + f"\nOf {stages['total']:.0f} s: the cells' own training and validation "
+        f"{stages['training_and_validation']:.0f} s, "
+        f"timed benchmark rounds {stages['timed_rounds']:.0f} s, harness overhead (loading, exports, sessions, "
+        f"warm-up, diagnostics, statistics) {stages['harness_overhead']:.0f} s"
+        + (f" ({100 * share:.0f}%)" if share is not None else "")
+        + ". The report and plots are written after this table.\n"
+    )
 
 
 def _files_section(plots: dict) -> str:

@@ -60,15 +60,24 @@ def paired_ratio_ci(stats: dict) -> tuple[float, float, float]:
     return stats["paired_ratio"], stats["paired_ci_low"], stats["paired_ci_high"]
 
 
-def speed_verdict(stats: dict, baseline: str) -> str:
+def speed_verdict(stats: dict, baseline: str, band: float = 0.02) -> str:
+    """Faster or slower only when the whole CI lies outside ``1 ± band``; "no practical difference" when it lies
+    inside the band; else "inconclusive" (the CI straddles an edge of the band).
+
+    Examples:
+        >>> speed_verdict({"label": "relu", "paired_ratio": 0.9, "paired_ci_low": 0.89, "paired_ci_high": 0.91}, "silu")
+        'faster by 10.0%'
+    """
     if stats["label"] == baseline:
         return "baseline"
     ratio, lo, hi = paired_ratio_ci(stats)
-    if hi < 1:
+    if hi < 1 - band:
         return f"faster by {100 * (1 - ratio):.1f}%"
-    if lo > 1:
+    if lo > 1 + band:
         return f"slower by {100 * (ratio - 1):.1f}%"
-    return "no detectable difference"
+    if 1 - band <= lo and hi <= 1 + band:
+        return f"no practical difference (within ±{100 * band:g}%)"
+    return "inconclusive"
 
 
 # ---------------------------------------------------------------- aggregation
@@ -104,7 +113,7 @@ def variant_rows(
                     paired_ratio_ci(s)
                 )
                 row[f"{runtime}_paired_half_width_pct"] = s["paired_half_width_pct"]
-                row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline)
+                row[f"{runtime}_verdict"] = speed_verdict(s, c.baseline, c.speed_band)
         export = speed.get("exports", {}).get(label, {})
         row["onnx_silu_patterns"] = export.get("silu_patterns")
         row["onnx_silu_free"] = export.get("silu_free")
@@ -157,6 +166,7 @@ class Summary:
     environment: dict
     seconds: float
     floor_ratio: dict  # {runtime: the identity floor's paired ratio}
+    stages: dict  # wall seconds per stage and the harness overhead (compare.StageClock)
 
     @property
     def runtime(self) -> str | None:
@@ -172,6 +182,7 @@ def summarize(
     units: dict,
     data: str,
     started: float,
+    stages: dict | None = None,
 ) -> Summary:
     """Compute the rows, verdicts, dataset facts and environment of a finished comparison."""
     n_val, dataset = dataset_facts(data)
@@ -193,4 +204,5 @@ def summarize(
         environment=environment(),
         seconds=time.time() - started,
         floor_ratio=floor,
+        stages=stages or {},
     )
