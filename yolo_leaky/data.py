@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import yaml as pyyaml
+from ultralytics.data.utils import IMG_FORMATS
 
 from . import atomic
 from .errors import UserError
@@ -113,9 +114,7 @@ def check_data_yaml(path: Path) -> dict:
             continue
         for entry in cfg[split] if isinstance(cfg[split], list) else [cfg[split]]:
             target = root / entry
-            if target.is_dir() and not any(
-                p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") for p in target.rglob("*")
-            ):
+            if target.is_dir() and not any(p.suffix[1:].lower() in IMG_FORMATS for p in target.rglob("*")):
                 raise UserError(
                     f"dataset {split} folder {str(target)!r} holds no images; check 'path' and '{split}' in {path}"
                 )
