@@ -8,6 +8,9 @@ from pathlib import Path
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-leaky-cfg-"))
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+# The offline stand-in checkpoint (standin.py) is trained once per test session (~2 min) into this cache; a
+# developer may point it at a warm cache (entries are checked against their recorded SHA-256).
+os.environ.setdefault("YOLO_LEAKY_CACHE", tempfile.mkdtemp(prefix="yolo-leaky-cache-"))
 
 import pytest  # noqa: E402
 
@@ -41,3 +44,11 @@ def coco8_yaml(coco8, tmp_path_factory) -> Path:
 TRAIN_KW = dict(
     epochs=1, imgsz=64, batch=4, workers=0, plots=False, amp=False, seed=0, deterministic=True, verbose=False
 )
+
+
+@pytest.fixture(scope="session")
+def standin():
+    """The offline stand-in: (checkpoint path, record), trained on first use in the session's cache."""
+    from yolo_leaky.standin import standin_checkpoint
+
+    return standin_checkpoint(log=lambda line: None)

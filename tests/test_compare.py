@@ -12,6 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 SMALL = [
+    "protocol=scratch",
     "variants=[silu,relu,prelu]",
     "seeds=[0]",
     "epochs=1",
@@ -140,7 +141,7 @@ def test_report_says_what_the_numbers_cannot(finished):
     for needle in [
         "mAP is ~0 for every variant",
         "COCO8 has 4 validation images",
-        "protocol=finetune",
+        "protocol=recover",
         "One seed per variant",
         "`silu`",
         "`relu`",
@@ -176,6 +177,7 @@ def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     config = CompareConfig(
+        protocol="scratch",
         variants=["silu", "relu"],
         seeds=[0],
         epochs=1,
@@ -194,20 +196,23 @@ def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
     assert cells["relu-s0"]["status"] == "failed" and cells["relu-s0"]["error"]
 
 
-def test_finetune_protocol_records_before_after_swap_and_after_training(tmp_path, coco8_yaml):
-    """finetune: every variant starts from the same SiLU checkpoint (one the test trains itself)."""
+def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml):
+    """The connected machine's path (weights=yolo11n.pt on COCO8) with a local SiLU checkpoint in its place (one the
+    test trains itself): before, after the swap, after each repair, then recovery by both methods."""
     from conftest import TRAIN_KW
 
     from yolo_leaky import load
 
     load("yolo11n.yaml").train(data=str(coco8_yaml), project=str(tmp_path), name="base", exist_ok=True, **TRAIN_KW)
-    weights = tmp_path / "base/weights/best.pt"
+    weights = tmp_path / "base/weights/last.pt"
     result = run(
         compare_cmd(
             tmp_path,
-            "ft",
-            "protocol=finetune",
+            "rec",
+            "protocol=recover",
             f"weights={weights}",
+            "data=coco8.yaml",
+            "recovery=[finetune,distill]",
             "variants=[silu,relu]",
             "diagnostics=False",
             "runtimes=[ort-cpu]",
@@ -215,16 +220,19 @@ def test_finetune_protocol_records_before_after_swap_and_after_training(tmp_path
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    results = json.loads((tmp_path / "ft/results.json").read_text())
+    results = json.loads((tmp_path / "rec/results.json").read_text())
     assert set(results["pretrained"]) >= {"map50", "map50_95", "precision", "recall"}
-    for key in ("silu-s0", "relu-s0"):
-        cell = results["cells"][key]
-        assert set(cell["after_swap"]) >= {"map50", "map50_95"} and set(cell["metrics"]) >= {"map50", "map50_95"}
-    assert results["cells"]["relu-s0"]["census_in_trainer"] == {"ReLU": 77}
-    text = (tmp_path / "ft/report.md").read_text()
-    assert "pretrained (SiLU)" in text and "after swap, no training" in text and "Protocol **finetune**" in text
+    swap = results["swap"]["variants"]
+    assert set(swap["relu"]["repairs"]) == {"bn"} and swap["relu"]["start"]["repair"] == "bn"
+    assert swap["silu"]["repairs"] == {} and swap["silu"]["start"]["repair"] == "none"
+    assert set(results["cells"]) == {f"{v}-{m}-s0" for v in ("silu", "relu") for m in ("finetune", "distill")}
+    assert results["cells"]["relu-distill-s0"]["census_in_trainer"] == {"ReLU": 77}
+    assert results["cells"]["relu-distill-s0"]["teacher"]["sites"] == {"SiLU": 77}
+    text = (tmp_path / "rec/report.md").read_text()
+    for needle in ("Protocol **recover**", "What the swap costs", "What distillation buys", "Published anchors"):
+        assert needle in text, needle
     assert "From scratch, mAP there is ~0" not in text  # the COCO8 scratch caveat belongs to scratch runs only
-    assert "Only 4 validation images" in text
+    assert "not significant: only 4 validation images" in text
 
 
 def test_terminal_is_calm_and_ultralytics_output_goes_to_logs(finished):

@@ -112,8 +112,10 @@ CASES = [
     ("unknown-flag", ["train", "--fast"], "unknown flag", None),
     ("compare-bad-variant", ["compare", "variants=[silu,leaky]"], "did you mean 'leaky_relu'", None),
     ("compare-unknown-key", ["compare", "epoch=3"], "did you mean 'epochs'", None),
-    ("compare-finetune-no-weights", ["compare", "protocol=finetune"], "needs weights=", None),
-    ("compare-finetune-offline", ["compare", "protocol=finetune", "weights=yolo11n.pt"], "offline", None),
+    ("compare-old-protocol", ["compare", "protocol=finetune"], "now protocol=recover", None),
+    ("compare-weights-offline", ["compare", "weights=yolo11n.pt"], "offline", None),
+    ("compare-standin-other-data", ["compare", "weights=standin", "data=coco8.yaml"], "use data=shapes", None),
+    ("compare-bad-recovery", ["compare", "recovery=[finetune,retrain]"], "recovery=", None),
     ("compare-bad-runtime", ["compare", "runtimes=[tensorrt]"], "unknown runtime", None),
 ]
 

@@ -62,7 +62,7 @@ def entry_points(path, project) -> dict:
         routes["cfg"] = ["cfg", f"model={path}", "act=relu", f"out={project}"]
         routes["compare-model"] = ["compare", f"model={path}", *small]
     else:
-        routes["compare-weights"] = ["compare", "protocol=finetune", f"weights={path}", *small]
+        routes["compare-weights"] = ["compare", "protocol=recover", f"weights={path}", *small]
     return routes
 
 

@@ -3,6 +3,8 @@ networks that later stages time and inspect."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import shutil
 import sys
 import time
@@ -20,7 +22,8 @@ from .console import interactive, quiet, say
 from .diagnostics import track_unit_health
 from .errors import UserError
 from .loading import load
-from .spec import ActSpec
+from .repair import REPAIRS, calibration_batch, calibration_files, files_digest, ls_leaky_slope, repaired
+from .spec import ActSpec, parse_act
 from .swap import swap_activations
 
 METRIC_KEYS = {
@@ -47,40 +50,82 @@ def cached_stage(path: Path, compute, reuse=lambda cached: True) -> dict:
     return result
 
 
-def cell_key(spec: ActSpec, seed: int) -> str:
-    return f"{spec.label}-s{seed}"
+def cell_key(spec: ActSpec, seed: int, recovery: str | None = None) -> str:
+    """A cell's name and folder: ``relu-s0`` (scratch) or ``relu-finetune-s0`` (recovery protocol)."""
+    return f"{spec.label}-s{seed}" if recovery is None else f"{spec.label}-{recovery}-s{seed}"
 
 
-def cell_order(c: CompareConfig) -> list[tuple[ActSpec, int]]:
-    """Every (variant, seed) cell, seed by seed; the variant order rotates by one per seed, so no variant always runs
-    first (the first cell of a process pays for cold caches)."""
+def cell_order(c: CompareConfig) -> list[tuple[ActSpec, int, str | None]]:
+    """Every (variant, seed, recovery) cell, seed by seed; the variant order rotates by one per seed, so no variant
+    always runs first (the first cell of a process pays for cold caches)."""
     specs = c.specs
-    return [(specs[(i + k) % len(specs)], seed) for i, seed in enumerate(c.seeds) for k in range(len(specs))]
+    methods = list(c.recovery) if c.protocol == "recover" else [None]
+    return [
+        (specs[(i + k) % len(specs)], seed, method)
+        for i, seed in enumerate(c.seeds)
+        for k in range(len(specs))
+        for method in methods
+    ]
 
 
-def run_cells(c: CompareConfig, data: str, device) -> dict:
-    """Train and validate every (variant, seed) cell; a failing cell is recorded and the others go on."""
-    cells, todo, spent, trained = {}, cell_order(c), 0.0, 0
-    bar = TQDM(total=len(todo), desc="cells", disable=not interactive(), file=sys.stdout)
-    for k, (spec, seed) in enumerate(todo, 1):
-        key = cell_key(spec, seed)
-        folder = c.run_dir / "cells" / key
+def cell_jobs(c: CompareConfig, data: str, device, starts: dict | None = None, teacher: str | None = None) -> list:
+    """The cells as self-contained jobs for ``run_cell``, in ``cell_order``.
+
+    Args:
+        c: The config (plain data: a job can be pickled and run elsewhere).
+        data: The dataset YAML.
+        device: The training device.
+        starts: Recovery protocol: {variant label: checkpoint of the swapped (and repaired) SiLU network}.
+        teacher: Recovery protocol: the SiLU checkpoint, the teacher of ``distill`` cells.
+    """
+    jobs = []
+    for spec, seed, method in cell_order(c):
+        inputs = {"data": str(data)}
+        if method is not None:
+            inputs["start"] = str(starts[spec.label])
+            if method == "distill":
+                inputs["teacher"] = str(teacher)
+        elif Path(c.model).is_file():
+            inputs["start"] = str(c.model)
+        jobs.append(
+            {
+                "key": cell_key(spec, seed, method),
+                "act": str(spec),
+                "seed": seed,
+                "recovery": method,
+                "model": c.model,
+                "config": c,
+                "device": device,
+                "diagnostics": c.diagnostics and seed == c.seeds[0] and method in (None, c.recovery[0]),
+                "inputs": inputs,
+            }
+        )
+    return jobs
+
+
+def run_cells(c: CompareConfig, data: str, device, starts: dict | None = None, teacher: str | None = None) -> dict:
+    """Train and validate every cell; a failing cell is recorded and the others go on. Completed cells are reused."""
+    cells, jobs, spent, trained = {}, cell_jobs(c, data, device, starts, teacher), 0.0, 0
+    bar = TQDM(total=len(jobs), desc="cells", disable=not interactive(), file=sys.stdout)
+    for k, job in enumerate(jobs, 1):
+        key, folder = job["key"], c.run_dir / "cells" / job["key"]
         done = atomic.read_json(folder / "cell.json")
         if done is not None and done.get("status") == "ok":
-            _progress(bar, f"[cell {k}/{len(todo)}] {key}: reusing completed result")
-            cells[key] = done
+            _progress(bar, f"[cell {k}/{len(jobs)}] {key}: reusing completed result")
+            cells[key] = with_paths(done, folder)
             continue
-        left = (spent / trained) * (len(todo) - k + 1) if trained else None
+        left = (spent / trained) * (len(jobs) - k + 1) if trained else None
         eta = (
             "" if left is None else f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
         )
-        _progress(bar, f"[cell {k}/{len(todo)}] {key}: training {c.epochs} epoch(s) at imgsz {c.imgsz}{eta}")
+        what = "training" if job["recovery"] is None else f"recovering by {job['recovery']},"
+        _progress(bar, f"[cell {k}/{len(jobs)}] {key}: {what} {c.epochs} epoch(s) at imgsz {c.imgsz}{eta}")
         start = time.perf_counter()
         with quiet(folder / "log.txt", c.verbose):
-            cells[key] = _run_one_cell(c, spec, seed, data, device)
+            result = run_cell(job, folder)
         spent, trained = spent + time.perf_counter() - start, trained + 1
-        atomic.write_json(folder / "cell.json", cells[key])
-        result = cells[key]
+        atomic.write_json(folder / "cell.json", result)
+        cells[key] = with_paths(result, folder)
         outcome = (
             f"mAP50-95 {result['metrics']['map50_95']:.3f}"
             if result["status"] == "ok"
@@ -89,6 +134,19 @@ def run_cells(c: CompareConfig, data: str, device) -> dict:
         _progress(bar, f"  {key}: {outcome}, {time.perf_counter() - start:.0f} s", advance=1)
     bar.close()
     return cells
+
+
+CELL_FILES = ("weights", "results_csv")  # a cell's file entries, stored relative to its folder
+
+
+def with_paths(result: dict, folder: Path) -> dict:
+    """A cell result with its file entries resolved against the cell's folder (cell.json stores them relative, so a
+    run folder can be moved, or filled by workers that do not share its filesystem)."""
+    out = dict(result)
+    for k in CELL_FILES:
+        if k in out and not Path(out[k]).is_absolute():
+            out[k] = str(Path(folder) / out[k])
+    return out
 
 
 def _progress(bar, line: str, advance: int = 0) -> None:
@@ -101,27 +159,47 @@ def _progress(bar, line: str, advance: int = 0) -> None:
         bar.update(advance)
 
 
-def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device) -> dict:
-    key = cell_key(spec, seed)
-    train_dir = (c.run_dir / "cells" / key / "train").resolve()  # Ultralytics nests a relative project in its runs_dir
-    result = {"variant": spec.label, "act": str(spec), "seed": seed, "status": "failed"}
+def run_cell(job: dict, folder: Path) -> dict:
+    """Train and validate one cell (a job of ``cell_jobs``), writing files only under ``folder``.
+
+    The job is plain, picklable data; its input files are listed in ``job["inputs"]`` (``data``: the dataset YAML;
+    ``start``: the checkpoint or model YAML training starts from, absent for a stock YAML name; ``teacher``: the
+    SiLU checkpoint of a ``distill`` cell). An executor that runs the job elsewhere may rewrite those paths.
+
+    Returns:
+        The cell's result (JSON-able); its file entries (``CELL_FILES``) are relative to ``folder``. An error in the
+        cell is recorded as ``status: failed`` with the error, so one bad cell does not lose the others.
+    """
+    c: CompareConfig = job["config"]
+    spec, seed, method, inputs, device = (
+        parse_act(job["act"]),
+        job["seed"],
+        job["recovery"],
+        job["inputs"],
+        job["device"],
+    )
+    data = inputs["data"]
+    folder = Path(folder).resolve()  # Ultralytics nests a relative project in its runs_dir
+    train_dir = folder / "train"
+    result = {"variant": spec.label, "act": str(spec), "seed": seed, "recovery": method, "status": "failed"}
     try:
         if train_dir.exists():
             shutil.rmtree(train_dir)  # an interrupted attempt: start the cell again from scratch
-        yolo = load(c.weights if c.protocol == "finetune" else c.model)
-        if c.protocol == "finetune":
-            result["after_swap"] = validate_metrics(yolo_swapped(yolo, spec), c, data, device)
-        else:
-            yolo_swapped(yolo, spec)
+        start = inputs.get("start") or job["model"]
+        yolo = load(start) if method is not None else load(start, act=spec)  # a start checkpoint is swapped already
         yolo.add_callback("on_train_start", _record_census(result))
-        if c.diagnostics and seed == c.seeds[0]:
+        extra = {}
+        if method == "distill":
+            extra["distill_model"] = inputs["teacher"]
+            _watch_teacher(yolo, result)
+        if job["diagnostics"]:
             yolo.add_callback("on_fit_epoch_end", track_unit_health(data, imgsz=min(c.imgsz, 128)))
-        result.update(_train(yolo, c, data, device, train_dir, seed))
+        result.update(_train(yolo, c, data, device, train_dir, seed, extra))
         _check_census(result, spec)
-        final = load(result["weights"])
-        start = time.perf_counter()
+        final = load(folder / result["weights"])
+        start_s = time.perf_counter()
         result["metrics"] = validate_metrics(final, c, data, device)  # the final epoch, scored like before/after swap
-        result["validate_seconds"] = time.perf_counter() - start
+        result["validate_seconds"] = time.perf_counter() - start_s
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -130,17 +208,55 @@ def _run_one_cell(c: CompareConfig, spec: ActSpec, seed: int, data: str, device)
     except Exception as e:  # one bad cell must not lose the others
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc(limit=8)
-        print(f"  cell {key} FAILED: {result['error']}", file=sys.stderr, flush=True)  # into the cell's log
+        print(f"  cell {job['key']} FAILED: {result['error']}", file=sys.stderr, flush=True)  # into the cell's log
     return result
+
+
+def trained_network(trainer) -> torch.nn.Module:
+    """The network the trainer optimises: the student inside Ultralytics' ``DistillationModel``, else the model."""
+    return getattr(trainer.model, "student_model", trainer.model)
 
 
 def _record_census(result: dict):
     """A callback that takes the census of the network the trainer really optimises."""
 
     def record(trainer):
-        result["census_in_trainer"] = dict(take_census(trainer.model).sites)
+        result["census_in_trainer"] = dict(take_census(trained_network(trainer)).sites)
 
     return record
+
+
+def _watch_teacher(yolo, result: dict) -> None:
+    """Record the distillation teacher at the start and the end of training: its activation sites, whether any of
+    its parameters can be trained, and a digest of its weights (frozen means the digest does not change)."""
+
+    def teacher(trainer):
+        return getattr(trainer.model, "teacher_model", None)
+
+    def digest(net) -> str:
+        h = hashlib.sha256()
+        for k, v in net.state_dict().items():
+            h.update(k.encode() + v.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    def at_start(trainer):
+        net = teacher(trainer)
+        if net is None:
+            raise RuntimeError("distill cell: the trainer did not build Ultralytics' DistillationModel")
+        result["teacher"] = {
+            "sites": dict(take_census(net).sites),
+            "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "digest_start": digest(net),
+        }
+
+    def at_end(trainer):
+        net = teacher(trainer)
+        if net is not None and "teacher" in result:
+            result["teacher"]["digest_end"] = digest(net)
+            result["teacher"]["training_mode_at_end"] = net.training
+
+    yolo.add_callback("on_train_start", at_start)
+    yolo.add_callback("on_train_end", at_end)
 
 
 def _check_census(result: dict, spec: ActSpec) -> None:
@@ -155,7 +271,7 @@ def yolo_swapped(yolo, spec: ActSpec):
     return yolo
 
 
-def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int) -> dict:
+def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int, extra: dict | None = None) -> dict:
     cuda = _is_cuda(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -170,6 +286,7 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
             "verbose": False,
             "deterministic": True,
             **c.train_args,
+            **(extra or {}),
             "data": data,
             "epochs": c.epochs,
             "imgsz": c.imgsz,
@@ -190,8 +307,8 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
         "train_seconds": wall,
         "epoch_train_seconds": timer.seconds,
         "epoch_seconds": timer.typical(),
-        "weights": str(train_dir / "weights/last.pt"),
-        "results_csv": str(train_dir / "results.csv"),
+        "weights": f"{train_dir.name}/weights/last.pt",
+        "results_csv": f"{train_dir.name}/results.csv",
     }
     if cuda:
         out["peak_cuda_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -246,41 +363,110 @@ def pick_device(c: CompareConfig):
     return 0 if torch.cuda.is_available() else "cpu"
 
 
-# ---------------------------------------------------------------- baseline (finetune)
+# ---------------------------------------------------------------- before and right after the swap (recover)
 
 
 def pretrained_baseline(c: CompareConfig, data: str, device) -> dict | None:
-    """mAP of the SiLU checkpoint before any swap (finetune protocol), computed once."""
-    if c.protocol != "finetune":
+    """mAP of the SiLU checkpoint before any swap (recovery protocol), computed once."""
+    if c.protocol != "recover":
         return None
 
     def compute() -> dict:
-        say(f"[baseline] validating {c.weights} before any swap")
+        say(f"[before] validating {c.weights} before any swap")
         return validate_metrics(load(c.weights), c, data, device)
 
     return cached_stage(c.run_dir / "pretrained.json", compute)
 
 
+def repairs_for(spec: ActSpec) -> list[str]:
+    """The repairs that differ for this activation: the slope fit only changes PReLU; SiLU is the control (no
+    swap cost to repair, and its recovery starts from the untouched checkpoint)."""
+    if spec.name == "silu":
+        return []
+    return [r for r in REPAIRS if r != "none" and (spec.name == "prelu" or "fit" not in r)]
+
+
+def start_repair(spec: ActSpec, repair: str) -> str:
+    """The repair a variant's recovery starts from: ``repair`` where it applies (``fit+bn`` is ``bn`` alone where
+    there is no slope to fit), none for the SiLU control."""
+    if spec.name == "silu":
+        return "none"
+    if spec.name != "prelu":
+        return repair.replace("fit+", "").replace("fit", "none")
+    return repair
+
+
+def swap_stage(c: CompareConfig, data: str, device) -> dict:
+    """Every variant swapped into the SiLU checkpoint with no training: mAP right after the swap and after each
+    training-free repair, and the checkpoint each variant's recovery starts from (``c.repair`` applied), written
+    once to ``swap.json`` and ``swap/<variant>/start.pt``.
+
+    The repairs use the same calibration images (training split) for every variant; their digest is recorded.
+    """
+
+    def compute() -> dict:
+        files = calibration_files(data, n=c.calib_images, seed=0)
+        images = calibration_batch(files, c.imgsz)
+        silu = load(c.weights)
+        out = {
+            "calibration": {
+                "images": len(files),
+                "files": [Path(f).name for f in files],
+                "digest": files_digest(files),
+            },
+            "ls_leaky_slope": ls_leaky_slope(silu, images),
+            "repair": c.repair,
+            "variants": {},
+        }
+        for spec in c.specs:
+            say(f"[swap] {spec.label}: validating right after the swap, and after each repair")
+            swapped = load(c.weights, act=spec)
+            row = {"after_swap": validate_metrics(copy.deepcopy(swapped), c, data, device), "repairs": {}}
+            start_model, applied = swapped, "none"
+            for repair in repairs_for(spec):
+                model, done = repaired(silu, swapped, repair, images)
+                row["repairs"][repair] = {"metrics": validate_metrics(copy.deepcopy(model), c, data, device), **done}
+                if repair == start_repair(spec, c.repair):
+                    start_model, applied = model, repair
+            path = c.run_dir / "swap" / spec.label / "start.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            start_model.save(str(path))
+            row["start"] = {"repair": applied, "path": str(path)}
+            out["variants"][spec.label] = row
+        return out
+
+    def reusable(cached: dict) -> bool:
+        rows = cached.get("variants", {})
+        return set(rows) == {s.label for s in c.specs} and all(
+            Path(r["start"]["path"]).is_file() for r in rows.values()
+        )
+
+    return cached_stage(c.run_dir / "swap.json", compute, reuse=reusable)
+
+
 def variant_models(c: CompareConfig, cells: dict) -> dict:
-    """One network per variant (seed 0's trained weights where available) plus an identity floor.
+    """One network per variant (seed 0's trained weights, first recovery method, where available) plus an identity
+    floor.
 
     The floor is the same network as the variants, activations aside: the baseline's trained weights (else any
     completed variant's) with every activation site set to identity, so architecture, ``nc`` and weights match.
     """
     models, trained = {}, {}
+    untrained = c.weights if c.protocol == "recover" else c.model
+    method = c.recovery[0] if c.protocol == "recover" else None
     for spec in c.specs:
-        cell = cells.get(cell_key(spec, c.seeds[0]), {})
+        key = cell_key(spec, c.seeds[0], method)
+        cell = cells.get(key, {})
         if cell.get("status") != "ok":
-            say(f"[speed] {spec.label}: seed {c.seeds[0]} failed; timing an untrained {spec} model")
-            models[spec.label] = load(c.weights if c.protocol == "finetune" else c.model, act=spec)
+            say(f"[speed] {spec.label}: cell {key} failed; timing an untrained {spec} model")
+            models[spec.label] = load(untrained, act=spec)
         elif not Path(cell["weights"]).is_file():
             raise UserError(
-                f"weights of completed cell {cell_key(spec, c.seeds[0])} are missing ({cell['weights']}); "
+                f"weights of completed cell {key} are missing ({cell['weights']}); "
                 f"rerun with --force to start {c.run_dir} again"
             )
         else:
             models[spec.label] = load(cell["weights"])
             trained[spec.label] = cell["weights"]
-    untrained = c.weights if c.protocol == "finetune" else c.model
     models["identity"] = load(trained.get(c.baseline) or next(iter(trained.values()), untrained), act="identity")
     return models

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import shutil
 import sys
@@ -24,7 +25,7 @@ from ultralytics.utils.torch_utils import get_flops, get_num_params
 
 from . import atomic
 from .bench import benchmark, export_onnx
-from .cells import cached_stage, pick_device, pretrained_baseline, run_cells, variant_models
+from .cells import cached_stage, pick_device, pretrained_baseline, run_cells, swap_stage, variant_models
 from .config import CompareConfig, load_config
 from .console import quiet, say
 from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
@@ -34,6 +35,7 @@ from .loading import check_model_source, load
 from .memory import saved_tensor_bytes
 from .onnx_check import check_export
 from .report import write_report
+from .standin import STANDIN, cache_root, recipe_key, standin_checkpoint
 from .summary import Summary, summarize
 from .synthetic import FORMAT_VERSION
 from .version import __version__
@@ -59,7 +61,8 @@ def content_fingerprint(c: CompareConfig, located) -> dict:
             data_digest = dataset_info(yaml_path).get("digest")
     return {
         "model_digest": file_digest(c.model),
-        "weights_digest": file_digest(c.weights),
+        # the stand-in is named by its recipe: it is trained after this check, and another CPU gives other bytes
+        "weights_digest": f"standin {recipe_key()}" if c.weights == STANDIN else file_digest(c.weights),
         "data_digest": data_digest,
         "versions": {"yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__},
     }
@@ -168,16 +171,48 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
 # ---------------------------------------------------------------- entry points
 
 
+def check_weights(c: CompareConfig, located) -> None:
+    """Check the recovery protocol's SiLU checkpoint before anything is written: the user's checkpoint is loaded
+    once, so that a missing (offline), corrupt or non-YOLO file stops here with one line; the stand-in needs the
+    data it was pretrained on."""
+    if c.protocol != "recover":
+        return
+    if c.weights != STANDIN:
+        load(c.weights)
+    elif located != "shapes":
+        raise UserError(
+            f"weights=standin was pretrained on the synthetic shapes data, not {c.data}; use data=shapes, "
+            "or weights=<a SiLU .pt trained on your data>"
+        )
+
+
+def resolve_weights(c: CompareConfig) -> tuple[str | None, dict | None]:
+    """The file of the SiLU checkpoint and, for the stand-in, its record (the stand-in is trained on first use)."""
+    if c.protocol != "recover":
+        return None, None
+    if c.weights != STANDIN:
+        return c.weights, None
+    with quiet(cache_root() / "standin-log.txt", c.verbose):  # Ultralytics' epochs go to the log, not the screen
+        path, record = standin_checkpoint(log=say)
+    return str(path), record
+
+
 def run_compare(c: CompareConfig, force: bool = False) -> Path:
     """Run the whole comparison and return the report path."""
     located = locate_data(c.data)  # every check that can fail on user input runs before anything is written
     check_model_source(c.model)  # a missing file, or a YAML that carries code, stops here
-    if c.protocol == "finetune":
-        load(c.weights)  # a missing (offline), corrupt or non-YOLO checkpoint stops here, clearly
+    if c.path_note:
+        say(f"yolo-leaky compare: weights=auto -> {c.weights} on {c.data}: {c.path_note}")
+    check_weights(c, located)
     run = prepare_run_dir(c, force, contents=content_fingerprint(c, located))
+    weights, standin = resolve_weights(c)
+    if weights is not None:
+        c = dataclasses.replace(c, weights=str(weights))  # the stages load the resolved file
     say(
-        f"yolo-leaky compare: {len(c.specs)} variants x {len(c.seeds)} seed(s), protocol {c.protocol}, data {c.data} "
-        f"-> {run}" + ("" if c.verbose else f" (Ultralytics' output: {run}/log.txt and cells/*/log.txt)")
+        f"yolo-leaky compare: {len(c.specs)} variants x {len(c.seeds)} seed(s)"
+        + (f" x {len(c.recovery)} recovery method(s)" if c.protocol == "recover" else "")
+        + f", protocol {c.protocol}, data {c.data} -> {run}"
+        + ("" if c.verbose else f" (Ultralytics' output: {run}/log.txt and cells/*/log.txt)")
     )
     log = run / "log.txt"
     with quiet(log, c.verbose):
@@ -185,11 +220,13 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
     device = pick_device(c)
     started = time.time()
     clock = StageClock()
-    with quiet(log, c.verbose), clock("baseline"):
+    with quiet(log, c.verbose), clock("swap"):
         baseline = pretrained_baseline(c, data, device)
+        swap = swap_stage(c, data, device) if c.protocol == "recover" else None
     before = {k for k, v in cells_on_disk(c).items() if v.get("status") == "ok"}
     with clock("cells"):
-        cells = run_cells(c, data, device)
+        starts = {label: row["start"]["path"] for label, row in swap["variants"].items()} if swap else None
+        cells = run_cells(c, data, device, starts=starts, teacher=weights)
     with quiet(log, c.verbose):
         with clock("cost"):
             models = variant_models(c, cells)
@@ -205,7 +242,9 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
         clock.work = sum(v["train_seconds"] + v.get("validate_seconds", 0.0) for v in fresh)
         timed = sum(t["timing_s"] for t in speed.get("timings", {}).values())
         clock.timed = timed if clock.seconds["speed"] >= timed else 0.0  # a reused speed.json took no timing now
-        summary = summarize(c, cells, baseline, cost, speed, units, data, started, stages=clock.to_dict())
+        summary = summarize(
+            c, cells, baseline, cost, speed, units, data, started, stages=clock.to_dict(), swap=swap, standin=standin
+        )
         report = write_report(c, run, summary)
     say(final_table(c, summary))
     say(f"report: {report}")

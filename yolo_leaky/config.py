@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml as pyyaml
 
 from .errors import UserError
+from .repair import REPAIRS
 from .spec import ActSpec, parse_act
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
@@ -64,7 +67,9 @@ def check_ultralytics_args(args: dict) -> None:
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "cfg/compare.yaml"
-PROTOCOLS = ("scratch", "finetune")
+PROTOCOLS = ("recover", "scratch")
+RECOVERIES = ("finetune", "distill")
+AUTO = "auto"  # weights=auto: yolo11n.pt on COCO8 where it can be had, else the offline stand-in
 
 
 @dataclass
@@ -73,8 +78,11 @@ class CompareConfig:
 
     model: str = "yolo11n.yaml"
     data: str = "coco8.yaml"
-    protocol: str = "scratch"
-    weights: str | None = None
+    protocol: str = "recover"  # recover: pretrained SiLU -> swap -> repair -> recover | scratch: train from the YAML
+    weights: str | None = None  # recover: the SiLU checkpoint (a .pt, "standin", or "auto")
+    recovery: list = field(default_factory=lambda: ["finetune", "distill"])
+    repair: str = "fit+bn"  # the training-free repair recovery starts from (repair.REPAIRS)
+    calib_images: int = 64  # training images that calibrate the repairs
     variants: list = field(default_factory=lambda: ["silu", "relu", "leaky_relu:0.1", "prelu"])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 10
@@ -91,10 +99,15 @@ class CompareConfig:
     name: str = "coco8"
     project: str = "runs/compare"
     verbose: bool = False  # show Ultralytics' own output on the terminal instead of the run folder's log files
+    executor: str = "local"  # local: cells run here, one after another | ray: each cell is a Ray task
+    ray_address: str | None = None  # executor=ray: a running cluster ("auto", "ray://head:10001"); None starts one
+    cell_cpus: int = 1  # executor=ray: CPUs each cell (and the timing task) reserves
+    cell_gpus: float = 0  # executor=ray: GPUs each cell (and the timing task) reserves; 0.5 packs two per GPU
     train_args: dict = field(default_factory=dict)  # any other Ultralytics train argument, applied to every cell
+    path_note: str | None = None  # what weights=auto chose, and why (set by load_config)
 
     # fields that do not change results: a rerun with other values may reuse completed cells
-    NON_RESULT_FIELDS = ("name", "project", "verbose")
+    NON_RESULT_FIELDS = ("name", "project", "verbose", "path_note", "executor", "ray_address", "cell_cpus", "cell_gpus")
 
     @property
     def run_dir(self) -> Path:
@@ -149,16 +162,27 @@ def train_arg_keys() -> set[str]:
 
 
 def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
-    """Build the config: defaults < cfg/compare.yaml (or ``cfg=FILE``) < ``--quick`` < ``key=value`` tokens.
+    """Build the config: defaults < cfg/compare.yaml (or ``cfg=FILE``) < the ``auto:`` path chosen for
+    ``weights=auto`` < ``--quick`` < ``key=value`` tokens.
 
     Keys that are not compare's own but are Ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic`` ...)
     are validated the way Ultralytics validates them and go into ``train_args``, applied identically to every cell.
     """
-    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args"}
+    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args", "path_note"}
     passthrough = train_arg_keys() - fields
     overrides = parse_kv(tokens, fields | passthrough | {"cfg"})
     cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
     values = _read_config_file(cfg_file)
+    paths = values.pop(AUTO, None) or _read_config_file(DEFAULT_CONFIG).get(AUTO, {})
+    note = None
+    merged = {**values, **overrides}
+    if merged.get("protocol", "recover") == "recover" and merged.get("weights") in (AUTO, None):
+        choice, note = choose_auto_path()
+        if not isinstance(paths, dict) or not isinstance(paths.get(choice), dict):
+            raise UserError(
+                f"weights=auto needs an '{AUTO}: {{{choice}: ...}}' block in {cfg_file}; see {DEFAULT_CONFIG}"
+            )
+        values.update(paths[choice])
     if quick:
         values.update(QUICK)
     values.update(overrides)
@@ -170,8 +194,35 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
         )
     train_args = {k: values.pop(k) for k in sorted(set(values) & passthrough)}
     check_ultralytics_args(train_args)
-    config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"}, train_args=train_args)
+    config = CompareConfig(**{k: v for k, v in values.items() if k != "cfg"}, train_args=train_args, path_note=note)
     return _validated(config)
+
+
+COCO_WEIGHTS = "yolo11n.pt"
+
+
+def choose_auto_path() -> tuple[str, str]:
+    """Which path ``weights=auto`` takes, and why: ``coco`` (the COCO-pretrained yolo11n.pt, on COCO8) when the
+    weights are here or can be downloaded, else ``standin`` (the offline stand-in of ``standin.py``)."""
+    from ultralytics.utils import SETTINGS
+
+    from .data import is_offline
+
+    local = [p for p in (Path(COCO_WEIGHTS), Path(SETTINGS["weights_dir"]) / COCO_WEIGHTS) if p.is_file()]
+    if local:
+        return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) found at {local[0]}"
+    if is_offline():
+        why = "YOLO_OFFLINE is set" if os.environ.get("YOLO_OFFLINE") else "no network"
+        return "standin", f"{why} and {COCO_WEIGHTS} is not here, so the offline stand-in is used (not COCO)"
+    try:
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        path = Path(attempt_download_asset(COCO_WEIGHTS))
+    except Exception as e:  # any failure to download: fall back, and say why
+        return "standin", f"{COCO_WEIGHTS} could not be downloaded ({type(e).__name__}); the offline stand-in is used"
+    if not path.is_file():
+        return "standin", f"{COCO_WEIGHTS} could not be downloaded; the offline stand-in is used (not COCO)"
+    return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) downloaded to {path}"
 
 
 def _read_config_file(path: Path) -> dict:
@@ -193,15 +244,26 @@ def _validated(c: CompareConfig) -> CompareConfig:
     labels = [s.label for s in c.specs]  # parses every variant: a bad one fails before any work
     if len(set(labels)) != len(labels):
         raise UserError(f"variants repeat an activation: {c.variants}; list each once")
+    if c.protocol == "finetune":
+        raise UserError("protocol=finetune is now protocol=recover recovery=[finetune] weights=<SiLU .pt>")
     if c.protocol not in PROTOCOLS:
         raise UserError(f"protocol={c.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    if c.protocol == "finetune" and not c.weights:
-        raise UserError(
-            "protocol=finetune needs weights=<SiLU checkpoint>, e.g. weights=yolo11n.pt (or a best.pt you trained)"
-        )
+    c.recovery = [str(r) for r in (c.recovery if isinstance(c.recovery, list) else str(c.recovery).split(","))]
+    if c.protocol == "recover":
+        if not c.weights or c.weights == AUTO:
+            raise UserError("protocol=recover needs weights=<SiLU .pt>, weights=standin or weights=auto")
+        bad = [r for r in c.recovery if r not in RECOVERIES] or ([] if c.recovery else ["(none)"])
+        if bad or len(set(c.recovery)) != len(c.recovery):
+            raise UserError(
+                f"recovery={c.recovery} must list each of {', '.join(RECOVERIES)} at most once, e.g. [finetune]"
+            )
+        if c.repair not in REPAIRS:
+            raise UserError(f"repair={c.repair!r} is not one of {', '.join(REPAIRS)}")
+        if "silu" not in [s.name for s in c.specs]:
+            raise UserError("protocol=recover compares against SiLU: add silu to variants (it is the control)")
     if not isinstance(c.speed_band, (int, float)) or not 0 <= c.speed_band < 0.5:
         raise UserError(f"speed_band={c.speed_band!r} must be a number in [0, 0.5), e.g. speed_band=0.02 (±2%)")
-    for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads", "bench_blocks"):
+    for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads", "bench_blocks", "calib_images"):
         if not isinstance(getattr(c, key), int) or getattr(c, key) < 1:
             raise UserError(f"{key}={getattr(c, key)!r} must be a positive integer")
     if not c.seeds:
@@ -209,4 +271,21 @@ def _validated(c: CompareConfig) -> CompareConfig:
     bad = [r for r in c.runtimes if r not in RUNTIMES]
     if bad:
         raise UserError(f"unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
+    _check_executor(c)
     return c
+
+
+EXECUTORS = ("local", "ray")
+
+
+def _check_executor(c: CompareConfig) -> None:
+    if c.executor not in EXECUTORS:
+        raise UserError(f"executor={c.executor!r} is not one of {', '.join(EXECUTORS)}")
+    if c.ray_address is not None and (c.executor != "ray" or not isinstance(c.ray_address, str)):
+        raise UserError(f"ray_address={c.ray_address!r} needs executor=ray and an address such as ray://head:10001")
+    if isinstance(c.cell_cpus, bool) or not isinstance(c.cell_cpus, int) or c.cell_cpus < 1:
+        raise UserError(f"cell_cpus={c.cell_cpus!r} must be a positive integer (CPUs each cell reserves on Ray)")
+    if isinstance(c.cell_gpus, bool) or not isinstance(c.cell_gpus, (int, float)) or not 0 <= c.cell_gpus:
+        raise UserError(f"cell_gpus={c.cell_gpus!r} must be a number >= 0 (GPUs each cell reserves on Ray), e.g. 1")
+    if c.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("executor=ray needs Ray: pip install 'yolo-leaky[ray]'")

@@ -16,7 +16,7 @@ from . import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
 from .config import CompareConfig  # noqa: E402
 from .spec import parse_act  # noqa: E402
-from .summary import Summary  # noqa: E402
+from .summary import Summary, headline_recovery  # noqa: E402
 
 
 def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
@@ -90,7 +90,9 @@ def _curves(path: Path, c, cells: dict) -> bool:
             series = [
                 _read_csv(cells[k]["results_csv"])
                 for k in cells
-                if cells[k]["variant"] == spec.label and cells[k]["status"] == "ok"
+                if cells[k]["variant"] == spec.label
+                and cells[k]["status"] == "ok"
+                and cells[k].get("recovery") == headline_recovery(c)
             ]
             series = [s for s in series if s]
             if not series:
@@ -159,7 +161,7 @@ def _slopes(ax, units) -> bool | None:
 def _units_epochs(ax, c, cells) -> bool | None:
     drawn = False
     for spec in c.specs:
-        history = _unit_history(cells.get(cell_key(spec, c.seeds[0]), {}))
+        history = _unit_history(cells.get(cell_key(spec, c.seeds[0], headline_recovery(c)), {}))
         if history:
             ax.plot(
                 [h["epoch"] for h in history],

@@ -11,7 +11,16 @@ from pathlib import Path
 from . import atomic
 from .config import CompareConfig
 from .plots import write_plots
-from .summary import NO_SIGNAL, SMALL_VAL, WARMUP_STEPS, Summary, headline_runtime, paired_ratio_ci, speed_verdict
+from .summary import (
+    NO_SIGNAL,
+    PUBLISHED_ANCHORS,
+    SMALL_VAL,
+    WARMUP_STEPS,
+    Summary,
+    headline_runtime,
+    paired_ratio_ci,
+    speed_verdict,
+)
 
 # ---------------------------------------------------------------- writing
 
@@ -27,6 +36,9 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "variants": summary.rows,
             "cells": summary.cells,
             "pretrained": summary.baseline,
+            "swap": summary.swap,
+            "recovery": summary.recovery,
+            "standin": summary.standin,
             "cost": summary.cost,
             "speed": summary.speed,
             "units": summary.units,
@@ -57,7 +69,9 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
     parts = [
         f"# yolo-leaky comparison: `{c.name}`\n",
         _settings_section(c, env, n_val, seconds),
+        _path_section(c, summary),
         _caveats_section(c, rows, n_val, overlap),
+        _recovery_section(c, summary),
         _accuracy_section(c, rows, cells),
         _speed_section(c, rows, speed),
         _export_section(speed),
@@ -87,7 +101,12 @@ def _settings_section(c, env, n_val, seconds) -> str:
         "## What was compared\n\n"
         f"- Model `{c.model}`, activation variants {', '.join(f'`{s}`' for s in c.specs)}, baseline `{c.baseline}`.\n"
         f"- Protocol **{c.protocol}**"
-        + (f" from `{c.weights}`" if c.protocol == "finetune" else " (every variant trained from the model YAML)")
+        + (
+            f" from the SiLU checkpoint `{c.weights}`: swap, repair (`{c.repair}`), then {c.epochs} epoch(s) of "
+            f"recovery by {' and by '.join(c.recovery)}, SiLU included as the control"
+            if c.protocol == "recover"
+            else " (every variant trained from the model YAML)"
+        )
         + f"; data `{c.data}` ({n_val if n_val is not None else '?'} validation images); "
         f"{c.epochs} epoch(s), imgsz {c.imgsz}, "
         f"batch {c.batch}, seeds {c.seeds}; the same seed, hyperparameters and data in every column of a row.\n"
@@ -121,14 +140,15 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
             f"{overlap['val_instances']} objects belong to classes that appear in its 4 training images "
             f"(val: {', '.join(overlap['val_classes'])}; train: {', '.join(overlap['train_classes'])}). "
-            "From scratch, mAP there is ~0 whatever the activation. Use `protocol=finetune weights=yolo11n.pt` "
-            "(what the swap costs a pretrained model, and what fine-tuning buys back) or the synthetic sanity "
-            "dataset (see README) for a real accuracy signal."
+            "From scratch, mAP there is ~0 whatever the activation. The default `protocol=recover` (what the swap "
+            "costs a pretrained model, and what recovery wins back) gives a real accuracy signal."
         )
     elif str(c.data) in ("shapes", "shapes.yaml"):
         lines.append(
             "- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset (4 classes, 64 px): its "
-            "accuracy shows that each swapped network trains, and how fast, not how it does on real images."
+            "accuracy shows how each swapped network behaves on a detector that has learned, not how it does on "
+            "real images. Never read these figures as COCO mAP, nor scale them to COCO: the published COCO figures "
+            "are in the anchors table."
         )
     if n_val is not None and n_val < SMALL_VAL and not coco8_scratch:
         lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
@@ -153,10 +173,120 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _path_section(c, summary: Summary) -> str:
+    """Which checkpoint and data the recovery protocol used, and why (``weights=auto``)."""
+    if c.protocol != "recover":
+        return ""
+    lines = ["## Which path this run took\n"]
+    if summary.standin:
+        st = summary.standin
+        lines.append(
+            f"- **Offline stand-in, not COCO.** {st['what']}. Recipe: {st['recipe']['epochs']} epochs at imgsz "
+            f"{st['recipe']['imgsz']}, batch {st['recipe']['batch']}, seed {st['recipe']['seed']}, "
+            f"{st['recipe']['optimizer']} lr0 {st['recipe']['lr0']}; weights SHA-256 `{st['weights_sha256'][:16]}…`; "
+            f"dataset digest `{st['data_digest'][:16]}…`; its own mAP50 {st['metrics']['map50']:.3f}, mAP50-95 "
+            f"{st['metrics']['map50_95']:.3f}; trained in {st['train_seconds']:.0f} s with Ultralytics "
+            f"{st['versions']['ultralytics']}, torch {st['versions']['torch']} (deterministic on one machine; another "
+            "CPU gives other digits)."
+        )
+    else:
+        lines.append(f"- SiLU checkpoint `{c.weights}`, evaluated on `{c.data}`.")
+    if c.path_note:
+        lines.append(f"- Chosen by `weights=auto`: {c.path_note}.")
+    return "\n".join(lines) + "\n"
+
+
+def _recovery_section(c, summary: Summary) -> str:
+    rec = summary.recovery
+    if not rec:
+        return ""
+    base = c.baseline
+    text = ["## What the swap costs, and what recovery wins back\n"]
+    swap = summary.swap or {}
+    cal = swap.get("calibration", {})
+    repairs = ["bn", "fit", "fit+bn"]
+    header = ["variant", "before swap", "after swap", *[f"after `{r}`" for r in repairs], "recovery starts from"]
+    body = []
+    for label, row in rec["no_training"].items():
+        cells = [f"`{label}`", _map_pair(row["before"]), _map_pair(row["after_swap"])]
+        for r in repairs:
+            got = row["repairs"].get(r)
+            if got is None:
+                cells.append("–")
+                continue
+            share = got["share_of_cost_removed"]["map50_95"]
+            cells.append(_map_pair(got["metrics"]) + ("" if share is None else f" ({100 * share:+.0f}% of cost)"))
+        cells.append(row["start"])
+        body.append(cells)
+    text.append(
+        "### Before any training (mAP50 / mAP50-95; one network per variant, so no seeds)\n\n"
+        "The swap keeps every weight. `bn`: BatchNorm statistics re-estimated; `fit`: per-channel PReLU slopes "
+        "fitted by least squares to SiLU (PReLU only); both without a gradient step, on "
+        f"{cal.get('images', '?')} training images (the same images for every variant, digest "
+        f"`{str(cal.get('digest', ''))[:12]}`). In brackets: the share of the swap's mAP50-95 cost that the repair "
+        "removes.\n\n" + _table(header, body)
+    )
+    slope = swap.get("ls_leaky_slope")
+    if slope is not None:
+        text.append(
+            f"For information: the single LeakyReLU slope that matches SiLU best on these images (least squares) is "
+            f"{slope:.3f}; the variants above keep the slopes they were asked for.\n"
+        )
+    header = ["variant", "recovery", "mAP50", "mAP50-95", f"mAP50-95 − {base} [95% CI]", "verdict"]
+    body = []
+    for r in rec["recovered"].values():
+        d = r.get(f"map50_95_vs_{base}")
+        ci = "–" if r["variant"] == base else _diff(d)
+        verdict = "control" if r["variant"] == base else r["map50_95_verdict"]
+        body.append(
+            [
+                f"`{r['variant']}`",
+                r["recovery"],
+                _pm(r["map50_mean"], r["map50_std"]),
+                _pm(r["map50_95_mean"], r["map50_95_std"]),
+                ci,
+                verdict,
+            ]
+        )
+    seeds = sorted({s for r in rec["recovered"].values() for s in r["seeds"]})
+    text.append(
+        f"### After {c.epochs} epoch(s) of recovery (mean ± std over seeds {seeds}; final epoch)\n\n"
+        f"Every variant, SiLU included, is recovered for the same epochs from the same checkpoint, so each row "
+        f"compares swap + recovery with just recovery. `finetune`: ordinary training. `distill`: Ultralytics' "
+        f"distiller with the SiLU checkpoint as the frozen teacher of its own swapped copy (feature distillation "
+        f"on the neck, weighted by the teacher's scores). CI: Welch's t-interval over seeds.\n\n" + _table(header, body)
+    )
+    if rec["distill_minus_finetune"]:
+        header = ["variant", "mAP50 distill − finetune [95% CI]", "mAP50-95 distill − finetune [95% CI]", "verdict"]
+        body = [
+            [f"`{label}`", _diff(r["map50"]), _diff(r["map50_95"]), r["map50_95_verdict"]]
+            for label, r in rec["distill_minus_finetune"].items()
+        ]
+        text.append(
+            "### What distillation buys over fine-tuning (same epochs, same seeds, paired by seed)\n\n"
+            + _table(header, body)
+        )
+    text.append(
+        "### Published anchors at COCO scale (context only; ours are never scaled to these)\n\n"
+        + _table(["model", "change", "COCO mAP50-95", "source"], [list(a) for a in PUBLISHED_ANCHORS])
+    )
+    return "\n".join(text)
+
+
+def _map_pair(m: dict | None) -> str:
+    return "n/a" if not m else f"{m['map50']:.3f} / {m['map50_95']:.3f}"
+
+
+def _diff(d: dict | None) -> str:
+    if not d:
+        return "n/a (one seed)"
+    return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
 def _accuracy_section(c, rows, cells) -> str:
     header = ["variant", "mAP50", "mAP50-95", "precision", "recall", "seeds ok", f"vs {c.baseline} (mAP50-95)"]
-    if c.protocol == "finetune":
-        header[1:1] = ["pretrained (SiLU)", "after swap, no training"]
+    if c.protocol == "recover":
+        header[0] = f"variant (recovered by {c.recovery[0]})"
     body = []
     for r in rows.values():
         line = [
@@ -168,8 +298,6 @@ def _accuracy_section(c, rows, cells) -> str:
             f"{r['seeds_ok']}/{r['seeds_ok'] + r['seeds_failed']}",
             r["verdict_accuracy"],
         ]
-        if c.protocol == "finetune":
-            line[1:1] = [_fmt(r.get("pretrained_map50_95")), _fmt(r.get("after_swap_map50_95_mean"))]
         body.append(line)
     text = (
         "## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "

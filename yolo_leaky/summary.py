@@ -54,6 +54,71 @@ def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None)
     return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
 
 
+# Published COCO val2017 mAP50-95, SiLU -> variant, with sources (../shared/notes/user-asks-and-anchors.md). Shown
+# beside our numbers for context; never extrapolated from ours.
+PUBLISHED_ANCHORS = (
+    ("YOLOv6-L", "SiLU → ReLU, retrained from scratch", "52.5 → 51.7 (−0.8)", "meituan/YOLOv6 README, release 0.2.0"),
+    (
+        "YOLOv7",
+        "SiLU → ReLU, fine-tuned 30 epochs from yolov7.pt",
+        "51.2 → 49.3 (−1.9)",
+        "cshbli/ML-CV-AI, object_detection/YOLOv7/qat.md",
+    ),
+    (
+        "YOLOv8s",
+        'TI "lite" (SiLU → ReLU, pooling changes), retrained',
+        "44.2 → 42.4 (−1.8)",
+        "TexasInstruments/edgeai-tensorlab, docs/tech_reports/"
+        "20240901-speed-accuracy-analysis-of-object-detection-models",
+    ),
+    (
+        "YOLOv5",
+        "SiLU → ReLU swapped, no retraining",
+        "~0",
+        "NVIDIA-AI-IOT/yolov5_gpu_optimization#11 (maintainer: retrain, 300 epochs)",
+    ),
+)
+
+
+def difference(a: list[float], b: list[float], paired: bool = False) -> dict | None:
+    """Mean difference ``a - b`` with a 95% t-interval and its p-value: Welch's (unequal variances) for independent
+    samples, or over per-seed differences when ``paired`` (``a[i]`` and ``b[i]`` share a seed). None with fewer than
+    two values on a side (no spread is known)."""
+    from scipy import stats
+
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if len(a) < 2 or len(b) < 2 or (paired and len(a) != len(b)):
+        return None
+    if paired:
+        d = np.subtract(a, b)
+        mean, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1
+        p = float(stats.ttest_rel(a, b).pvalue) if se > 0 else (1.0 if mean == 0 else 0.0)
+    else:
+        va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+        mean, se = float(np.mean(a) - np.mean(b)), float(math.sqrt(va + vb))
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se > 0 else (1.0 if mean == 0 else 0.0)
+    half = float(stats.t.ppf(0.975, df)) * se if se > 0 else 0.0
+    return {"diff": mean, "low": mean - half, "high": mean + half, "p": p, "n": len(a), "paired": paired}
+
+
+def difference_verdict(d: dict | None, values: list[float], n_val: int | None, test: str = "Welch") -> str:
+    """A verdict on a difference that never claims what seeds and data cannot support."""
+    if not values:
+        return "no result"
+    if max(values) < NO_SIGNAL:
+        return "no signal: mAP ~0 for both"
+    if n_val is None:
+        return "not significant: the validation image count is unknown"
+    if n_val < SMALL_VAL:
+        return f"not significant: only {n_val} validation images"
+    if d is None:
+        return "not significant: one seed"
+    if math.isnan(d["p"]) or d["p"] >= 0.05:
+        return f"not significant ({test} p={d['p']:.2f}, {d['n']} seeds)"
+    return f"{'higher' if d['diff'] > 0 else 'lower'} ({test} p={d['p']:.3f}, {d['n']} seeds)"
+
+
 def paired_ratio_ci(stats: dict) -> tuple[float, float, float]:
     """(paired ratio, CI low, CI high) of one variant's timing stats: the headline speed figure (drift that hits a
     whole round cancels in the paired ratio)."""
@@ -87,19 +152,22 @@ def variant_rows(
     c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None
 ) -> dict:
     """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
-    base_maps = _metric(cells, c.baseline, "map50_95")
+    method = headline_recovery(c)
+    base_maps = _metric(cells, c.baseline, "map50_95", method)
     rows = {}
     for spec in c.specs:
         label = spec.label
-        ok = [v for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+        ok = _ok(cells, label, method)
         row = {"variant": label, "act": str(spec), "seeds_ok": len(ok), "seeds_failed": len(c.seeds) - len(ok)}
         for key in ("map50", "map50_95", "precision", "recall"):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std([v["metrics"][key] for v in ok])
-        if c.protocol == "finetune":
-            row["after_swap_map50_95_mean"], _ = mean_std([v.get("after_swap", {}).get("map50_95") for v in ok])
+        if method is not None:
+            row["recovery"] = method
             row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
         row["verdict_accuracy"] = (
-            accuracy_verdict(_metric(cells, label, "map50_95"), base_maps, n_val) if label != c.baseline else "baseline"
+            accuracy_verdict(_metric(cells, label, "map50_95", method), base_maps, n_val)
+            if label != c.baseline
+            else "baseline"
         )
         row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
         peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
@@ -124,8 +192,70 @@ def variant_rows(
     return rows
 
 
-def _metric(cells: dict, label: str, key: str) -> list[float]:
-    return [v["metrics"][key] for v in cells.values() if v["variant"] == label and v["status"] == "ok"]
+def headline_recovery(c: CompareConfig) -> str | None:
+    """The recovery method whose results fill the per-variant rows (the first listed); None from scratch."""
+    return c.recovery[0] if c.protocol == "recover" else None
+
+
+def _ok(cells: dict, label: str, method: str | None) -> list[dict]:
+    """Completed cells of one variant and recovery method, in seed order."""
+    found = [v for v in cells.values() if v["variant"] == label and v["status"] == "ok" and v.get("recovery") == method]
+    return sorted(found, key=lambda v: v["seed"])
+
+
+def _metric(cells: dict, label: str, key: str, method: str | None = None) -> list[float]:
+    return [v["metrics"][key] for v in _ok(cells, label, method)]
+
+
+METRICS = ("map50", "map50_95")
+
+
+def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n_val: int | None) -> dict:
+    """The recovery protocol's accuracy, computed once: no-training rows (before, after the swap, after each
+    repair, with the share of the swap's cost each repair removes), recovered rows per method (mean ± std, the
+    difference from SiLU recovered the same way with a Welch 95% CI and verdict), and distill − finetune per
+    variant (paired by seed)."""
+    base = c.baseline
+    no_training = {}
+    for label, row in swap["variants"].items():
+        entry = {"before": baseline, "after_swap": row["after_swap"], "repairs": {}, "start": row["start"]["repair"]}
+        for repair, r in row["repairs"].items():
+            share = {}
+            for m in METRICS:
+                cost = baseline[m] - row["after_swap"][m]
+                share[m] = (r["metrics"][m] - row["after_swap"][m]) / cost if cost > NO_SIGNAL else None
+            entry["repairs"][repair] = {"metrics": r["metrics"], "share_of_cost_removed": share}
+            if "fit" in r:
+                entry["repairs"][repair]["fit"] = r["fit"]
+        no_training[label] = entry
+    recovered = {}
+    for method in c.recovery:
+        for spec in c.specs:
+            label = spec.label
+            out = {"variant": label, "recovery": method, "seeds": [v["seed"] for v in _ok(cells, label, method)]}
+            for m in METRICS:
+                vals, ref = _metric(cells, label, m, method), _metric(cells, base, m, method)
+                out[f"{m}_mean"], out[f"{m}_std"] = mean_std(vals)
+                out[f"{m}_values"] = vals
+                if label != base:
+                    d = difference(vals, ref)
+                    out[f"{m}_vs_{base}"] = d
+                    out[f"{m}_verdict"] = difference_verdict(d, vals + ref, n_val)
+            recovered[f"{label}/{method}"] = out
+    distill_gain = {}
+    if {"finetune", "distill"} <= set(c.recovery):
+        for spec in c.specs:
+            ft, ds = _ok(cells, spec.label, "finetune"), _ok(cells, spec.label, "distill")
+            seeds = sorted({v["seed"] for v in ft} & {v["seed"] for v in ds})
+            out = {"seeds": seeds}
+            for m in METRICS:
+                a = [next(v["metrics"][m] for v in ds if v["seed"] == s) for s in seeds]
+                b = [next(v["metrics"][m] for v in ft if v["seed"] == s) for s in seeds]
+                d = difference(a, b, paired=True)
+                out[m] = d
+                out[f"{m}_verdict"] = difference_verdict(d, a + b, n_val, test="paired t")
+            distill_gain[spec.label] = out
+    return {"no_training": no_training, "recovered": recovered, "distill_minus_finetune": distill_gain}
 
 
 def dataset_facts(data: str) -> tuple[int | None, dict]:
@@ -167,6 +297,9 @@ class Summary:
     seconds: float
     floor_ratio: dict  # {runtime: the identity floor's paired ratio}
     stages: dict  # wall seconds per stage and the harness overhead (compare.StageClock)
+    recovery: dict | None = None  # recovery protocol: recovery_tables
+    swap: dict | None = None  # recovery protocol: calibration set, repairs and start checkpoints (swap.json)
+    standin: dict | None = None  # the stand-in checkpoint's record, when it was used
 
     @property
     def runtime(self) -> str | None:
@@ -183,9 +316,12 @@ def summarize(
     data: str,
     started: float,
     stages: dict | None = None,
+    swap: dict | None = None,
+    standin: dict | None = None,
 ) -> Summary:
     """Compute the rows, verdicts, dataset facts and environment of a finished comparison."""
     n_val, dataset = dataset_facts(data)
+    recovery = recovery_tables(c, cells, swap, baseline, n_val) if swap and baseline else None
     rows = variant_rows(c, cells, baseline, cost, speed, units, n_val)
     floor = {
         runtime: paired_ratio_ci(result["stats"]["identity"])[0]
@@ -205,4 +341,7 @@ def summarize(
         seconds=time.time() - started,
         floor_ratio=floor,
         stages=stages or {},
+        recovery=recovery,
+        swap=swap,
+        standin=standin,
     )

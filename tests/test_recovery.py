@@ -1,0 +1,187 @@
+"""The recovery protocol with a real accuracy signal: the offline stand-in (a SiLU yolo11n pretrained on the
+synthetic shapes data, not COCO) is swapped, repaired without training, and recovered by fine-tuning and by
+distillation, end to end through the README's default command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+# Measured on 2 CPU cores (closing note of the recovery issue): the stand-in reaches mAP50 0.642 (mAP50-95 0.435);
+# an untrained yolo11n scores ~0.00. Right after the swap, mAP50 was relu 0.408, leaky_relu:0.1 0.370, prelu 0.051;
+# BatchNorm re-estimation gave relu 0.493, leaky 0.505; fit+bn gave prelu 0.466. Thresholds sit well inside these.
+STANDIN_MIN_MAP50 = 0.4
+SWAP_COST_MIN = 0.05  # mAP50 lost by each non-SiLU swap, at least
+REPAIR_GAIN_MIN = 0.03  # mAP50 won back by the repair, at least
+
+
+@pytest.fixture(scope="module")
+def shapes_yaml(standin, tmp_path_factory):
+    from yolo_leaky.synthetic import make_shapes_dataset
+
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "shapes"))
+
+
+def test_standin_is_a_detector_that_learned(standin):
+    path, record = standin
+    assert path.is_file() and record["weights_sha256"] and record["recipe"]["seed"] == 0
+    assert record["metrics"]["map50"] >= STANDIN_MIN_MAP50, record["metrics"]
+    assert "not COCO" in record["what"]
+
+
+def test_swap_costs_accuracy_and_repairs_win_some_back(standin, shapes_yaml, tmp_path):
+    """No training: SiLU's swap changes nothing; every other swap loses mAP; the repairs win part of it back."""
+    from yolo_leaky.cells import pretrained_baseline, swap_stage
+    from yolo_leaky.config import CompareConfig
+
+    c = CompareConfig(
+        protocol="recover",
+        weights=str(standin[0]),
+        data="shapes",
+        imgsz=64,
+        batch=8,
+        project=str(tmp_path),
+        name="swap",
+    )
+    before = pretrained_baseline(c, shapes_yaml, "cpu")
+    swap = swap_stage(c, shapes_yaml, "cpu")
+    rows = swap["variants"]
+    assert rows["silu"]["after_swap"] == before  # exactly: the same function, site by site
+    for label in ("relu", "leaky_relu0.1", "prelu"):
+        assert rows[label]["after_swap"]["map50"] < before["map50"] - SWAP_COST_MIN, (label, rows[label])
+    for label in ("relu", "leaky_relu0.1"):
+        assert set(rows[label]["repairs"]) == {"bn"} and rows[label]["start"]["repair"] == "bn"
+        gain = rows[label]["repairs"]["bn"]["metrics"]["map50"] - rows[label]["after_swap"]["map50"]
+        assert gain > REPAIR_GAIN_MIN, (label, rows[label])
+    prelu = rows["prelu"]
+    assert set(prelu["repairs"]) == {"bn", "fit", "fit+bn"} and prelu["start"]["repair"] == "fit+bn"
+    assert prelu["repairs"]["fit"]["fit"]["sites"] == 77 and prelu["repairs"]["fit"]["fit"]["skipped"] == 0
+    for repair in ("fit", "fit+bn"):
+        assert prelu["repairs"][repair]["metrics"]["map50"] > prelu["after_swap"]["map50"] + REPAIR_GAIN_MIN
+    assert swap["calibration"]["images"] == 64 and len(swap["calibration"]["digest"]) == 64
+    assert 0.0 < swap["ls_leaky_slope"] < 0.3
+    from yolo_leaky import load
+
+    start = load(prelu["start"]["path"])  # the checkpoint recovery starts from carries the fitted slopes
+    slopes = [m.weight.float() for m in start.model.modules() if type(m).__name__ == "PReLU"]
+    assert len(slopes) == 77 and not all(bool((s == 0.25).all()) for s in slopes)
+
+
+@pytest.fixture(scope="module")
+def recover_run(standin, tmp_path_factory):
+    """The README's default command (weights=auto: offline, so the stand-in), made small: 2 variants x 2 seeds x
+    both recovery methods, 2 epochs each."""
+    project = tmp_path_factory.mktemp("rec")
+    cmd = [
+        sys.executable,
+        "-m",
+        "yolo_leaky.cli",
+        "compare",
+        f"project={project}",
+        "name=rec",
+        "variants=[silu,relu]",
+        "seeds=[0,1]",
+        "bench_imgsz=64",
+        "bench_seconds=1",
+        "runtimes=[ort-cpu]",
+    ]
+    result = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1800, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project / "rec", result.stdout
+
+
+def test_default_command_takes_the_offline_path_and_says_why(recover_run):
+    run_dir, out = recover_run
+    assert "weights=auto -> standin on shapes: YOLO_OFFLINE is set" in out.splitlines()[0]
+    text = (run_dir / "report.md").read_text()
+    for needle in (
+        "Offline stand-in, not COCO",
+        "Chosen by `weights=auto`",
+        "Synthetic data, not COCO",
+        "What the swap costs, and what recovery wins back",
+        "What distillation buys over fine-tuning",
+        "Published anchors at COCO scale",
+        "52.5 → 51.7",
+        "meituan/YOLOv6",
+    ):
+        assert needle in text, needle
+
+
+def test_recovery_beats_the_naive_swap_and_reaches_the_significance_test(recover_run):
+    results = json.loads((recover_run[0] / "results.json").read_text())
+    assert results["dataset"]["val_images"] == 64
+    rec = results["recovery"]
+    swapped = rec["no_training"]["relu"]["after_swap"]["map50_95"]
+    for method in ("finetune", "distill"):
+        row = rec["recovered"][f"relu/{method}"]
+        assert row["seeds"] == [0, 1] and min(row["map50_95_values"]) > swapped + 0.01, (method, swapped, row)
+        assert "Welch p=" in row["map50_95_verdict"] and "2 seeds" in row["map50_95_verdict"], row
+        assert row["map50_95_vs_silu"]["low"] <= row["map50_95_vs_silu"]["diff"] <= row["map50_95_vs_silu"]["high"]
+    gain = rec["distill_minus_finetune"]["relu"]
+    assert gain["seeds"] == [0, 1] and "paired t p=" in gain["map50_95_verdict"], gain
+    assert results["variants"]["relu"]["recovery"] == "finetune"
+
+
+def test_distillation_trains_against_a_frozen_silu_teacher(recover_run):
+    run_dir = recover_run[0]
+    from yolo_leaky.plots import _read_csv
+
+    for seed in (0, 1):
+        cell = json.loads((run_dir / f"cells/relu-distill-s{seed}/cell.json").read_text())
+        assert cell["census_in_trainer"] == {"ReLU": 77}
+        teacher = cell["teacher"]
+        assert teacher["sites"] == {"SiLU": 77} and teacher["trainable_parameters"] == 0
+        assert teacher["digest_start"] == teacher["digest_end"] and teacher["training_mode_at_end"] is False
+        losses = _read_csv(run_dir / f"cells/relu-distill-s{seed}/train/results.csv")["train/dis_loss"]
+        assert len(losses) == 2 and min(losses) > 0, losses
+        finetune = _read_csv(run_dir / f"cells/relu-finetune-s{seed}/train/results.csv")
+        assert "train/dis_loss" not in finetune
+
+
+def test_cells_are_scored_on_the_final_epoch_with_the_recipe(recover_run):
+    run_dir = recover_run[0]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["cells"]) == 8
+    for key, cell in results["cells"].items():
+        assert cell["status"] == "ok" and cell["weights"].endswith("train/weights/last.pt"), key
+        stored = json.loads((run_dir / "cells" / key / "cell.json").read_text())
+        assert stored["weights"] == "train/weights/last.pt"  # relative: the folder can move, or come from a worker
+        assert set(cell["metrics_best_selected_on_val"]) == set(cell["metrics"])
+        args = yaml.safe_load((run_dir / "cells" / key / "train/args.yaml").read_text())
+        assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["epochs"]) == (
+            "AdamW",
+            0.001,
+            8,
+            0,
+            2,
+        )
+        assert str(args["model"]).endswith("start.pt")
+        assert bool(args.get("distill_model")) == ("distill" in key)
+
+
+def test_identity_floor_is_the_same_network(recover_run):
+    from yolo_leaky.cells import variant_models
+    from yolo_leaky.config import CompareConfig
+
+    run_dir = recover_run[0]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (
+        results["cost"]["identity"]["params"] == results["cost"]["silu"]["params"] == results["cost"]["relu"]["params"]
+    )
+    c = CompareConfig(
+        protocol="recover",
+        weights="unused.pt",
+        data="shapes",
+        variants=["silu", "relu"],
+        seeds=[0, 1],
+        project=str(run_dir.parent),
+        name="rec",
+    )
+    models = variant_models(c, results["cells"])
+    shapes = {name: {k: v.shape for k, v in m.model.state_dict().items()} for name, m in models.items()}
+    assert shapes["identity"] == shapes["silu"] == shapes["relu"]

@@ -1,0 +1,205 @@
+"""Training-free repairs applied right after a swap, on calibration images from the training split.
+
+A swap keeps every weight but changes every activation's output, most for negative inputs: SiLU's minimum is
+-0.278, while LeakyReLU(0.1) keeps 0.1·x and PReLU starts at 0.25·x for any x. Two repairs need no gradient step:
+
+* ``fit``: per-channel PReLU slopes fitted by least squares to SiLU on the pre-activations that the SiLU network
+  sees on calibration images. For x >= 0 PReLU is x whatever the slope, so only x < 0 matters and the fit has a
+  closed form, per channel: ``a = sum(x * silu(x)) / sum(x * x)`` over the negative pre-activations. ReLU and a
+  fixed-slope LeakyReLU have no free parameter: the fit leaves them unchanged (``ls_leaky_slope`` reports which
+  single slope would have matched SiLU best, for information only).
+* ``bn``: BatchNorm running statistics re-estimated on the calibration images (cumulative average, eval-mode
+  everything else): the mean and variance shift that the new activation causes downstream are measured instead
+  of carried over from the SiLU network.
+
+Calibration images come from the *training* split, letterboxed as Ultralytics' predictor letterboxes them, so the
+validation images that score the repair are never used to compute it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .swap import network_of, swap_activations
+
+REPAIRS = ("none", "bn", "fit", "fit+bn")
+
+
+def calibration_files(data_yaml: str | Path, n: int = 64, seed: int = 0) -> list[str]:
+    """``n`` training images of a dataset, listed as Ultralytics lists them, chosen by a seeded draw.
+
+    Args:
+        data_yaml: A dataset YAML that Ultralytics' ``check_det_dataset`` resolves.
+        n: How many images (all of them when the split is smaller).
+        seed: Seed of the draw; the same seed gives the same images for every variant.
+
+    Returns:
+        Sorted image paths.
+    """
+    from ultralytics.data.base import BaseDataset
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = check_det_dataset(str(data_yaml), autodownload=False)
+    files = sorted(BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg["train"]))
+    if len(files) > n:
+        picked = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
+        files = sorted(files[i] for i in picked)
+    return files
+
+
+def calibration_batch(files: list[str], imgsz: int) -> torch.Tensor:
+    """Images as one float tensor (N, 3, imgsz, imgsz) in 0-1 RGB, letterboxed like Ultralytics' predictor."""
+    from ultralytics.data.augment import LetterBox
+
+    box = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32)
+    ims = [box(image=cv2.imread(str(f)))[..., ::-1].transpose(2, 0, 1) for f in files]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(ims))).float() / 255.0
+
+
+def files_digest(files: list[str]) -> str:
+    """SHA-256 over the calibration images' names and bytes: equal digests mean identical calibration sets."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def _silu_probe(silu_model) -> nn.Module:
+    """A copy of the SiLU network with one SiLU module per site, at the paths a swap gives its new modules (a stock
+    network shares one ``Conv.default_act`` instance between all its sites, which hooks could not tell apart)."""
+    probe = copy.deepcopy(network_of(silu_model))
+    swap_activations(probe, "silu")
+    return probe.eval()
+
+
+def _activation_inputs(net: nn.Module, images: torch.Tensor, names: set[str], batch: int = 16) -> dict[str, list]:
+    """Per-channel sums over the negative pre-activations seen by the modules ``names`` of ``net``:
+    ``[sum x*silu(x), sum x*x, count]``."""
+    sums: dict[str, list] = {}
+    hooks = []
+
+    def hook_for(name):
+        def hook(module, inputs, output):
+            x = inputs[0].detach()
+            if x.dim() != 4:
+                return
+            neg = x.clamp(max=0.0)
+            xs = neg * torch.nn.functional.silu(neg)  # 0 where x >= 0
+            acc = sums.setdefault(name, [0.0, 0.0, 0])
+            acc[0] = acc[0] + xs.sum(dim=(0, 2, 3)).double()
+            acc[1] = acc[1] + (neg * neg).sum(dim=(0, 2, 3)).double()
+            acc[2] += int((x < 0).sum())
+
+        return hook
+
+    modules = dict(net.named_modules())
+    for name in names:
+        hooks.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                net(images[i : i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    return sums
+
+
+def fit_prelu_slopes(silu_model, swapped_model, images: torch.Tensor) -> dict:
+    """Set every PReLU of ``swapped_model`` to the per-channel least-squares fit of SiLU on calibration images.
+
+    The pre-activations are those of the SiLU network (``silu_model``), site by site: the fit makes each site
+    match what the next layer expects, all sites at once.
+
+    Args:
+        silu_model: The SiLU network (a YOLO object or its ``nn.Module``), unchanged.
+        swapped_model: The same network after a swap to PReLU, changed in place.
+        images: A calibration batch (``calibration_batch``).
+
+    Returns:
+        ``{"sites": fitted sites, "skipped": sites whose input was not 4-D, "slope_mean", "slope_min", "slope_max"}``.
+
+    Examples:
+        >>> silu = load("best.pt")  # doctest: +SKIP
+        >>> prelu = load("best.pt", act="prelu")  # doctest: +SKIP
+        >>> images = calibration_batch(calibration_files("shapes.yaml"), 64)  # doctest: +SKIP
+        >>> fit_prelu_slopes(silu, prelu, images)["sites"]  # doctest: +SKIP
+        77
+    """
+    silu_net, new_net = _silu_probe(silu_model), network_of(swapped_model).eval()
+    prelus = {n: m for n, m in new_net.named_modules() if isinstance(m, nn.PReLU)}
+    silu_modules = dict(silu_net.named_modules())
+    sums = _activation_inputs(silu_net, images, {n for n in prelus if n in silu_modules})
+    slopes = []
+    for name, module in prelus.items():
+        acc = sums.get(name)
+        if acc is None or acc[2] == 0 or module.weight.numel() != len(acc[0]):
+            continue
+        a = torch.where(acc[1] > 0, acc[0] / acc[1].clamp(min=1e-12), torch.full_like(acc[0], 0.25))
+        with torch.no_grad():
+            module.weight.copy_(a.to(module.weight.dtype))
+        slopes.append(a.float())
+    every = torch.cat(slopes) if slopes else torch.zeros(0)
+    return {
+        "sites": len(slopes),
+        "skipped": len(prelus) - len(slopes),
+        "slope_mean": float(every.mean()) if len(every) else None,
+        "slope_min": float(every.min()) if len(every) else None,
+        "slope_max": float(every.max()) if len(every) else None,
+    }
+
+
+def ls_leaky_slope(silu_model, images: torch.Tensor) -> float | None:
+    """The one LeakyReLU slope that best matches SiLU (least squares, every site and channel pooled)."""
+    net = _silu_probe(silu_model)
+    names = {n for n, m in net.named_modules() if isinstance(m, nn.SiLU)}
+    sums = _activation_inputs(net, images, names)
+    num = sum(float(s[0].sum()) for s in sums.values())
+    den = sum(float(s[1].sum()) for s in sums.values())
+    return num / den if den > 0 else None
+
+
+def reestimate_batchnorm(model, images: torch.Tensor, batch: int = 16) -> int:
+    """Recompute every BatchNorm's running mean and variance on ``images`` (no gradient step); returns how many.
+
+    Each BatchNorm averages over all calibration batches (``momentum=None``), every other layer runs in eval mode.
+    A network whose BatchNorms were already folded into its convolutions (``fuse()``) has none to re-estimate.
+    """
+    net = network_of(model)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    net.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                net(images[i : i + batch])
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        net.eval()
+    return len(bns)
+
+
+def repaired(silu_model, swapped_model, repair: str, images: torch.Tensor) -> tuple[object, dict]:
+    """A deep copy of ``swapped_model`` with ``repair`` applied (one of ``REPAIRS``), and what was done."""
+    if repair not in REPAIRS:
+        raise ValueError(f"repair must be one of {REPAIRS}, got {repair!r}")
+    model = copy.deepcopy(swapped_model)
+    done: dict = {"repair": repair}
+    if "fit" in repair:
+        done["fit"] = fit_prelu_slopes(silu_model, model, images)
+    if "bn" in repair:
+        done["bn_layers"] = reestimate_batchnorm(model, images)
+    return model, done

@@ -1,0 +1,122 @@
+"""The offline stand-in for a COCO-pretrained checkpoint: a SiLU yolo11n pretrained on yolo-leaky's synthetic shapes
+data, trained once per machine and cached with its recipe and hash.
+
+The recovery protocol needs a SiLU model that detects something before the swap. On a connected machine that is
+``yolo11n.pt`` on COCO8; offline no pretrained weights exist, so this module makes one reproducibly: the shapes
+dataset of ``synthetic.py`` (same bytes for a seed) and the fixed recipe ``RECIPE`` (seeded, deterministic on one
+machine). It is a stand-in, labelled as such wherever its numbers appear: it says how the swap and its recovery
+behave on a network that has learned, never what they cost on COCO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import ultralytics
+
+from . import atomic
+from .data import file_digest
+from .loading import load
+from .synthetic import FORMAT_VERSION, TRAIN_RECIPE, make_shapes_dataset
+
+STANDIN = "standin"  # the value of ``weights=`` that names this checkpoint
+CACHE_ENV = "YOLO_LEAKY_CACHE"
+MODEL = "yolo11n.yaml"
+RECIPE = {**TRAIN_RECIPE, "seed": 0, "deterministic": True}  # 16 epochs at imgsz 64; see synthetic.TRAIN_RECIPE
+
+
+def cache_root() -> Path:
+    """Where cached artefacts live: ``$YOLO_LEAKY_CACHE``, else ``~/.cache/yolo-leaky``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-leaky")
+
+
+def recipe_key() -> str:
+    """A short hash of everything that decides the stand-in's weights on one machine."""
+    ident = {
+        "model": MODEL,
+        "recipe": RECIPE,
+        "data": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "ultralytics": ultralytics.__version__,
+        "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def standin_checkpoint(log=print) -> tuple[Path, dict]:
+    """The stand-in checkpoint and its record, trained on the first call and reused afterwards.
+
+    A record is reused only when its weights still hash to the recorded SHA-256; the weights are written to a
+    temporary folder and moved into place, record last, so an interrupted first call leaves nothing that looks done.
+
+    Args:
+        log: Called with one progress line before a (~2 min) training.
+
+    Returns:
+        ``(path of standin.pt, record)``, the record holding the recipe, the weights' SHA-256, the dataset digest,
+        the stand-in's own validation mAP, its training time and the versions that made it.
+
+    Examples:
+        >>> weights, record = standin_checkpoint()  # doctest: +SKIP
+        >>> record["metrics"]["map50"] > 0.5  # doctest: +SKIP
+        True
+    """
+    folder = cache_root() / f"standin-{recipe_key()}"
+    weights, record_path = folder / "standin.pt", folder / "standin.json"
+    record = atomic.read_json(record_path)
+    if record is not None and weights.is_file() and file_digest(weights) == record.get("weights_sha256"):
+        return weights, record
+    log(
+        f"[stand-in] pretraining a SiLU {Path(MODEL).stem} on the synthetic shapes data once "
+        f"({RECIPE['epochs']} epochs at imgsz {RECIPE['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
+    )
+    data = make_shapes_dataset(folder / "shapes")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        yolo = load(MODEL)
+        start = time.perf_counter()
+        yolo.train(
+            data=str(data),
+            **RECIPE,
+            workers=0,
+            amp=False,
+            plots=False,
+            verbose=False,
+            device="cpu",
+            project=tmp,
+            name="train",
+            exist_ok=True,
+        )
+        seconds = time.perf_counter() - start
+        last = Path(tmp) / "train/weights/last.pt"
+        metrics = load(last).val(
+            data=str(data),
+            imgsz=RECIPE["imgsz"],
+            batch=RECIPE["batch"],
+            device="cpu",
+            workers=0,
+            plots=False,
+            verbose=False,
+        )
+        shutil.move(str(last), weights)
+    record = {
+        "what": "SiLU yolo11n pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, not COCO",
+        "model": MODEL,
+        "recipe": RECIPE,
+        "data_digest": json.loads((folder / "shapes/manifest.json").read_text())["digest"],
+        "weights_sha256": file_digest(weights),
+        "metrics": {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)},
+        "train_seconds": seconds,
+        "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
+        "machine": platform.processor() or platform.machine(),
+        "key": recipe_key(),
+    }
+    atomic.write_json(record_path, record)
+    return weights, record
