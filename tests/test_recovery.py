@@ -155,7 +155,7 @@ def test_cells_are_scored_on_the_final_epoch_with_the_recipe(recover_run):
         args = yaml.safe_load((run_dir / "cells" / key / "train/args.yaml").read_text())
         assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["epochs"]) == (
             "AdamW",
-            0.001,
+            0.0005,
             8,
             0,
             2,
