@@ -5,7 +5,7 @@
     yolo-leaky predict model=best.pt source=image.jpg
     yolo-leaky export  model=best.pt format=onnx
     yolo-leaky cfg     model=yolo11n,yolov8n act=leaky_relu,prelu,relu out=cfg
-    yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [--json]
+    yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [act=...] [target=dpu] [--json]
     yolo-leaky compare [cfg=cfg/compare.yaml] [key=value ...]
 
 User errors print one line and exit 2; ``--debug`` or ``YOLO_LEAKY_DEBUG=1`` shows the traceback.
@@ -31,12 +31,13 @@ from .loading import load
 from .modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
 from .spec import parse_act
 from .swap import spec_from_yaml
+from .targets import check_target, get_target, leaky_slopes
 
 ULTRA_MODES = ("train", "val", "predict", "export")
 MODES = (*ULTRA_MODES, "cfg", "inspect", "compare")
 FLAGS = ("--json", "--debug", "--force", "--quick", "--help", "-h")
 CFG_KEYS = {"model", "act", "out"}
-INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device"}
+INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device", "target"}
 
 
 def run_ultralytics_mode(mode: str, args: dict):
@@ -87,11 +88,17 @@ def run_inspect(args: dict, as_json: bool) -> dict:
 
     if "model" not in args:
         raise UserError("inspect needs model=<yaml|pt>, e.g. yolo-leaky inspect model=yolo11n.yaml act=prelu")
+    target = args.get("target")
+    if target is not None:
+        get_target(target)  # fail on a typo before loading anything
     yolo = load(args["model"], act=args.get("act"))
     imgsz = int(args.get("imgsz") or 64)
     ch = int(yolo.model.yaml.get("channels", 3)) if isinstance(getattr(yolo.model, "yaml", None), dict) else 3
     census = take_census(yolo, torch.zeros(1, ch, imgsz, imgsz))
     result = {"model": str(args["model"]), **census.to_dict()}
+    if target is not None:
+        result["target"] = str(target).strip().lower()
+        result["target_warnings"] = check_target(census, target, slopes=leaky_slopes(yolo))
     if args.get("data"):
         result["units"] = unit_health(
             yolo, args["data"], imgsz=int(args.get("imgsz") or 64), batch=int(args.get("batch") or 4)
@@ -103,6 +110,11 @@ def run_inspect(args: dict, as_json: bool) -> dict:
         print(census.format())
         if "units" in result:
             print(format_unit_health(result["units"]))
+        if target is not None:
+            found = result["target_warnings"]
+            print(f"target {result['target']}: " + (f"{len(found)} warning(s)" if found else "no known problem"))
+            for line in found:
+                print(f"  warning: {line}")
     return result
 
 

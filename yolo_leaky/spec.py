@@ -19,6 +19,8 @@ from .errors import UserError
 
 DEFAULT_LEAKY_SLOPE = 0.1  # YOLO practice (darknet, YOLOv3/v4); torch's own default is 0.01
 DEFAULT_PRELU_INIT = 0.25  # torch's default
+# Named LeakyReLU slopes a target requires: the Xilinx DPU runs LeakyReLU only at 26/256 (Xilinx/Vitis-AI#317).
+LEAKY_PRESETS = {"dpu": 26 / 256}
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,23 @@ class ActSpec:
 
     def __str__(self) -> str:
         if self.name == "leaky_relu":
-            return f"leaky_relu:{self.slope:g}"
+            return f"leaky_relu:{self.preset or format_number(self.slope)}"
         if self.name == "prelu":
             text = "prelu" if self.prelu_mode == "channel" else "prelu:layer"
-            return text if self.init == DEFAULT_PRELU_INIT else f"{text}:{self.init:g}"
+            return text if self.init == DEFAULT_PRELU_INIT else f"{text}:{format_number(self.init)}"
         return self.name
 
     @property
+    def preset(self) -> str | None:
+        """The ``LEAKY_PRESETS`` name of this LeakyReLU's slope (``dpu``), if it has one."""
+        if self.name != "leaky_relu":
+            return None
+        return next((name for name, slope in LEAKY_PRESETS.items() if slope == self.slope), None)
+
+    @property
     def label(self) -> str:
-        """Short name for tables and file names, with the slope shown (``leaky_relu0.1``)."""
-        return str(self).replace(":", "")
+        """Short name for tables and file names, with the slope shown (``leaky_relu0.1``, ``leaky_relu_dpu``)."""
+        return str(self).replace(":", "_" if self.preset else "")
 
     @property
     def learnable(self) -> bool:
@@ -141,7 +150,11 @@ def parse_act(text: str | ActSpec) -> ActSpec:
 def _leaky(text: str, args: list[str]) -> ActSpec:
     if len(args) > 1:
         raise UserError(f"bad activation {text!r}: leaky_relu takes one argument, the negative slope (leaky_relu:0.1)")
-    slope = _number(text, args[0], "negative slope") if args else DEFAULT_LEAKY_SLOPE
+    preset = args[0].strip().lower() if args else None
+    if preset in LEAKY_PRESETS:
+        return ActSpec("leaky_relu", slope=LEAKY_PRESETS[preset])
+    hint = " or ".join(["leaky_relu:0.1", *(f"leaky_relu:{name}" for name in LEAKY_PRESETS)])
+    slope = _number(text, args[0], "negative slope", hint=hint) if args else DEFAULT_LEAKY_SLOPE
     if not 0 <= slope < 1:
         raise UserError(f"bad activation {text!r}: the negative slope must be in [0, 1), e.g. leaky_relu:0.1")
     return ActSpec("leaky_relu", slope=slope)
@@ -158,6 +171,12 @@ def _prelu(text: str, args: list[str]) -> ActSpec:
     if not 0 <= init <= 1:
         raise UserError(f"bad activation {text!r}: the PReLU init must be in [0, 1], e.g. prelu:0.25")
     return ActSpec("prelu", prelu_mode=mode, init=init)
+
+
+def format_number(value: float) -> str:
+    """The shortest of ``:g`` and ``repr`` that reads back as the same float (``0.1``, ``0.1015625``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def _number(text: str, arg: str, what: str, hint: str = "leaky_relu:0.1") -> float:
