@@ -226,6 +226,11 @@ def _recovery_section(c, summary: Summary) -> str:
         f"`{str(cal.get('digest', ''))[:12]}`). In brackets: the share of the swap's mAP50-95 cost that the repair "
         "removes.\n\n" + _table(header, body)
     )
+    text.append(
+        f"Recovery here starts from `repair={c.repair}`. Whether that start speeds recovery up compared with the "
+        "naive swap takes a second run from `repair=none`: `benchmarks/repair_recovery.py` runs both and pairs "
+        "the cells by seed.\n"
+    )
     slope = swap.get("ls_leaky_slope")
     if slope is not None:
         text.append(
