@@ -212,3 +212,26 @@ def test_raw_samples_round_trip_into_the_same_table(yolos):
     assert sorted(set(stored["block_of_round"])) == [0, 1, 2] and stored["stats"]["relu"]["blocks"] == 3
     assert stats_from_dict(stored) == {k: asdict(v) for k, v in res.stats.items()}
     assert stats_from_dict(stored) == stored["stats"]
+
+
+def test_openvino_cpu_benchmark(yolos, onnx_paths):
+    pytest.importorskip("openvino")
+    models = {key: y.model for key, y in yolos.items()}
+    res = benchmark(
+        models, imgsz=IMGSZ, runtime="openvino-cpu", seconds=1, threads=1, warmup=2, openvino_paths=onnx_paths, blocks=3
+    )  # 3 blocks of 10+ rounds reach MIN_ROUNDS; each block compiles every model afresh (the slow part)
+    check_result(res, list(ACTS))
+    assert res.env["openvino"]
+
+
+def test_openvino_runtime_needs_its_files_and_the_extra(yolos, onnx_paths, monkeypatch):
+    import sys
+
+    from yolo_leaky import UserError
+
+    models = {key: y.model for key, y in yolos.items()}
+    with pytest.raises(ValueError, match="openvino_paths"):
+        benchmark(models, runtime="openvino-cpu", onnx_paths=onnx_paths)  # ONNX paths go to ort-cpu only
+    monkeypatch.setitem(sys.modules, "openvino", None)  # an environment without yolo-leaky[openvino]
+    with pytest.raises(UserError, match=r"pip install yolo-leaky\[openvino\]"):
+        benchmark(models, runtime="openvino-cpu", openvino_paths=onnx_paths)

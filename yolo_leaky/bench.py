@@ -7,13 +7,16 @@ Method (what ``benchmark`` does):
    ``torch.set_num_threads(threads)``; ``torch-cuda-fp16`` runs ``.half().cuda()`` and synchronizes around each call;
    ``ort-cpu`` runs the exported ONNX files in ONNX Runtime's CPU provider with ``ORT_ENABLE_ALL``,
    ``intra_op_num_threads=threads``, ``inter_op_num_threads=1``, sequential execution and thread-pool spinning off
-   (a spinning pool of one session would otherwise steal cycles from the next session in the round).
-   Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
+   (a spinning pool of one session would otherwise steal cycles from the next session in the round);
+   ``openvino-cpu`` compiles OpenVINO IR (or ONNX) files for the CPU plugin with ``openvino_config``: ``threads``
+   inference threads, one stream, the LATENCY hint, no core pinning, and FP32 inference precision (left alone, the
+   plugin runs an FP32 model in bf16 on CPUs with AMX or AVX512-BF16; an INT8 model's quantized layers run in INT8
+   either way). Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
 2. Warm-up: ``warmup`` untimed calls per model.
 3. Blocks. The timing budget is split into ``blocks`` independent blocks. Each block builds its runners anew (fresh
-   ONNX Runtime sessions, or fresh model copies fused again), allocates a new input, and uses its own interleaving
-   seed, so what varies between sessions and processes (memory layout and allocation, cache aliasing: Mytkowicz
-   et al. 2009, Curtsinger & Berger 2013) varies between blocks too. Within a block:
+   ONNX Runtime sessions or OpenVINO compiled models, or fresh model copies fused again), allocates a new input, and
+   uses its own interleaving seed, so what varies between sessions and processes (memory layout and allocation,
+   cache aliasing: Mytkowicz et al. 2009, Curtsinger & Berger 2013) varies between blocks too. Within a block:
    Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
    permutation of the models, odd rounds its reverse, so that every model sits equally often early and late and next
    to every other. Rounds go on until the block's share of ``seconds`` is spent, and for at least
@@ -55,10 +58,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UserError
 from .spec import parse_act
 from .swap import YAML_KEY
 
-RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
+RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu")
 MIN_ROUNDS = 30  # per benchmark with one block (and the floor of a block's share)
 MIN_ROUNDS_PER_BLOCK = 10
 DEFAULT_BLOCKS = 8
@@ -118,7 +122,7 @@ class BenchResult:
     """Outcome of ``benchmark``.
 
     Attributes:
-        runtime: ``torch-cpu``, ``ort-cpu`` or ``torch-cuda-fp16``.
+        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16`` or ``openvino-cpu``.
         imgsz: Square input size.
         threads: Intra-op threads.
         baseline: Label the ratios are taken against.
@@ -206,21 +210,23 @@ def benchmark(
     onnx_paths: dict[str, str] | None = None,
     seed: int = 0,
     blocks: int = DEFAULT_BLOCKS,
+    openvino_paths: dict[str, str] | None = None,
 ) -> BenchResult:
     """Time several variants side by side and compare each with ``baseline`` (method: module docstring).
 
     Args:
         models: Variant label -> Ultralytics network (``yolo.model``), already swapped; copied, never modified.
-            For ``ort-cpu`` only the labels are used.
+            For ``ort-cpu`` and ``openvino-cpu`` only the labels are used.
         imgsz: Square input size.
-        runtime: ``torch-cpu``, ``ort-cpu`` or ``torch-cuda-fp16``.
+        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16`` or ``openvino-cpu``.
         seconds: Wall time to spend in the timed rounds (at least ``MIN_ROUNDS`` rounds are run regardless).
-        threads: Intra-op threads (torch or ORT).
+        threads: Intra-op threads (torch, ORT or OpenVINO).
         warmup: Untimed calls per model before timing.
         baseline: The label that ratios are taken against; must be in ``models``.
         onnx_paths: Label -> exported ``.onnx`` file, required for ``ort-cpu``.
         seed: Seed of the input, of the round orders and of the bootstrap (block ``b`` uses ``seed + b``).
         blocks: Independent blocks the budget is split into; the paired ratio's CI is taken over them.
+        openvino_paths: Label -> OpenVINO ``.xml`` (or ``.onnx``) file, required for ``openvino-cpu``.
 
     Returns:
         A ``BenchResult``.
@@ -228,8 +234,9 @@ def benchmark(
     Raises:
         ValueError: Unknown runtime, missing baseline or ONNX file, or an ONNX input shape that is not ``imgsz``.
         RuntimeError: ``torch-cuda-fp16`` without CUDA.
+        UserError: ``openvino-cpu`` without OpenVINO installed.
     """
-    _check_args(models, runtime, baseline, onnx_paths, threads)
+    _check_args(models, runtime, baseline, onnx_paths, threads, openvino_paths)
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
     labels = list(models)
@@ -238,7 +245,8 @@ def benchmark(
     parts, block_of_round, wall = [], [], 0.0
     for block in range(blocks):
         with _torch_threads(threads):
-            runners = _make_runners(models, runtime, imgsz, threads, onnx_paths, seed + block)
+            paths = openvino_paths if runtime == "openvino-cpu" else onnx_paths
+            runners = _make_runners(models, runtime, imgsz, threads, paths, seed + block)
             try:
                 with torch.inference_mode():
                     part, spent = _time_rounds(runners, seconds / blocks, warmup, seed + block, min_rounds)
@@ -283,7 +291,9 @@ def stats_from_dict(result: dict) -> dict[str, dict]:
     return {k: asdict(v) for k, v in stats.items()}
 
 
-def _check_args(models: dict, runtime: str, baseline: str, onnx_paths: dict | None, threads: int) -> None:
+def _check_args(
+    models: dict, runtime: str, baseline: str, onnx_paths: dict | None, threads: int, openvino_paths: dict | None = None
+) -> None:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if not models:
@@ -296,6 +306,11 @@ def _check_args(models: dict, runtime: str, baseline: str, onnx_paths: dict | No
         missing = [k for k in models if not onnx_paths or k not in onnx_paths]
         if missing:
             raise ValueError(f"ort-cpu needs onnx_paths for every model; missing: {', '.join(missing)}")
+    if runtime == "openvino-cpu":
+        missing = [k for k in models if not openvino_paths or k not in openvino_paths]
+        if missing:
+            raise ValueError(f"openvino-cpu needs openvino_paths for every model; missing: {', '.join(missing)}")
+        import_openvino()
     if runtime == "torch-cuda-fp16" and not torch.cuda.is_available():
         raise RuntimeError("torch-cuda-fp16 needs a CUDA device, and torch.cuda.is_available() is False")
 
@@ -303,10 +318,13 @@ def _check_args(models: dict, runtime: str, baseline: str, onnx_paths: dict | No
 # ----------------------------------------------------------------------------------------------------- runners
 
 
-def _make_runners(models, runtime, imgsz, threads, onnx_paths, seed) -> dict[str, Callable[[], object]]:
-    """One zero-argument callable per model that runs one inference (and waits for it to finish)."""
+def _make_runners(models, runtime, imgsz, threads, paths, seed) -> dict[str, Callable[[], object]]:
+    """One zero-argument callable per model that runs one inference (and waits for it to finish); ``paths`` holds
+    the model files of the file-based runtimes."""
     if runtime == "ort-cpu":
-        return _ort_runners({k: onnx_paths[k] for k in models}, imgsz, threads, seed)
+        return _ort_runners({k: paths[k] for k in models}, imgsz, threads, seed)
+    if runtime == "openvino-cpu":
+        return _openvino_runners({k: paths[k] for k in models}, imgsz, threads, seed)
     cuda = runtime == "torch-cuda-fp16"
     device, dtype = (torch.device("cuda"), torch.float16) if cuda else (torch.device("cpu"), torch.float32)
     x = _input(imgsz, seed).to(device, dtype)
@@ -377,6 +395,46 @@ def _ort_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int) -> 
 def _ort_runner(sess, name: str, x: np.ndarray) -> Callable[[], object]:
     feed = {name: x}
     return lambda: sess.run(None, feed)
+
+
+def import_openvino():
+    """The ``openvino`` module, or a one-line ``UserError`` naming the install command (it is an optional extra)."""
+    try:
+        import openvino
+    except ImportError:
+        raise UserError("OpenVINO is not installed; pip install yolo-leaky[openvino]") from None
+    return openvino
+
+
+def openvino_config(threads: int = 1) -> dict:
+    """The one OpenVINO CPU compile setup (timing and fusion inspection): see the module docstring."""
+    return {
+        "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+
+
+def _openvino_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int) -> dict[str, Callable[[], object]]:
+    ov = import_openvino()
+    core = ov.Core()
+    x = _input(imgsz, seed).numpy()
+    runners = {}
+    for label, path in paths.items():
+        model = core.read_model(str(path))
+        shape = model.input(0).get_partial_shape()
+        if shape.is_static and list(shape.to_shape()) != list(x.shape):
+            raise ValueError(f"{label}: {path} takes input {shape}, not {list(x.shape)}; export it at imgsz={imgsz}")
+        request = core.compile_model(model, "CPU", openvino_config(threads)).create_infer_request()
+        runners[label] = _openvino_runner(request, x)
+    return runners
+
+
+def _openvino_runner(request, x: np.ndarray) -> Callable[[], object]:
+    feed = {0: x}
+    return lambda: request.infer(feed, share_inputs=True)
 
 
 # ------------------------------------------------------------------------------------------------------ timing
@@ -567,6 +625,8 @@ def _env(runtime: str) -> dict:
         env["onnxruntime"] = ort.__version__
     if runtime == "torch-cuda-fp16":
         env["gpu"] = torch.cuda.get_device_name(0)
+    if runtime == "openvino-cpu":
+        env["openvino"] = import_openvino().__version__
     return env
 
 
