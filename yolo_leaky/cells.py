@@ -18,9 +18,10 @@ from ultralytics.utils import TQDM
 from . import atomic
 from .census import take_census
 from .config import CompareConfig
-from .console import interactive, quiet, say
+from .console import interactive, say
 from .diagnostics import track_unit_health
 from .errors import UserError
+from .executor import Job, execute
 from .loading import load
 from .repair import REPAIRS, calibration_batch, calibration_files, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
@@ -104,8 +105,11 @@ def cell_jobs(c: CompareConfig, data: str, device, starts: dict | None = None, t
 
 
 def run_cells(c: CompareConfig, data: str, device, starts: dict | None = None, teacher: str | None = None) -> dict:
-    """Train and validate every cell; a failing cell is recorded and the others go on. Completed cells are reused."""
-    cells, jobs, spent, trained = {}, cell_jobs(c, data, device, starts, teacher), 0.0, 0
+    """Train and validate every cell, here or as Ray tasks (``c.executor``); a failing cell is recorded and the
+    others go on. Completed cells are reused."""
+    if c.executor == "ray" and c.device in (None, "", "auto"):
+        device = 0 if c.cell_gpus else "cpu"  # the worker's device: Ray shows a task its reserved GPU as device 0
+    cells, jobs, todo, number = {}, cell_jobs(c, data, device, starts, teacher), [], {}
     bar = TQDM(total=len(jobs), desc="cells", disable=not interactive(), file=sys.stdout)
     for k, job in enumerate(jobs, 1):
         key, folder = job["key"], c.run_dir / "cells" / job["key"]
@@ -114,26 +118,44 @@ def run_cells(c: CompareConfig, data: str, device, starts: dict | None = None, t
             _progress(bar, f"[cell {k}/{len(jobs)}] {key}: reusing completed result")
             cells[key] = with_paths(done, folder)
             continue
+        failure = {"variant": parse_act(job["act"]).label, "act": job["act"], "seed": job["seed"]}
+        todo.append(Job(key, run_cell, job, folder, failure={**failure, "recovery": job["recovery"]}))
+        number[key] = k
+    clock = {"spent": 0.0, "trained": 0}
+
+    def started(job: Job) -> None:
+        k, spent, trained = number[job.key], clock["spent"], clock["trained"]
         left = (spent / trained) * (len(jobs) - k + 1) if trained else None
         eta = (
             "" if left is None else f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
         )
-        what = "training" if job["recovery"] is None else f"recovering by {job['recovery']},"
-        _progress(bar, f"[cell {k}/{len(jobs)}] {key}: {what} {c.epochs} epoch(s) at imgsz {c.imgsz}{eta}")
-        start = time.perf_counter()
-        with quiet(folder / "log.txt", c.verbose):
-            result = run_cell(job, folder)
-        spent, trained = spent + time.perf_counter() - start, trained + 1
-        atomic.write_json(folder / "cell.json", result)
-        cells[key] = with_paths(result, folder)
+        what = "training" if job.args["recovery"] is None else f"recovering by {job.args['recovery']},"
+        where = " (queued on Ray)" if c.executor == "ray" else eta
+        _progress(bar, f"[cell {k}/{len(jobs)}] {job.key}: {what} {c.epochs} epoch(s) at imgsz {c.imgsz}{where}")
+
+    def finished(job: Job, result: dict, info: dict) -> None:
+        clock["spent"], clock["trained"] = clock["spent"] + (info["seconds"] or 0.0), clock["trained"] + 1
+        cells[job.key] = with_paths(result, job.folder)
         outcome = (
             f"mAP50-95 {result['metrics']['map50_95']:.3f}"
             if result["status"] == "ok"
-            else f"FAILED: {result['error']} (see {folder / 'log.txt'})"
+            else f"FAILED: {result['error']} (see {job.folder / 'log.txt'})"
         )
-        _progress(bar, f"  {key}: {outcome}, {time.perf_counter() - start:.0f} s", advance=1)
+        seconds = "" if info["seconds"] is None else f", {info['seconds']:.0f} s"
+        _progress(bar, f"  {job.key}: {outcome}{seconds}", advance=1)
+
+    execute(
+        todo,
+        c.executor,
+        ray_address=c.ray_address,
+        cell_cpus=c.cell_cpus,
+        cell_gpus=c.cell_gpus,
+        verbose=c.verbose,
+        on_start=started,
+        on_done=finished,
+    )
     bar.close()
-    return cells
+    return {job["key"]: cells[job["key"]] for job in jobs}  # in cell order, whichever finished first
 
 
 CELL_FILES = ("weights", "results_csv")  # a cell's file entries, stored relative to its folder

@@ -31,6 +31,7 @@ from .console import quiet, say
 from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
 from .diagnostics import prelu_slopes, summarize_slopes, unit_health
 from .errors import UserError
+from .executor import Job, execute
 from .loading import check_model_source, load
 from .memory import saved_tensor_bytes
 from .onnx_check import check_export
@@ -142,9 +143,49 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
             timings[runtime] = result.to_dict(samples=True)  # raw samples: the table can be recomputed
         return {"onnx": onnx, "exports": exports, "timings": timings}
 
-    return cached_stage(
-        c.run_dir / "speed.json", compute, reuse=lambda cached: set(cached.get("exports", {})) == set(models)
-    )
+    return cached_stage(c.run_dir / "speed.json", compute, reuse=lambda cached: _speed_reusable(cached, models))
+
+
+def _speed_reusable(cached: dict, models: dict) -> bool:
+    return set(cached.get("exports", {})) == set(models)
+
+
+def speed_stage(c: CompareConfig, models: dict) -> dict:
+    """``measure_speed`` here; with ``executor=ray``, as ONE Ray task (``cell_gpus``: it lands on a node with the
+    accelerator) that exports, checks and times every variant side by side, so speed is never compared across
+    machines. The networks travel as checkpoints; speed.json and the ONNX files come back into the run folder."""
+    if c.executor != "ray":
+        return measure_speed(c, models)
+
+    def compute() -> dict:
+        say("[speed] one Ray task: every variant exported, checked and timed side by side on one node")
+        with tempfile.TemporaryDirectory(prefix="yolo-leaky-speed-") as tmp:
+            inputs = {label: _checkpoint(yolo, Path(tmp) / f"{label}.pt") for label, yolo in models.items()}
+            args = {"config": c, "run_dir": str(c.run_dir), "inputs": inputs}
+            job = Job(
+                "speed", speed_job, args, c.run_dir, result_file="speed.json", log="speed-log.txt", own_folder=False
+            )
+            cpus = max(c.cell_cpus, c.bench_threads)
+            options = {"ray_address": c.ray_address, "cell_cpus": cpus, "cell_gpus": c.cell_gpus, "verbose": c.verbose}
+            return execute([job], "ray", **options)["speed"]
+
+    return cached_stage(c.run_dir / "speed.json", compute, reuse=lambda cached: _speed_reusable(cached, models))
+
+
+def speed_job(args: dict, folder: Path) -> dict:
+    """The Ray task of ``speed_stage``: load the shipped networks and run ``measure_speed`` in ``folder`` on the
+    worker; the ONNX paths it returns are where the files will lie in the driver's run folder."""
+    c = dataclasses.replace(args["config"], project=str(folder.parent), name=folder.name)
+    result = measure_speed(c, {label: load(path) for label, path in args["inputs"].items()})
+    onnx = {label: str(Path(args["run_dir"]) / Path(p).relative_to(folder)) for label, p in result["onnx"].items()}
+    return {**result, "onnx": onnx}
+
+
+def _checkpoint(yolo, path: Path) -> str:
+    """The network exactly as held in memory (float32, its activations as swapped) in a checkpoint ``load`` reads
+    back; Ultralytics' ``Model.save`` would store it in half precision."""
+    torch.save({"model": yolo.model, "train_args": (getattr(yolo, "ckpt", None) or {}).get("train_args", {})}, path)
+    return str(path)
 
 
 def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
@@ -234,7 +275,7 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
             cost = measure_cost(c, models)
         with clock("speed"):
             say("[speed] exporting to ONNX and checking the graphs")
-            speed = measure_speed(c, models)
+            speed = speed_stage(c, models)
         with clock("diagnostics"):
             units = measure_units(c, models, data)
         say("[report] writing report.md, results.csv, results.json and plots")

@@ -1,0 +1,374 @@
+"""Where a comparison's jobs run: here, one after another (``local``), or as Ray tasks on a cluster (``ray``).
+
+A job is a module-level function ``fn(args, folder) -> result`` that writes files only under ``folder`` and returns
+a JSON-able result. Both executors end the same way: the job's files in its folder on this machine, then its result
+written atomically as ``result_file`` (``cell.json``) last, so a folder whose result file exists is complete.
+
+With Ray no filesystem is assumed to be shared. The files a job reads (``args["inputs"]``: ``{name: path}``, a
+file or a folder) are shipped by value through Ray's object store, each once per run, and materialised in a temp
+folder on the worker, where ``args["inputs"]`` is rewritten to point at them. The job runs in its own temp folder
+there and returns its result with the bytes of every file it wrote; the driver writes them into the job's folder.
+A worker that dies mid-job is retried by Ray (``max_retries``); a job's own exception is not retried.
+
+Threads: a CPU-trained cell depends on the number of threads that trained it (measured: the same cell trained with
+1 and with 2 threads on one machine ends with different weights; with the same count, bit-identical ones). Ray gives
+a worker ``OMP_NUM_THREADS`` (its ``num_cpus``, unless the driver's environment already set it), but Ultralytics'
+``select_device`` sets torch's threads to ``min(8, cores - 1)`` for every CPU training and validation, in any
+process; so on one machine both executors train with the same count, and each result records it
+(``executor.torch_threads``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import shutil
+import socket
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml as pyyaml
+
+from . import atomic
+from .console import quiet
+from .errors import UserError
+
+RAY_MISSING = "executor=ray needs Ray: pip install 'yolo-leaky[ray]'"
+FORWARDED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL")  # settings a worker must share with the driver; not paths
+
+
+@dataclass(frozen=True)
+class Job:
+    """One independent unit of work.
+
+    Attributes:
+        key: Unique name, e.g. ``silu-s0``.
+        fn: A module-level function ``fn(args, folder) -> dict`` (Ray ships it by reference: every worker needs
+            yolo-leaky installed). It writes files only under ``folder``.
+        args: Plain picklable values; ``args["inputs"]`` maps names to the files or folders the job reads.
+        folder: Where the job's files belong on this machine.
+        result_file: The result's JSON file in ``folder``, written last.
+        log: The file in ``folder`` that receives the job's stdout, stderr and Ultralytics' log.
+        own_folder: The folder belongs to this job alone: an earlier, unfinished attempt's files are removed before a
+            Ray result lands (a shared folder such as the run folder is never emptied).
+        failure: Fields of the result recorded when the job is lost for good (its worker died on every attempt);
+            None raises instead.
+    """
+
+    key: str
+    fn: Callable[[dict, Path], dict]
+    args: dict
+    folder: Path
+    result_file: str = "cell.json"
+    log: str = "log.txt"
+    own_folder: bool = True
+    failure: dict | None = None
+
+
+def execute(
+    jobs: Iterable[Job],
+    executor: str = "local",
+    *,
+    ray_address: str | None = None,
+    cell_cpus: int = 1,
+    cell_gpus: float = 0,
+    max_retries: int = 3,
+    verbose: bool = False,
+    on_start: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job, dict, dict], None] | None = None,
+) -> dict[str, dict]:
+    """Run every job and return ``{key: result}``; each result is on disk (``folder/result_file``) when it returns.
+
+    Args:
+        jobs: The jobs, in the order the local executor runs them (and Ray submits them).
+        executor: ``local`` (in this process, in order; Ray is not imported) or ``ray``.
+        ray_address: A running Ray cluster to use (``auto``, ``ray://head:10001``); None starts a local instance.
+            A connection this process already holds is used as it is.
+        cell_cpus: CPUs each Ray task reserves.
+        cell_gpus: GPUs each Ray task reserves (fractions pack several tasks on one GPU).
+        max_retries: Times Ray reruns a task whose worker process died.
+        verbose: Let the jobs' output reach the terminal instead of their log files.
+        on_start: Called as a job starts (local) or is submitted (Ray).
+        on_done: Called as each job finishes, in completion order, with the job, its result and
+            ``{"seconds", "node", "torch_threads", "executor"}`` (also stored under the result's ``executor`` key).
+
+    Raises:
+        UserError: Ray is missing, or a job raised one.
+    """
+    jobs = list(jobs)
+    keys = [job.key for job in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"job keys repeat: {keys}")
+    if executor == "local":
+        return _execute_local(jobs, verbose, on_start, on_done)
+    if executor == "ray":
+        return _execute_ray(jobs, ray_address, cell_cpus, cell_gpus, max_retries, verbose, on_start, on_done)
+    raise UserError(f"executor={executor!r} is not one of local, ray")
+
+
+# ---------------------------------------------------------------- local
+
+
+def _execute_local(jobs, verbose, on_start, on_done) -> dict[str, dict]:
+    results = {}
+    for job in jobs:
+        if on_start:
+            on_start(job)
+        start = time.perf_counter()
+        with quiet(job.folder / job.log, verbose):
+            result = job.fn(job.args, job.folder)
+        results[job.key] = _finish(job, result, _info("local", start))
+        if on_done:
+            on_done(job, results[job.key], results[job.key]["executor"])
+    return results
+
+
+def _info(executor: str, start: float) -> dict:
+    import torch
+
+    return {
+        "executor": executor,
+        "seconds": time.perf_counter() - start,
+        "node": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(),  # after the job: Ultralytics sets it for CPU training and val
+    }
+
+
+def _finish(job: Job, result: dict, info: dict) -> dict:
+    result = {**result, "executor": info}
+    atomic.write_json(job.folder / job.result_file, result)  # last: the folder is complete once this exists
+    return result
+
+
+# ---------------------------------------------------------------- ray
+
+
+def import_ray():
+    """Ray, or a one-line ``UserError`` naming the install command."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+def connect(ray_address: str | None, verbose: bool = False):
+    """Connect to ``ray_address``, or start a quiet local Ray instance (no dashboard, no worker output on the
+    terminal unless ``verbose``, logs in a temp folder) when it is None; a connection this process already holds is
+    reused."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray  # an earlier stage's connection, or one the caller made
+    import logging
+
+    options = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": logging.ERROR}
+    if ray_address is None:
+        # a short path: Ray's socket paths must stay under the OS limit of ~107 characters
+        temp_dir = tempfile.mkdtemp(prefix="yolo-leaky-ray-")
+        ray.init(address="local", _temp_dir=temp_dir, **options)
+        _local["temp_dir"] = temp_dir
+        atexit.register(_stop_local, ray, temp_dir)  # after Ray's own exit hook is registered: runs before it
+    else:
+        try:
+            ray.init(address=ray_address, **options)
+        except ConnectionError as e:
+            raise UserError(
+                f"cannot reach the Ray cluster at ray_address={ray_address!r} ({e}); check the address"
+            ) from None
+    return ray
+
+
+_local: dict = {}  # the local Ray instance this process started: {"temp_dir": its logs' folder}
+_keep_logs: set[str] = set()  # Ray temp folders kept after exit: a worker died there for good, its logs explain why
+
+
+def _stop_local(ray, temp_dir: str) -> None:
+    ray.shutdown()
+    if temp_dir not in _keep_logs:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _execute_ray(jobs, ray_address, cell_cpus, cell_gpus, max_retries, verbose, on_start, on_done) -> dict[str, dict]:
+    ray = connect(ray_address, verbose)
+    _check_resources(ray, cell_cpus, cell_gpus)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    task = ray.remote(
+        num_cpus=cell_cpus,
+        num_gpus=cell_gpus,
+        max_retries=max_retries,
+        retry_exceptions=False,
+        runtime_env={"env_vars": env} if env else None,
+    )(_run_on_worker)
+    shipped: dict[str, object] = {}  # one object per input path, shared by every job that reads it
+    pending, results = {}, {}
+    try:
+        for job in jobs:
+            inputs = {}
+            for name, path in (job.args.get("inputs") or {}).items():
+                if path is None:
+                    continue
+                source = str(Path(path).resolve())
+                if source not in shipped:
+                    shipped[source] = ray.put(_pack(Path(path)))
+                inputs[name] = shipped[source]
+            ref = task.options(name=f"yolo-leaky {job.key}").remote(
+                job.fn, job.args, inputs, job.log, job.result_file, verbose
+            )
+            pending[ref] = job
+            if on_start:
+                on_start(job)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                result, files, info = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as e:
+                if isinstance(e.cause, UserError):
+                    raise UserError(str(e.cause)) from None
+                raise
+            except ray.exceptions.RayError as e:  # the worker died on every attempt (out of memory, node lost)
+                if job.failure is None:
+                    raise
+                first = (str(e).strip().splitlines() or [""])[0]
+                logs = _local.get("temp_dir")  # a cluster keeps its logs on its nodes
+                if logs:
+                    _keep_logs.add(logs)
+                where = f" (Ray's logs: {logs}/session_latest/logs)" if logs else ""
+                error = f"{type(e).__name__}: {first}{where}"
+                result, files = {**job.failure, "status": "failed", "error": error}, {}
+                info = {"executor": "ray", "seconds": None, "node": None, "torch_threads": None}
+            _land(job, files)
+            results[job.key] = _finish(job, result, info)
+            if on_done:
+                on_done(job, results[job.key], info)
+    finally:
+        for ref in pending:  # interrupted: stop what still runs (their results would land nowhere)
+            ray.cancel(ref, force=True)
+    return {job.key: results[job.key] for job in jobs}
+
+
+def _check_resources(ray, cell_cpus: float, cell_gpus: float) -> None:
+    """A task that asks for more than any node has would wait forever: say so instead."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cell_cpus and r.get("GPU", 0) >= cell_gpus for r in nodes):
+        have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no node"
+        raise UserError(
+            f"no Ray node has cell_cpus={cell_cpus} and cell_gpus={cell_gpus} (nodes: {have}); lower them "
+            "or add such a node"
+        )
+
+
+def _land(job: Job, files: dict[str, bytes]) -> None:
+    """Write a Ray job's files into its folder, each atomically; the result file comes after (``_finish``)."""
+    if job.own_folder and job.folder.exists():
+        shutil.rmtree(job.folder)  # an earlier attempt that never completed (no result file, or a failed one)
+    root = job.folder.resolve()
+    for rel, data in sorted(files.items()):
+        target = (job.folder / rel).resolve()
+        if root not in target.parents or rel == job.result_file:
+            raise ValueError(f"job {job.key} returned a file outside its folder or over its result: {rel}")
+        atomic.write_file(target, lambda tmp, data=data: _write_bytes(tmp, data))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pack(path: Path) -> dict:
+    """An input by value: a file's bytes; a folder as an uncompressed tar in memory; a dataset YAML with the
+    folder its ``path:`` names, so that the YAML can point at the copy on the worker."""
+    if path.is_dir():
+        return {"kind": "dir", "name": path.name, "data": _tar(path)}
+    if not path.is_file():
+        raise UserError(f"input {path} does not exist on this machine; Ray ships inputs from the driver")
+    root = _dataset_root(path)
+    if root is None:
+        return {"kind": "file", "name": path.name, "data": path.read_bytes()}
+    return {"kind": "dataset", "name": path.name, "data": path.read_bytes(), "root": _tar(root), "root_name": root.name}
+
+
+def _tar(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", dereference=True) as tar:  # linked files travel as files
+        tar.add(folder, arcname=folder.name)
+    return buffer.getvalue()
+
+
+def _dataset_root(path: Path) -> Path | None:
+    """The folder a dataset YAML's splits live in, resolved as Ultralytics resolves ``path:`` (absolute; else
+    relative to the working folder, else to its datasets_dir; no ``path:`` means the YAML's folder). None for any
+    other file. Splits given as absolute paths outside that folder cannot be shipped with it: a ``UserError``."""
+    if path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        cfg = pyyaml.safe_load(path.read_text())
+    except (pyyaml.YAMLError, UnicodeDecodeError):
+        return None
+    if not isinstance(cfg, dict) or not ("train" in cfg or "val" in cfg) or "backbone" in cfg:
+        return None  # not a dataset YAML (a model YAML ships as a plain file)
+    from ultralytics.utils import DATASETS_DIR
+
+    root = Path(cfg.get("path") or path.parent)
+    if not root.exists() and not root.is_absolute():
+        root = Path(DATASETS_DIR) / root
+    root = root.resolve()
+    if not root.is_dir():
+        raise UserError(f"dataset {path} names path: {root}, which is not a folder here; Ray ships it from the driver")
+    for split in ("train", "val", "test"):
+        entries = cfg.get(split) or []
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if root not in (root / str(entry)).resolve().parents:  # an absolute entry replaces root
+                raise UserError(
+                    f"dataset {path}: {split}: {entry} lies outside its path: {root}, so Ray cannot ship it with the "
+                    "dataset; put the splits inside path: and name them relative to it"
+                )
+    return root
+
+
+def _unpack(packed: dict, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    target = into / packed["name"]
+    if packed["kind"] == "dir":
+        _untar(packed["data"], into)
+        return target
+    if packed["kind"] == "dataset":
+        _untar(packed["root"], into / "root")
+        cfg = pyyaml.safe_load(packed["data"].decode())
+        cfg["path"] = str(into / "root" / packed["root_name"])
+        target.write_text(pyyaml.safe_dump(cfg, sort_keys=False))
+        return target
+    target.write_bytes(packed["data"])
+    return target
+
+
+def _untar(data: bytes, into: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.10.12+ and 3.11.4+
+            tar.extractall(into, filter="data")  # refuses absolute paths and links out of the folder
+        else:
+            tar.extractall(into)  # our own archive of the driver's folder
+
+
+def _run_on_worker(fn, args: dict, inputs: dict, log: str, result_file: str, verbose: bool):
+    """The Ray task: inputs materialised in a temp folder, the job run in its own temp folder, every file it
+    wrote returned as bytes (paths relative to that folder); the result travels as the return value."""
+    import ray
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="yolo-leaky-job-") as tmp:
+        local = {name: str(_unpack(ray.get(ref), Path(tmp) / "inputs" / name)) for name, ref in inputs.items()}
+        folder = Path(tmp) / "job"
+        folder.mkdir()
+        with quiet(folder / log, verbose):
+            result = fn({**args, "inputs": {**(args.get("inputs") or {}), **local}}, folder)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        files.pop(result_file, None)
+    return result, files, _info("ray", start)
