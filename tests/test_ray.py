@@ -31,7 +31,7 @@ def toy_cell(args: dict, folder: Path) -> dict:
     completion."""
     own = Path(args["own"])  # the test's own folder: how many times each job got this far
     if args.get("die_once") and not (own / f"{args['key']}.died").exists():
-        (own / f"{args['key']}.died").write_text(str(os.getpid()))
+        (own / f"{args['key']}.died").write_text(str(folder.parent))  # the attempt's temp folder on the worker
         os._exit(1)  # the worker process dies mid-cell, as if killed
     text = Path(args["inputs"]["text"]).read_text()
     images = sorted(p.name for p in Path(args["inputs"]["images"]).iterdir())
@@ -185,15 +185,20 @@ def test_ray_ships_inputs_and_lands_every_file(tmp_path, ray_cluster):
 @needs_ray
 def test_ray_retries_a_worker_that_died_mid_cell(tmp_path, ray_cluster):
     results = execute(toy_jobs(tmp_path, die_once=True), "ray", max_retries=2)
-    assert sorted((tmp_path / "own").glob("*.died")) == [tmp_path / "own/a.died", tmp_path / "own/b.died"]
+    died = sorted((tmp_path / "own").glob("*.died"))
+    assert died == [tmp_path / "own/a.died", tmp_path / "own/b.died"]
     assert completed(tmp_path) == ["a", "b"]  # each cell completed exactly once
     assert {k: r["status"] for k, r in results.items()} == {"a": "ok", "b": "ok"}
+    for marker in died:  # the retry (same node here) removed what the dead attempt left in its temp folder
+        assert not Path(marker.read_text()).exists()
 
 
 @needs_ray
 def test_ray_cell_lost_for_good_is_recorded_as_failed(tmp_path, ray_cluster):
     jobs = [Job(j.key, j.fn, j.args, j.folder, failure={"variant": j.key}) for j in toy_jobs(tmp_path, die_once=True)]
     results = execute(jobs, "ray", max_retries=0)
+    for marker in (tmp_path / "own").glob("*.died"):
+        shutil.rmtree(marker.read_text())  # no retry cleans a dead attempt's temp folder: the test does
     assert completed(tmp_path) == []
     for key in ("a", "b"):
         assert results[key]["status"] == "failed" and results[key]["variant"] == key

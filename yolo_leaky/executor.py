@@ -23,11 +23,13 @@ from __future__ import annotations
 import atexit
 import io
 import os
+import re
 import shutil
 import socket
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,7 +207,7 @@ def _execute_ray(jobs, ray_address, cell_cpus, cell_gpus, max_retries, verbose, 
         runtime_env={"env_vars": env} if env else None,
     )(_run_on_worker)
     shipped: dict[str, object] = {}  # one object per input path, shared by every job that reads it
-    pending, results = {}, {}
+    pending, results, run = {}, {}, uuid.uuid4().hex[:12]
     try:
         for job in jobs:
             inputs = {}
@@ -216,8 +218,10 @@ def _execute_ray(jobs, ray_address, cell_cpus, cell_gpus, max_retries, verbose, 
                 if source not in shipped:
                     shipped[source] = ray.put(_pack(Path(path)))
                 inputs[name] = shipped[source]
+            safe = re.sub(r"[^\w.-]", "_", job.key)
+            workdir = f"yolo-leaky-job-{run}-{safe}"  # the same on every attempt of the job
             ref = task.options(name=f"yolo-leaky {job.key}").remote(
-                job.fn, job.args, inputs, job.log, job.result_file, verbose
+                job.fn, job.args, inputs, workdir, job.log, job.result_file, verbose
             )
             pending[ref] = job
             if on_start:
@@ -357,18 +361,25 @@ def _untar(data: bytes, into: Path) -> None:
             tar.extractall(into)  # our own archive of the driver's folder
 
 
-def _run_on_worker(fn, args: dict, inputs: dict, log: str, result_file: str, verbose: bool):
+def _run_on_worker(fn, args: dict, inputs: dict, workdir: str, log: str, result_file: str, verbose: bool):
     """The Ray task: inputs materialised in a temp folder, the job run in its own temp folder, every file it
-    wrote returned as bytes (paths relative to that folder); the result travels as the return value."""
+    wrote returned as bytes (paths relative to that folder); the result travels as the return value.
+
+    The temp folder's name is the same on every attempt of a job, so an attempt removes what a dead earlier attempt
+    left on this node (a worker killed mid-job cannot clean up after itself)."""
     import ray
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="yolo-leaky-job-") as tmp:
-        local = {name: str(_unpack(ray.get(ref), Path(tmp) / "inputs" / name)) for name, ref in inputs.items()}
-        folder = Path(tmp) / "job"
-        folder.mkdir()
+    tmp = Path(tempfile.gettempdir()) / workdir
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        local = {name: str(_unpack(ray.get(ref), tmp / "inputs" / name)) for name, ref in inputs.items()}
+        folder = tmp / "job"
+        folder.mkdir(parents=True)
         with quiet(folder / log, verbose):
             result = fn({**args, "inputs": {**(args.get("inputs") or {}), **local}}, folder)
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
         files.pop(result_file, None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return result, files, _info("ray", start)
