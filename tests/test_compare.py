@@ -217,6 +217,7 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
             "variants=[silu,relu]",
             "diagnostics=False",
             "runtimes=[ort-cpu]",
+            "int8=True",
         ),
         cwd=tmp_path,
     )
@@ -233,6 +234,12 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
         assert needle in text, needle
     assert "From scratch, mAP there is ~0" not in text  # the COCO8 scratch caveat belongs to scratch runs only
     assert "not significant: only 4 validation images" in text
+    int8 = results["int8"]  # the INT8 stage on the recovered cells: quantized for real, scored, timed
+    for label in ("silu", "relu"):
+        assert int8["rows"][label]["deploy_nodes"]["QuantizeLinear"] > 0 and int8["rows"][label]["seeds"] == [0]
+        assert set(int8["latency"]["ort-cpu"][label]["int8_vs_fp32"]) >= {"paired_ratio", "paired_ci_low"}
+    assert int8["calibration"]["n"] == 4 and int8["calibration"]["split"] == "train"  # COCO8 has 4 train images
+    assert "INT8 post-training quantization" in text and (tmp_path / "rec/pareto_int8.png").stat().st_size > 5000
 
 
 def test_terminal_is_calm_and_ultralytics_output_goes_to_logs(finished):

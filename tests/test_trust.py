@@ -107,11 +107,14 @@ def test_cell_order_rotates_so_no_variant_always_runs_first():
     from yolo_leaky.cells import cell_order
     from yolo_leaky.config import CompareConfig
 
-    c = CompareConfig(variants=["silu", "relu", "prelu"], seeds=[0, 1, 2])
-    order = cell_order(c)
-    firsts = [order[i * 3][0].label for i in range(3)]
-    assert firsts == ["silu", "relu", "prelu"]
-    assert sorted((s.label, seed) for s, seed in order) == sorted((s.label, seed) for s in c.specs for seed in c.seeds)
+    for methods in (["finetune", "distill"], ["finetune"]):
+        c = CompareConfig(variants=["silu", "relu", "prelu"], seeds=[0, 1, 2], recovery=methods)
+        order = cell_order(c)
+        per_seed = 3 * len(methods)
+        firsts = [order[i * per_seed][0].label for i in range(3)]
+        assert firsts == ["silu", "relu", "prelu"]
+        every = sorted((s.label, seed, m) for s in c.specs for seed in c.seeds for m in methods)
+        assert sorted((s.label, seed, m) for s, seed, m in order) == every
 
 
 def test_dataset_counted_as_ultralytics_counts(coco8, tmp_path, monkeypatch):
@@ -150,7 +153,8 @@ def test_one_seed_shows_no_spread():
 def test_compare_passes_ultralytics_train_arguments_through():
     from yolo_leaky.config import load_config
 
-    c = load_config(["lr0=0.002", "optimizer=AdamW", "nbs=8", "warmup_epochs=0", "mosaic=0", "scale=0.2", "val=False"])
+    tokens = ["lr0=0.002", "optimizer=AdamW", "nbs=8", "warmup_epochs=0", "mosaic=0", "scale=0.2", "val=False"]
+    c = load_config(["protocol=scratch", *tokens])  # the recovery protocol's auto path brings a recipe of its own
     assert c.train_args == {
         "lr0": 0.002,
         "optimizer": "AdamW",

@@ -25,7 +25,7 @@ from ultralytics.utils.torch_utils import get_flops, get_num_params
 
 from . import atomic
 from .bench import benchmark, export_onnx
-from .cells import cached_stage, pick_device, pretrained_baseline, run_cells, swap_stage, variant_models
+from .cells import cached_stage, cell_key, pick_device, pretrained_baseline, run_cells, swap_stage, variant_models
 from .config import CompareConfig, load_config
 from .console import quiet, say
 from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
@@ -35,9 +35,10 @@ from .executor import Job, execute
 from .loading import check_model_source, load
 from .memory import saved_tensor_bytes
 from .onnx_check import check_export
+from .quant import measure_int8
 from .report import write_report
 from .standin import STANDIN, cache_root, recipe_key, standin_checkpoint
-from .summary import Summary, summarize
+from .summary import Summary, headline_recovery, summarize
 from .synthetic import FORMAT_VERSION
 from .version import __version__
 
@@ -209,6 +210,52 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
     )
 
 
+def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
+    """INT8 post-training quantization of every completed cell (headline recovery method), seed by seed, with the
+    same calibration images for every variant; FP32 and INT8 timed side by side on the first seed's models
+    (``quant.measure_int8``). Only with ``int8=true``."""
+    if not c.int8:
+        return {}
+    method = headline_recovery(c)
+
+    def weights_of(seed: int) -> dict:
+        found = {s.label: cells.get(cell_key(s, seed, method), {}) for s in c.specs}
+        return {label: cell["weights"] for label, cell in found.items() if cell.get("status") == "ok"}
+
+    ran = []
+
+    def compute() -> dict:
+        ran.append(True)
+        seeds = {}
+        for seed in c.seeds:
+            weights = weights_of(seed)
+            if not weights:
+                continue
+            first = seed == c.seeds[0]
+            say(
+                f"[int8] seed {seed}: quantizing {len(weights)} variants (deploy and conv-only schemes), scoring them"
+                + (", timing INT8 against FP32" if first else "")
+            )
+            seeds[str(seed)] = measure_int8(
+                weights,
+                data,
+                c.run_dir / "int8" / f"s{seed}",
+                imgsz=c.imgsz,
+                batch=c.batch,
+                n_calib=c.calib_images,
+                seconds=c.bench_seconds,
+                threads=c.bench_threads,
+                blocks=c.bench_blocks,
+                schemes=("deploy", "conv-only"),
+                runtimes=("ort-cpu", "openvino-cpu") if first else (),
+            )
+        latency = seeds.get(str(c.seeds[0]), {}).get("latency", {})
+        return {"seeds": seeds, "latency": latency}
+
+    result = cached_stage(c.run_dir / "int8.json", compute, reuse=lambda cached: len(cached.get("seeds", {})) > 0)
+    return {**result, "fresh": bool(ran)}  # timed rounds count in this invocation's clock only when run now
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -278,13 +325,27 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
             speed = speed_stage(c, models)
         with clock("diagnostics"):
             units = measure_units(c, models, data)
+        with clock("int8"):
+            int8 = measure_int8_stage(c, cells, data)
         say("[report] writing report.md, results.csv, results.json and plots")
         fresh = [v for k, v in cells.items() if k not in before and v.get("status") == "ok"]
         clock.work = sum(v["train_seconds"] + v.get("validate_seconds", 0.0) for v in fresh)
         timed = sum(t["timing_s"] for t in speed.get("timings", {}).values())
+        timed += sum(r["benchmark"]["timing_s"] for r in int8.get("latency", {}).values()) if int8.get("fresh") else 0
         clock.timed = timed if clock.seconds["speed"] >= timed else 0.0  # a reused speed.json took no timing now
         summary = summarize(
-            c, cells, baseline, cost, speed, units, data, started, stages=clock.to_dict(), swap=swap, standin=standin
+            c,
+            cells,
+            baseline,
+            cost,
+            speed,
+            units,
+            data,
+            started,
+            stages=clock.to_dict(),
+            swap=swap,
+            standin=standin,
+            int8=int8,
         )
         report = write_report(c, run, summary)
     say(final_table(c, summary))

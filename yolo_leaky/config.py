@@ -96,6 +96,7 @@ class CompareConfig:
     speed_band: float = 0.02  # practical-equivalence band: a ratio within 1 ± band is "no practical difference"
     runtimes: list = field(default_factory=lambda: ["torch-cpu", "ort-cpu"])
     diagnostics: bool = True
+    int8: bool = False  # INT8 post-training quantization per variant and seed (quant.py); a stage of its own
     name: str = "coco8"
     project: str = "runs/compare"
     verbose: bool = False  # show Ultralytics' own output on the terminal instead of the run folder's log files
@@ -107,7 +108,17 @@ class CompareConfig:
     path_note: str | None = None  # what weights=auto chose, and why (set by load_config)
 
     # fields that do not change results: a rerun with other values may reuse completed cells
-    NON_RESULT_FIELDS = ("name", "project", "verbose", "path_note", "executor", "ray_address", "cell_cpus", "cell_gpus")
+    NON_RESULT_FIELDS = (
+        "name",
+        "project",
+        "verbose",
+        "path_note",
+        "executor",
+        "ray_address",
+        "cell_cpus",
+        "cell_gpus",
+        "int8",  # adds the INT8 stage (int8.json); the cells it reads are the same
+    )
 
     @property
     def run_dir(self) -> Path:

@@ -25,6 +25,11 @@ def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
     plots = {}
     for what, name, draw in [
         ("mAP50-95 vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, summary)),
+        (
+            "FP32 and INT8: mAP50-95 vs latency ratio per runtime",
+            "pareto_int8.png",
+            lambda ax: _pareto_int8(ax, c, summary),
+        ),
         ("training curves per variant", "curves.png", None),
         ("activation function shapes", "activations.png", lambda ax: _shapes(ax, c, units)),
         ("PReLU learned slopes per layer", "prelu_slopes.png", lambda ax: _slopes(ax, units)),
@@ -79,6 +84,46 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
     ax.set_title("Accuracy vs speed (lower-left is faster, higher is better)")
+    return None
+
+
+def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
+    """Every variant at FP32 and INT8 (deploy scheme), per runtime: latency against SiLU FP32 in the same
+    interleaved benchmark (x, 95% CI) and mAP50-95 of the ONNX files (y, mean ± std over seeds)."""
+    q, raw = summary.int8, summary.int8_raw
+    if not q or not q["latency"]:
+        return False
+    markers = {"ort-cpu": "o", "openvino-cpu": "s"}
+    for runtime, res in raw["latency"].items():
+        stats = res["benchmark"]["stats"]
+        for label, row in q["rows"].items():
+            for precision, key, y, e in (
+                ("FP32", label, row["fp32_mean"], row["fp32_std"]),
+                ("INT8", f"{label}@int8", row["deploy_mean"], row["deploy_std"]),
+            ):
+                st = stats.get(key)
+                if st is None:
+                    continue
+                ratio, lo, hi = st["paired_ratio"], st["paired_ci_low"], st["paired_ci_high"]
+                ax.errorbar(
+                    ratio,
+                    y,
+                    xerr=[[ratio - lo], [hi - ratio]],
+                    yerr=e or 0.0,
+                    fmt=markers.get(runtime, "^"),
+                    mfc="none" if precision == "FP32" else None,
+                    capsize=2,
+                )
+                ax.annotate(
+                    f"{label} {precision} ({runtime})",
+                    (ratio, y),
+                    fontsize=6,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
+    ax.set_xlabel(f"latency / {c.baseline} FP32 latency (same runtime, 95% CI)")
+    ax.set_ylabel("mAP50-95 of the ONNX model (mean ± std over seeds)")
+    ax.set_title("FP32 (open) and INT8 (filled); circles ONNX Runtime, squares OpenVINO")
     return None
 
 

@@ -17,6 +17,7 @@ from .summary import (
     SMALL_VAL,
     WARMUP_STEPS,
     Summary,
+    headline_recovery,
     headline_runtime,
     paired_ratio_ci,
     speed_verdict,
@@ -39,6 +40,8 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "swap": summary.swap,
             "recovery": summary.recovery,
             "standin": summary.standin,
+            "int8": summary.int8,
+            "int8_stage": summary.int8_raw,
             "cost": summary.cost,
             "speed": summary.speed,
             "units": summary.units,
@@ -74,6 +77,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _recovery_section(c, summary),
         _accuracy_section(c, rows, cells),
         _speed_section(c, rows, speed),
+        _int8_section(c, summary),
         _export_section(speed),
         _cost_section(c, rows, env),
         _units_section(units),
@@ -306,7 +310,8 @@ def _accuracy_section(c, rows, cells) -> str:
         body.append(line)
     text = (
         "## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
-        "same settings as every other accuracy figure here; no epoch was selected on the validation images.\n\n"
+        "same settings as every other accuracy figure here (a square imgsz x imgsz letterbox, `rect=False`, the "
+        "input an exported static-shape model sees); no epoch was selected on the validation images.\n\n"
         + _table(header, body)
     )
     failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
@@ -376,6 +381,127 @@ def _speed_section(c, rows, speed) -> str:
         "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
         "difference.\n"
     )
+    return "\n".join(text)
+
+
+def _int8_section(c, summary: Summary) -> str:
+    q = summary.int8
+    if not q:
+        return (
+            "## INT8\n\nNot run: add `int8=true` (post-training quantization of every variant and seed, scored by "
+            "Ultralytics' validator, timed against FP32; the cells of a finished run are reused).\n"
+        )
+    cal, st = q["calibration"], q["settings"]
+    text = [
+        "## INT8 post-training quantization (ONNX Runtime, QDQ, per-channel weights)\n",
+        f"Every variant's and seed's final weights (`{headline_recovery(c) or 'scratch'}` cells) exported to ONNX at "
+        f"imgsz {st['imgsz']}, quantized with ONNX Runtime's `quantize_static` ({st['method']} calibration on "
+        f"{cal['n']} *training* images, preprocessed as Ultralytics' validator preprocesses, the same images for "
+        f"every variant and seed: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
+        "`.onnx` files (mAP50-95). Schemes: **deploy** quantizes convolutions and activations (Q/DQ on every "
+        "activation output) and keeps the Detect head's decoding (DFL, anchors, box pixels, sigmoid scores) in "
+        "float; **conv-only** quantizes convolutions alone, so activations stay float and their difference is "
+        "hidden. A naive whole-graph quantization puts box pixels and 0–1 scores in one INT8 tensor and scores "
+        "0 for every variant, SiLU included (tests/test_quant.py). The calibration count (64) is the repairs' "
+        "count, not tuned; MinMax was chosen because Entropy gave byte-identical scales here and the 99.999th "
+        "percentile differed by less than the evaluation noise.\n",
+    ]
+    header = [
+        "variant",
+        "FP32 (ONNX)",
+        "INT8 deploy",
+        "drop deploy [95% CI]",
+        "drop per seed",
+        "INT8 conv-only",
+        f"deploy drop − {c.baseline}'s [95% CI]",
+        "verdict",
+        "Q/DQ nodes",
+    ]
+    body = []
+    for label, r in q["rows"].items():
+        d = r.get("deploy_drop_vs_base")
+        body.append(
+            [
+                f"`{label}`",
+                _pm(r["fp32_mean"], r["fp32_std"]),
+                _pm(r["deploy_mean"], r["deploy_std"]),
+                _diff(r["deploy_drop"]),
+                " ".join(f"{x:+.3f}" for x in r["deploy_drops"]),
+                _pm(r["conv-only_mean"], r["conv-only_std"]),
+                "control" if label == c.baseline else _diff(d),
+                "control" if label == c.baseline else r.get("deploy_drop_verdict", "n/a"),
+                f"{r['deploy_nodes']['QuantizeLinear']}/{r['deploy_nodes']['DequantizeLinear']}",
+            ]
+        )
+    text.append(_table(header, body))
+    text.append(
+        f"The SiLU control's drop per seed shows how stable the measure is; a variant's INT8 advantage is its drop "
+        f"against SiLU's, with Welch's interval over seeds. Calibration identical across seeds: "
+        f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n"
+    )
+    for runtime, rows in q["latency"].items():
+        body = []
+        for label, r in rows.items():
+            f, b = r["int8_vs_fp32"], r["int8_vs_base_fp32"] or {}
+            body.append(
+                [
+                    f"`{label}`",
+                    f"{f['fp32_median_ms']:.2f}",
+                    f"{f['int8_median_ms']:.2f}",
+                    f"{f['paired_ratio']:.3f} [{f['paired_ci_low']:.3f}, {f['paired_ci_high']:.3f}]",
+                    r["int8_vs_fp32_verdict"].replace("faster", "INT8 faster").replace("slower", "INT8 slower"),
+                    "n/a"
+                    if not b
+                    else f"{b['paired_ratio']:.3f} [{b['paired_ci_low']:.3f}, {b['paired_ci_high']:.3f}]",
+                ]
+            )
+        text.append(
+            f"### INT8 latency, {runtime} (imgsz {st['imgsz']}, {st['threads']} thread(s), FP32 and INT8 of every "
+            f"variant interleaved, {st['blocks']} blocks, first seed's models)\n\n"
+            + _table(
+                [
+                    "variant",
+                    "FP32 median ms",
+                    "INT8 median ms",
+                    "INT8 / FP32 [95% CI]",
+                    "verdict",
+                    f"INT8 / {c.baseline} FP32 [95% CI]",
+                ],
+                body,
+            )
+        )
+    ov = {label: r["openvino"] for label, r in q["rows"].items() if "openvino" in r}
+    if ov:
+        body = [
+            [
+                f"`{label}`",
+                f"{o['fp32_map50_95']:.3f}",
+                f"{o['int8_map50_95']:.3f}",
+                ", ".join(f"{n} {k}" for k, n in o["fp32_sites"].items() if n),
+                ", ".join(f"{n} {k}" for k, n in o["int8_sites"].items() if n),
+                ", ".join(f"{k} {v}" for k, v in o["int8_precisions"].items()),
+            ]
+            for label, o in ov.items()
+        ]
+        text.append(
+            "### OpenVINO (Ultralytics' exporter; INT8 by NNCF on the same calibration images; first seed)\n\n"
+            "Activation ops in the compiled CPU runtime graph: fused into a Convolution node, removed (folded into "
+            "an INT8 convolution's output range), or standalone. The one standalone op is the Detect head's score "
+            "sigmoid.\n\n"
+            + _table(
+                [
+                    "variant",
+                    "FP32 mAP50-95",
+                    "NNCF INT8 mAP50-95",
+                    "FP32 activations",
+                    "INT8 activations",
+                    "INT8 convolution precisions",
+                ],
+                body,
+            )
+        )
+    for runtime, why in q["skipped"].items():
+        text.append(f"- {runtime} not measured: {why}\n")
     return "\n".join(text)
 
 

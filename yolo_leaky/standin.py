@@ -44,6 +44,7 @@ def recipe_key() -> str:
         "model": MODEL,
         "recipe": RECIPE,
         "data": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "validation": "square letterbox (rect=False)",
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,
     }
@@ -96,11 +97,12 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
         )
         seconds = time.perf_counter() - start
         last = Path(tmp) / "train/weights/last.pt"
-        metrics = load(last).val(
+        metrics = load(last).val(  # square letterbox, as every accuracy figure of compare (cells.VAL_ARGS)
             data=str(data),
             imgsz=RECIPE["imgsz"],
             batch=RECIPE["batch"],
             device="cpu",
+            rect=False,
             workers=0,
             plots=False,
             verbose=False,

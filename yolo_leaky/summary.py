@@ -281,6 +281,80 @@ def headline_runtime(speed: dict) -> str | None:
     return "ort-cpu" if "ort-cpu" in timings else next(iter(timings), None)
 
 
+INT8_SCHEMES = ("deploy", "conv-only")
+
+
+def _ov_sites(activations: dict) -> dict:
+    """Where OpenVINO's compiled graph put the activation ops: inside a Convolution (fused), nowhere (removed,
+    e.g. a ReLU folded into the u8 range of an INT8 convolution), or in a node of their own (standalone)."""
+    out = {"fused": 0, "removed": 0, "standalone": 0}
+    for where in activations.values():
+        for node, n in where.items():
+            out["fused" if node == "Convolution" else "removed" if node == "absent" else "standalone"] += n
+    return out
+
+
+def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict | None:
+    """The INT8 stage's figures, computed once: per variant, FP32 ONNX and INT8 mAP50-95 over seeds, the drop
+    (INT8 − FP32, paired by seed, with a t-interval), each seed's drop (so the SiLU control's stability shows), the
+    drop against SiLU's drop (Welch), and INT8 latency against the variant's own FP32 and against SiLU FP32."""
+    if not int8 or not int8.get("seeds"):
+        return None
+    base = c.baseline
+    rows = {}
+    for spec in c.specs:
+        label = spec.label
+        per = sorted((int(seed), r["variants"][label]) for seed, r in int8["seeds"].items() if label in r["variants"])
+        if not per:
+            continue
+        fp32 = [v["fp32"]["map50_95"] for _, v in per]
+        row: dict = {"seeds": [seed for seed, _ in per], "fp32_values": fp32}
+        row["fp32_mean"], row["fp32_std"] = mean_std(fp32)
+        for scheme in INT8_SCHEMES:
+            q = [v["int8"][scheme]["metrics"]["map50_95"] for _, v in per]
+            row[f"{scheme}_mean"], row[f"{scheme}_std"] = mean_std(q)
+            row[f"{scheme}_drops"] = [float(a - b) for a, b in zip(q, fp32)]
+            row[f"{scheme}_drop"] = difference(q, fp32, paired=True)
+        nodes = per[0][1]["int8"]["deploy"]["nodes"]
+        row["deploy_nodes"] = {k: nodes[k] for k in ("QuantizeLinear", "DequantizeLinear", "QLinear")}
+        row["ort_int8_standalone"] = per[0][1].get("ort_int8", {}).get("standalone")
+        ov = per[0][1].get("openvino")
+        if ov:  # first seed only: NNCF's INT8, and what OpenVINO's CPU plugin fused
+            row["openvino"] = {
+                "seed": per[0][0],
+                "fp32_map50_95": ov["fp32"]["map50_95"],
+                "int8_map50_95": ov["int8"]["map50_95"],
+                **{f"{p}_sites": _ov_sites(ov[f"fusion_{p}"]["activations"]) for p in ("fp32", "int8")},
+                "int8_precisions": ov["fusion_int8"]["precisions"],
+            }
+        rows[label] = row
+    for label, row in rows.items():
+        if label != base and base in rows:
+            d = difference(row["deploy_drops"], rows[base]["deploy_drops"])
+            row["deploy_drop_vs_base"] = d
+            row["deploy_drop_verdict"] = difference_verdict(d, row["fp32_values"] + rows[base]["fp32_values"], n_val)
+    latency = {}
+    for runtime, res in int8.get("latency", {}).items():
+        stats = res["benchmark"]["stats"]
+        latency[runtime] = {
+            label: {
+                "int8_vs_fp32": r,
+                "int8_vs_fp32_verdict": speed_verdict({"label": "int8", **r}, "fp32", c.speed_band),
+                "int8_vs_base_fp32": stats.get(f"{label}@int8"),
+            }
+            for label, r in res["int8_vs_fp32"].items()
+        }
+    first = next(iter(int8["seeds"].values()))
+    return {
+        "rows": rows,
+        "latency": latency,
+        "calibration": first["calibration"],
+        "settings": first["settings"],
+        "skipped": first.get("skipped", {}),
+        "calibration_identical_across_seeds": len({r["calibration"]["digest"] for r in int8["seeds"].values()}) == 1,
+    }
+
+
 @dataclass
 class Summary:
     """Everything the report and plots show, computed once (``summarize``)."""
@@ -300,6 +374,8 @@ class Summary:
     recovery: dict | None = None  # recovery protocol: recovery_tables
     swap: dict | None = None  # recovery protocol: calibration set, repairs and start checkpoints (swap.json)
     standin: dict | None = None  # the stand-in checkpoint's record, when it was used
+    int8: dict | None = None  # int8_tables, with int8=true
+    int8_raw: dict | None = None  # the INT8 stage's own result (int8.json)
 
     @property
     def runtime(self) -> str | None:
@@ -318,6 +394,7 @@ def summarize(
     stages: dict | None = None,
     swap: dict | None = None,
     standin: dict | None = None,
+    int8: dict | None = None,
 ) -> Summary:
     """Compute the rows, verdicts, dataset facts and environment of a finished comparison."""
     n_val, dataset = dataset_facts(data)
@@ -344,4 +421,6 @@ def summarize(
         recovery=recovery,
         swap=swap,
         standin=standin,
+        int8=int8_tables(c, int8, n_val),
+        int8_raw=int8 or None,
     )
