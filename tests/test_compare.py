@@ -233,7 +233,7 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     for needle in ("Protocol **recover**", "What the swap costs", "Published anchors", f"SiLU checkpoint `{weights}`"):
         assert needle in text, needle
     assert "From scratch, mAP there is ~0" not in text  # the COCO8 scratch caveat belongs to scratch runs only
-    assert "not significant: only 4 validation images" in text
+    assert "Only 4 validation images: no accuracy difference is called significant" in text
     int8 = results["int8"]  # the INT8 stage on the recovered cells: quantized for real, scored, timed
     for label in ("silu", "relu"):
         assert int8["rows"][label]["deploy_nodes"]["QuantizeLinear"] > 0 and int8["rows"][label]["seeds"] == [0]
