@@ -23,7 +23,7 @@ from .diagnostics import track_unit_health
 from .errors import UserError
 from .executor import Job, execute
 from .loading import load
-from .repair import REPAIRS, calibration_batch, calibration_files, files_digest, ls_leaky_slope, repaired
+from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
 from .swap import swap_activations
 
@@ -434,8 +434,8 @@ def swap_stage(c: CompareConfig, data: str, device) -> dict:
     """
 
     def compute() -> dict:
-        files = calibration_files(data, n=c.calib_images, seed=0)
-        images = calibration_batch(files, c.imgsz)
+        files, array, _ = calibration_set(data, n=c.calib_images, imgsz=c.imgsz, seed=0)
+        images = torch.from_numpy(array)
         silu = load(c.weights)
         out = {
             "calibration": {

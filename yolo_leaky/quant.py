@@ -66,6 +66,7 @@ from .data import check_data_yaml
 from .errors import UserError
 from .loading import load
 from .onnx_check import optimize_with_ort, summarize_fusion
+from .repair import calibration_set, files_digest
 from .spec import ACTIVATIONS
 
 # Ultralytics' result keys, as ``cells.METRIC_KEYS`` names them (cells sits above this module in the import order)
@@ -105,7 +106,7 @@ class Calibration:
         imgsz: Square input size the images were letterboxed to.
         seed: Seed of the choice.
         files: The chosen images, relative to the dataset root, in the order they are fed.
-        files_digest: SHA-256 over each chosen file's relative name and bytes.
+        files_digest: SHA-256 over each chosen file's name and bytes (``repair.files_digest``, as in swap.json).
         digest: SHA-256 over the preprocessed float32 tensor (shape and bytes): equal digests mean equal inputs.
         images: The preprocessed tensor, ``(N, 3, imgsz, imgsz)`` float32 in [0, 1], RGB.
         paths: The chosen images' paths on this machine (not part of ``to_dict``).
@@ -159,17 +160,8 @@ def calibration_images(data_yaml: str | Path, n: int = 64, imgsz: int = 640, see
     cfg = check_data_yaml(Path(data_yaml))
     if not cfg.get("train"):
         raise UserError(f"dataset YAML {str(data_yaml)!r} has no 'train' entry; calibration images come from train")
-    dataset, data = _eval_dataset(data_yaml, "train", imgsz)
-    rng = np.random.default_rng(seed)
-    count = min(n, len(dataset.im_files))
-    picked = np.sort(rng.choice(len(dataset.im_files), size=count, replace=False))
-    images = np.stack([dataset[int(i)]["img"].numpy() for i in picked]).astype(np.float32) / 255.0
-    root = Path(data["path"])
-    paths = [dataset.im_files[int(i)] for i in picked]
-    files = [_relative(p, root) for p in paths]
-    files_hash = hashlib.sha256()
-    for name, path in zip(files, paths):
-        files_hash.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    paths, images, data = calibration_set(data_yaml, n, imgsz, seed)  # the repairs' set: one path for both
+    files = [_relative(p, Path(data["path"])) for p in paths]
     tensor_hash = hashlib.sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes())
     return Calibration(
         data=str(data_yaml),
@@ -177,28 +169,11 @@ def calibration_images(data_yaml: str | Path, n: int = 64, imgsz: int = 640, see
         imgsz=imgsz,
         seed=seed,
         files=files,
-        files_digest=files_hash.hexdigest(),
+        files_digest=files_digest(paths),
         digest=tensor_hash.hexdigest(),
         images=images,
         paths=paths,
     )
-
-
-def _eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
-    """Ultralytics' dataset for ``split`` exactly as the validator builds it for a static-shape model."""
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
-
-    level = LOGGER.level
-    LOGGER.setLevel("WARNING")  # the label scan and image-speed check are not news here
-    try:
-        data = check_det_dataset(str(data_yaml), autodownload=False)
-        cfg = get_cfg(overrides={"imgsz": imgsz, "rect": False, "task": "detect", "fraction": 1.0})
-        return build_yolo_dataset(cfg, data[split], 1, data, mode="val", rect=False), data
-    finally:
-        LOGGER.setLevel(level)
 
 
 def _relative(path: str, root: Path) -> str:

@@ -12,8 +12,8 @@ A swap keeps every weight but changes every activation's output, most for negati
   everything else): the mean and variance shift that the new activation causes downstream are measured instead
   of carried over from the SiLU network.
 
-Calibration images come from the *training* split, letterboxed as Ultralytics' predictor letterboxes them, so the
-validation images that score the repair are never used to compute it.
+Calibration images come from the *training* split, preprocessed as Ultralytics' validator preprocesses them
+(``calibration_set``, shared with INT8 calibration), so the validation images that score a repair never compute it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -33,35 +31,42 @@ from .swap import network_of, swap_activations
 REPAIRS = ("none", "bn", "fit", "fit+bn")
 
 
-def calibration_files(data_yaml: str | Path, n: int = 64, seed: int = 0) -> list[str]:
-    """``n`` training images of a dataset, listed as Ultralytics lists them, chosen by a seeded draw.
+def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
+    """Ultralytics' dataset for ``split`` exactly as the validator builds it for a static-shape model (``rect=False``,
+    no augmentation); returns ``(dataset, resolved data dict)``."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel("WARNING")  # the label scan and image-speed check are not news here
+    try:
+        data = check_det_dataset(str(data_yaml), autodownload=False)
+        cfg = get_cfg(overrides={"imgsz": imgsz, "rect": False, "task": "detect", "fraction": 1.0})
+        return build_yolo_dataset(cfg, data[split], 1, data, mode="val", rect=False), data
+    finally:
+        LOGGER.setLevel(level)
+
+
+def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+    """The one calibration set of a run: ``n`` training images chosen by a seeded draw among Ultralytics' sorted
+    file list, preprocessed exactly as the validator preprocesses them. The repairs and INT8 calibration both use it.
 
     Args:
         data_yaml: A dataset YAML that Ultralytics' ``check_det_dataset`` resolves.
         n: How many images (all of them when the split is smaller).
-        seed: Seed of the draw; the same seed gives the same images for every variant.
+        imgsz: Square input size.
+        seed: Seed of ``numpy.random.default_rng`` for the draw; the same seed gives the same images.
 
     Returns:
-        Sorted image paths.
+        ``(paths, images as float32 (N, 3, imgsz, imgsz) in 0-1 RGB, resolved data dict)``.
     """
-    from ultralytics.data.base import BaseDataset
-    from ultralytics.data.utils import check_det_dataset
-
-    cfg = check_det_dataset(str(data_yaml), autodownload=False)
-    files = sorted(BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), cfg["train"]))
-    if len(files) > n:
-        picked = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
-        files = sorted(files[i] for i in picked)
-    return files
-
-
-def calibration_batch(files: list[str], imgsz: int) -> torch.Tensor:
-    """Images as one float tensor (N, 3, imgsz, imgsz) in 0-1 RGB, letterboxed like Ultralytics' predictor."""
-    from ultralytics.data.augment import LetterBox
-
-    box = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32)
-    ims = [box(image=cv2.imread(str(f)))[..., ::-1].transpose(2, 0, 1) for f in files]
-    return torch.from_numpy(np.ascontiguousarray(np.stack(ims))).float() / 255.0
+    dataset, data = eval_dataset(data_yaml, "train", imgsz)
+    count = min(n, len(dataset.im_files))
+    picked = np.sort(np.random.default_rng(seed).choice(len(dataset.im_files), size=count, replace=False))
+    images = np.stack([dataset[int(i)]["img"].numpy() for i in picked]).astype(np.float32) / 255.0
+    return [dataset.im_files[int(i)] for i in picked], images, data
 
 
 def files_digest(files: list[str]) -> str:
@@ -130,7 +135,7 @@ def fit_prelu_slopes(silu_model, swapped_model, images: torch.Tensor) -> dict:
     Examples:
         >>> silu = load("best.pt")  # doctest: +SKIP
         >>> prelu = load("best.pt", act="prelu")  # doctest: +SKIP
-        >>> images = calibration_batch(calibration_files("shapes.yaml"), 64)  # doctest: +SKIP
+        >>> images = torch.from_numpy(calibration_set("shapes.yaml", 64, 64)[1])  # doctest: +SKIP
         >>> fit_prelu_slopes(silu, prelu, images)["sites"]  # doctest: +SKIP
         77
     """
