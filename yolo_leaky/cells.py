@@ -25,7 +25,6 @@ from .executor import Job, execute
 from .loading import load
 from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
-from .swap import swap_activations
 
 METRIC_KEYS = {
     "precision": "metrics/precision(B)",
@@ -286,11 +285,6 @@ def _check_census(result: dict, spec: ActSpec) -> None:
     expected = type(spec.build(channels=1)).__name__
     if not sites.get(expected) or (spec.name != "silu" and sites.get("SiLU")):
         raise RuntimeError(f"the trainer did not train the {spec} network: activation sites {sites}")
-
-
-def yolo_swapped(yolo, spec: ActSpec):
-    swap_activations(yolo, spec)
-    return yolo
 
 
 def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int, extra: dict | None = None) -> dict:
