@@ -64,6 +64,7 @@ def synthetic_run(
     variants=("silu", "relu", "prelu:0.3"),
     timing_baseline: str | None = None,
     n_calib_found: int | None = None,
+    untimed: tuple = (),
     **config,
 ) -> tuple[CompareConfig, Summary, dict]:
     """A finished recover run with INT8 whose every measured figure is drawn from ``rng(seed)``; returns the config,
@@ -180,7 +181,7 @@ def synthetic_run(
         seeds[str(s)] = {"calibration": calibration, "settings": int8_settings, "variants": variants_out, "skipped": {}}
     latency = {}
     for runtime in ("ort-cpu", "openvino-cpu"):
-        timed_labels = [x for label in labels for x in (label, f"{label}@int8")]
+        timed_labels = [x for label in labels if label not in untimed for x in (label, f"{label}@int8")]
         res = _bench(rng, timed_labels, timing_baseline or c.baseline, runtime, c.bench_imgsz, c.bench_blocks)
         latency[runtime] = {"benchmark": res.to_dict(), "int8_vs_fp32": int8_vs_fp32(res)}
     seeds[str(c.seeds[0])]["latency"] = latency
@@ -263,7 +264,14 @@ def test_int8_latency_baseline_is_the_configured_one():
         assert all(r["int8_vs_base_fp32"] is None for r in rows.values())  # not relu's ratios under silu's name
         assert summary.int8["latency_settings"][runtime]["baseline_timed"] is False
     text = render_markdown(c, summary, {})
-    assert "n/a: `silu` not timed" in text and "no other variant stands in for it" in text
+    assert "No INT8 / `silu` FP32 ratio: this benchmark's ratios are against `relu` FP32" in text
+
+    # silu's cell failed: measure_int8 had no silu files and timed the others against the first, relu
+    c, summary, raw = synthetic_run(4, variants=("relu", "silu", "prelu"), timing_baseline="relu", untimed=("silu",))
+    assert all(r["int8_vs_base_fp32"] is None for rows in summary.int8["latency"].values() for r in rows.values())
+    assert "No INT8 / `silu` FP32 ratio: `silu` was not timed (no completed `silu` cell for seed 3)" in (
+        render_markdown(c, summary, {})
+    )
 
     c, summary, raw = synthetic_run(4, variants=("relu", "silu", "prelu"))  # timed against silu, as measure_int8 does
     for runtime, rows in summary.int8["latency"].items():
@@ -272,14 +280,17 @@ def test_int8_latency_baseline_is_the_configured_one():
         for label, r in rows.items():
             assert r["int8_vs_base_fp32"]["paired_ratio"] == stats[f"{label}@int8"]["paired_ratio"]
     text = render_markdown(c, summary, {})
-    assert "INT8 / silu FP32 [95% CI]" in text and "not timed" not in text
+    assert "INT8 / silu FP32 [95% CI]" in text and "No INT8 / `silu` FP32 ratio" not in text
 
 
 def test_int8_section_prints_the_timed_size_and_seed():
     c, summary, _ = synthetic_run(5, imgsz=96, bench_imgsz=224)
     text = render_markdown(c, summary, {})
     assert "### INT8 latency, ort-cpu (timed at imgsz 224," in text and "seed 3's models" in text
-    assert "Timed at imgsz 224, scored at imgsz 96" in text
+    assert (
+        "Latency is timed at imgsz 224 (`bench_imgsz`, the FP32 speed tables' size), accuracy scored at imgsz 96"
+        in text
+    )
 
 
 def test_openvino_standalone_ops_come_from_the_runs_fusion_census():

@@ -450,6 +450,13 @@ def _int8_section(c, summary: Summary) -> str:
         f"against SiLU's, with Welch's interval over seeds. Calibration identical across seeds: "
         f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n"
     )
+    sizes = sorted({t["imgsz"] for t in q["latency_settings"].values()} - {st["imgsz"]})
+    if sizes:
+        text.append(
+            f"Latency is timed at imgsz {', '.join(map(str, sizes))} (`bench_imgsz`, the FP32 speed tables' size), "
+            f"accuracy scored at imgsz {st['imgsz']}: the timed files are exports of the same checkpoints at the timed "
+            "size, quantized the same way on the same calibration images preprocessed at that size.\n"
+        )
     for runtime, rows in q["latency"].items():
         timed = q["latency_settings"][runtime]
         body = []
@@ -462,7 +469,7 @@ def _int8_section(c, summary: Summary) -> str:
                     f"{f['int8_median_ms']:.2f}",
                     f"{f['paired_ratio']:.3f} [{f['paired_ci_low']:.3f}, {f['paired_ci_high']:.3f}]",
                     r["int8_vs_fp32_verdict"].replace("faster", "INT8 faster").replace("slower", "INT8 slower"),
-                    (f"n/a: `{c.baseline}` not timed" if not timed["baseline_timed"] else "n/a")
+                    "n/a"
                     if not b
                     else f"{b['paired_ratio']:.3f} [{b['paired_ci_low']:.3f}, {b['paired_ci_high']:.3f}]",
                 ]
@@ -483,15 +490,13 @@ def _int8_section(c, summary: Summary) -> str:
             )
         )
         if not timed["baseline_timed"]:
-            text.append(
-                f"`{c.baseline}` has no INT8 files for seed {timed['seed']} (its cell did not complete), so no "
-                f"variant is compared with `{c.baseline}` FP32 here; no other variant stands in for it.\n"
+            why = (
+                f"this benchmark's ratios are against `{timed['timed_against']}` FP32"
+                if timed["baseline_in_benchmark"]
+                else f"`{c.baseline}` was not timed (no completed `{c.baseline}` cell for seed {timed['seed']})"
             )
-        if timed["imgsz"] != st["imgsz"]:
             text.append(
-                f"Timed at imgsz {timed['imgsz']}, scored at imgsz {st['imgsz']}: the timed files are exports of the "
-                f"same checkpoints at {timed['imgsz']} px, quantized the same way on the same calibration images "
-                f"preprocessed at {timed['imgsz']} px.\n"
+                f"No INT8 / `{c.baseline}` FP32 ratio: {why}, and no other variant stands in for `{c.baseline}`.\n"
             )
     ov = {label: r["openvino"] for label, r in q["rows"].items() if "openvino" in r}
     if ov:

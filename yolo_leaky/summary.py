@@ -366,6 +366,8 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
             "seed": timed_seed,
             "baseline": base,
             "baseline_timed": base_timed,
+            "timed_against": bench.get("baseline"),  # the label the benchmark's own ratios are against
+            "baseline_in_benchmark": base in stats,
         }
     first = next(iter(int8["seeds"].values()))
     return {
