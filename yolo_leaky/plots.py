@@ -113,14 +113,16 @@ def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
     timed = summary.int8["latency_settings"]
     sizes = sorted({t["imgsz"] for t in timed.values()})
     ax.set_xlabel(
-        f"latency / {c.baseline} FP32 latency (same runtime, imgsz {', '.join(map(str, sizes))}, 95% CI over blocks)"
+        f"latency / {c.baseline} FP32 latency (same runtime, imgsz {', '.join(map(str, sizes))}, 95% CI over blocks)",
+        fontsize=8,
     )
     ov_seeds = sorted({s for p in points if p["runtime"] == "openvino-cpu" for s in p["seeds"]})
     ax.set_ylabel(
-        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']}: ORT mean ± std over seeds"
-        + (f", OpenVINO seed {', '.join(map(str, ov_seeds))}" if ov_seeds else "")
+        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']}\nORT: mean ± std over seeds"
+        + (f"; OpenVINO: seed {', '.join(map(str, ov_seeds))}" if ov_seeds else ""),
+        fontsize=8,
     )
-    ax.set_title("FP32 (open) and INT8 (filled), each with its own runtime's mAP; circles ORT, squares OpenVINO")
+    ax.set_title("FP32 (open), INT8 (filled), each at its own runtime's mAP\ncircles ORT, squares OpenVINO", fontsize=9)
     return None
 
 

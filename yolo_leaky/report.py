@@ -399,13 +399,14 @@ def _int8_section(c, summary: Summary) -> str:
         )
     cal, st = q["calibration"], q["settings"]
     wanted = st.get("n_calib", cal["n"])
+    seeds_too = " and seed" if q["calibration_identical_across_seeds"] else " (the first seed's draw shown)"
     count = f"`calib_images={wanted}`" + (f"; the train split has only {cal['n']}" if cal["n"] < wanted else "")
     text = [
         "## INT8 post-training quantization (ONNX Runtime, QDQ, per-channel weights)\n",
         f"Every variant's and seed's final weights (`{headline_recovery(c) or 'scratch'}` cells) exported to ONNX at "
         f"imgsz {st['imgsz']}, quantized with ONNX Runtime's `quantize_static` ({st['method']} calibration on "
         f"{cal['n']} *training* images ({count}), preprocessed as Ultralytics' validator preprocesses, the same images "
-        f"for every variant and seed: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
+        f"for every variant{seeds_too}: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
         "`.onnx` files (mAP50-95). Schemes: **deploy** quantizes convolutions and activations (Q/DQ on every "
         "activation output) and keeps the Detect head's decoding (DFL, anchors, box pixels, sigmoid scores) in "
         "float; **conv-only** quantizes convolutions alone, so activations stay float and their difference is "
