@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--weights", nargs="+", required=True, help="label=checkpoint.pt, one per variant")
     p.add_argument("--data", required=True, help="dataset YAML: calibration from train, scores from val")
     p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--bench-imgsz", type=int, help="input size of the timed files (default: --imgsz)")
     p.add_argument("--n-calib", type=int, default=64)
     p.add_argument("--seconds", type=float, default=20, help="timed wall seconds per runtime")
     p.add_argument("--threads", type=int, default=1)
@@ -56,6 +57,7 @@ def main() -> None:
             args.data,
             args.out or tmp,
             imgsz=args.imgsz,
+            bench_imgsz=args.bench_imgsz,
             n_calib=args.n_calib,
             seconds=args.seconds,
             threads=args.threads,

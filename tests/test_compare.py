@@ -141,6 +141,7 @@ def test_report_says_what_the_numbers_cannot(finished):
     for needle in [
         "mAP is ~0 for every variant",
         "COCO8 has 4 validation images",
+        "From scratch, COCO8 cannot show",
         "protocol=recover",
         "One seed per variant",
         "`silu`",
@@ -203,6 +204,7 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     from conftest import TRAIN_KW
 
     from yolo_leaky import load
+    from yolo_leaky.quant import onnx_input
 
     load("yolo11n.yaml").train(data=str(coco8_yaml), project=str(tmp_path), name="base", exist_ok=True, **TRAIN_KW)
     weights = tmp_path / "base/weights/last.pt"
@@ -214,10 +216,11 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
             f"weights={weights}",
             "data=coco8.yaml",
             "recovery=[finetune]",
-            "variants=[silu,relu]",
+            "variants=[relu,silu]",  # the baseline (silu) is not the first variant
             "diagnostics=False",
             "runtimes=[ort-cpu]",
             "int8=True",
+            "bench_imgsz=96",  # INT8 is scored at imgsz (64) and timed at the speed tables' size
         ),
         cwd=tmp_path,
     )
@@ -232,13 +235,26 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     text = (tmp_path / "rec/report.md").read_text()
     for needle in ("Protocol **recover**", "What the swap costs", "Published anchors", f"SiLU checkpoint `{weights}`"):
         assert needle in text, needle
-    assert "From scratch, mAP there is ~0" not in text  # the COCO8 scratch caveat belongs to scratch runs only
+    assert "From scratch, COCO8 cannot show" not in text  # the COCO8 scratch caveat belongs to scratch runs only
     assert "Only 4 validation images: no accuracy difference is called significant" in text
     int8 = results["int8"]  # the INT8 stage on the recovered cells: quantized for real, scored, timed
     for label in ("silu", "relu"):
         assert int8["rows"][label]["deploy_nodes"]["QuantizeLinear"] > 0 and int8["rows"][label]["seeds"] == [0]
         assert set(int8["latency"]["ort-cpu"][label]["int8_vs_fp32"]) >= {"paired_ratio", "paired_ci_low"}
     assert int8["calibration"]["n"] == 4 and int8["calibration"]["split"] == "train"  # COCO8 has 4 train images
+    assert "4 *training* images (`calib_images=64`; the train split has only 4)" in text
+    for runtime, res in results["int8_stage"]["latency"].items():  # timed at bench_imgsz, against silu's FP32
+        assert res["benchmark"]["imgsz"] == 96 and res["benchmark"]["baseline"] == "silu", runtime
+        assert (
+            int8["latency_settings"][runtime]["imgsz"] == 96 and f"INT8 latency, {runtime} (timed at imgsz 96" in text
+        )
+        assert (
+            int8["latency"][runtime]["relu"]["int8_vs_base_fp32"]["paired_ratio"]
+            == (res["benchmark"]["stats"]["relu@int8"]["paired_ratio"])
+        )
+    assert set(results["int8_stage"]["latency"]) == {"ort-cpu", "openvino-cpu"} - set(int8["skipped"])
+    scored = results["int8_stage"]["seeds"]["0"]["variants"]["relu"]
+    assert onnx_input(scored["fp32_onnx"])[1] == [1, 3, 64, 64]  # scored at imgsz, timed at bench_imgsz
     assert "INT8 post-training quantization" in text and (tmp_path / "rec/pareto_int8.png").stat().st_size > 5000
 
 

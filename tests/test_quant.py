@@ -293,3 +293,22 @@ def test_openvino_export_and_fusion(tmp_path):
         sum(v.values()) for v in fusion["activations"].values()
     )
     assert fusion["precisions"] == {"f32": fusion["runtime_layer_types"]["Convolution"]}  # FP32, not bf16
+
+
+def test_int8_stage_scores_at_imgsz_times_at_bench_imgsz_against_the_baseline(tmp_path, monkeypatch):
+    """compare's INT8 stage asks measure_int8 to time at the speed tables' size and against the configured
+    baseline (silu), whichever variant comes first."""
+    from yolo_leaky import compare
+    from yolo_leaky.config import CompareConfig
+
+    calls = []
+    monkeypatch.setattr(compare, "measure_int8", lambda weights, data, out, **kw: calls.append((weights, kw)) or {})
+    c = CompareConfig(
+        protocol="scratch", variants=["relu", "silu"], seeds=[0], imgsz=64, bench_imgsz=160, int8=True,
+        project=str(tmp_path), name="wiring",
+    )  # fmt: skip
+    cells = {f"{label}-s0": {"variant": label, "status": "ok", "weights": f"{label}.pt"} for label in ("relu", "silu")}
+    compare.measure_int8_stage(c, cells, "data.yaml")
+    ((weights, kw),) = calls
+    assert list(weights) == ["relu", "silu"]
+    assert kw["imgsz"] == 64 and kw["bench_imgsz"] == 160 and kw["baseline"] == "silu"

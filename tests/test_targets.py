@@ -134,6 +134,20 @@ def test_readme_table_is_the_rendered_table():
     assert render_markdown() in section
 
 
+def test_readme_names_the_activations_that_run_on_every_target():
+    """The README's advice on which activations are fused or native everywhere is what TARGETS says."""
+    from yolo_leaky.targets import fused_or_native_everywhere
+
+    readme = (REPO / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if "on every target in the table" in ln]
+    named = re.findall(r"`(\w+)`", line.split("fused or run", 1)[0])
+    everywhere = fused_or_native_everywhere()
+    assert named == everywhere, (line, everywhere)
+    assert "relu" in everywhere and all(
+        t.cells[a].status in ("fused", "native") for t in TARGETS.values() for a in everywhere
+    )
+
+
 def test_unknown_target_is_one_line_naming_the_valid_ones():
     with pytest.raises(UserError) as err:
         check_target(nn.ReLU(), "dpuu")

@@ -240,7 +240,9 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
                 weights,
                 data,
                 c.run_dir / "int8" / f"s{seed}",
-                imgsz=c.imgsz,
+                imgsz=c.imgsz,  # scored at the training size, timed at the speed tables' size
+                bench_imgsz=c.bench_imgsz,
+                baseline=c.baseline,
                 batch=c.batch,
                 n_calib=c.calib_images,
                 seconds=c.bench_seconds,

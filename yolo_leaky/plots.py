@@ -16,7 +16,7 @@ from . import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
 from .config import CompareConfig  # noqa: E402
 from .spec import parse_act  # noqa: E402
-from .summary import Summary, headline_recovery  # noqa: E402
+from .summary import Summary, headline_recovery, int8_pareto_points  # noqa: E402
 
 
 def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
@@ -83,47 +83,46 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
     ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
-    ax.set_title("Accuracy vs speed (lower-left is faster, higher is better)")
+    ax.set_title("Accuracy vs speed (left is faster, higher is more accurate)")
     return None
 
 
 def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
-    """Every variant at FP32 and INT8 (deploy scheme), per runtime: latency against SiLU FP32 in the same
-    interleaved benchmark (x, 95% CI) and mAP50-95 of the ONNX files (y, mean ± std over seeds)."""
-    q, raw = summary.int8, summary.int8_raw
-    if not q or not q["latency"]:
+    """Renders ``summary.int8_pareto_points``: each runtime's latency against its own mAP."""
+    points = int8_pareto_points(summary.int8, summary.int8_raw)
+    if not points:
         return False
     markers = {"ort-cpu": "o", "openvino-cpu": "s"}
-    for runtime, res in raw["latency"].items():
-        stats = res["benchmark"]["stats"]
-        for label, row in q["rows"].items():
-            for precision, key, y, e in (
-                ("FP32", label, row["fp32_mean"], row["fp32_std"]),
-                ("INT8", f"{label}@int8", row["deploy_mean"], row["deploy_std"]),
-            ):
-                st = stats.get(key)
-                if st is None:
-                    continue
-                ratio, lo, hi = st["paired_ratio"], st["paired_ci_low"], st["paired_ci_high"]
-                ax.errorbar(
-                    ratio,
-                    y,
-                    xerr=[[ratio - lo], [hi - ratio]],
-                    yerr=e or 0.0,
-                    fmt=markers.get(runtime, "^"),
-                    mfc="none" if precision == "FP32" else None,
-                    capsize=2,
-                )
-                ax.annotate(
-                    f"{label} {precision} ({runtime})",
-                    (ratio, y),
-                    fontsize=6,
-                    xytext=(4, 3),
-                    textcoords="offset points",
-                )
-    ax.set_xlabel(f"latency / {c.baseline} FP32 latency (same runtime, 95% CI)")
-    ax.set_ylabel("mAP50-95 of the ONNX model (mean ± std over seeds)")
-    ax.set_title("FP32 (open) and INT8 (filled); circles ONNX Runtime, squares OpenVINO")
+    for p in points:
+        ax.errorbar(
+            p["ratio"],
+            p["map50_95"],
+            xerr=[[p["ratio"] - p["ci_low"]], [p["ci_high"] - p["ratio"]]],
+            yerr=p["map50_95_std"] or 0.0,
+            fmt=markers.get(p["runtime"], "^"),
+            mfc="none" if p["precision"] == "FP32" else None,
+            capsize=2,
+        )
+        ax.annotate(
+            f"{p['variant']} {p['precision']} ({p['runtime']})",
+            (p["ratio"], p["map50_95"]),
+            fontsize=6,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    timed = summary.int8["latency_settings"]
+    sizes = sorted({t["imgsz"] for t in timed.values()})
+    ax.set_xlabel(
+        f"latency / {c.baseline} FP32 latency (same runtime, imgsz {', '.join(map(str, sizes))}, 95% CI over blocks)",
+        fontsize=8,
+    )
+    ov_seeds = sorted({s for p in points if p["runtime"] == "openvino-cpu" for s in p["seeds"]})
+    ax.set_ylabel(
+        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']}\nORT: mean ± std over seeds"
+        + (f"; OpenVINO: seed {', '.join(map(str, ov_seeds))}" if ov_seeds else ""),
+        fontsize=8,
+    )
+    ax.set_title("FP32 (open), INT8 (filled), each at its own runtime's mAP\ncircles ORT, squares OpenVINO", fontsize=9)
     return None
 
 

@@ -697,6 +697,8 @@ def measure_int8(
     runtimes: tuple[str, ...] = ("ort-cpu", "openvino-cpu"),
     method: str = DEFAULT_METHOD,
     seed: int = 0,
+    bench_imgsz: int | None = None,
+    baseline: str | None = None,
 ) -> dict:
     """The INT8 stage for one checkpoint per variant: export, quantize, validate, time, and inspect fusion.
 
@@ -704,12 +706,15 @@ def measure_int8(
     (same calibration images for every variant), each scored by ``validate_onnx``; then one interleaved ``ort-cpu``
     benchmark of every variant's FP32 and ``timed_scheme`` INT8 file. With ``openvino-cpu`` in ``runtimes`` and
     OpenVINO installed: FP32 and NNCF INT8 IR exports, their mAP, one interleaved benchmark, and ``openvino_fusion``.
+    When ``bench_imgsz`` differs from ``imgsz``, the timed files are exported again at ``bench_imgsz`` from the same
+    checkpoints and quantized the same way, on the same calibration images preprocessed at ``bench_imgsz``: scores
+    are taken at ``imgsz``, latency at ``bench_imgsz`` (the size of the FP32 speed tables).
 
     Args:
-        weights: Variant label -> checkpoint (``.pt``); the first variant is the latency baseline.
+        weights: Variant label -> checkpoint (``.pt``).
         data_yaml: Dataset YAML: calibration from ``train``, scores from ``val``.
         out_dir: Folder for the exported and quantized files.
-        imgsz: Square input size of every export.
+        imgsz: Square input size of every scored export.
         batch: Validation batch (a static export runs at batch 1 anyway).
         n_calib: Calibration images.
         seconds: Timing budget of each benchmark.
@@ -720,6 +725,10 @@ def measure_int8(
         runtimes: ``ort-cpu`` and/or ``openvino-cpu``; OpenVINO is skipped (and said so) when not installed.
         method: Calibration method.
         seed: Seed of the calibration choice and of the benchmarks.
+        bench_imgsz: Square input size of the timed files (default ``imgsz``); recorded in ``settings``.
+        baseline: The variant whose FP32 file the ``<variant>@int8`` latency ratios are taken against. Where it has
+            no checkpoint, the benchmark's ratios are taken against the first variant instead and the benchmark
+            records that label as its ``baseline``: read it before calling a ratio "against ``baseline``".
 
     Returns:
         A JSON-ready dict: ``calibration``, ``settings``, ``variants`` (label -> ``fp32`` metrics, ``int8`` scheme ->
@@ -734,11 +743,15 @@ def measure_int8(
     if not weights:
         raise UserError("measure_int8 needs at least one checkpoint (variant label -> .pt)")
     out_dir = Path(out_dir)
+    bench_imgsz = bench_imgsz or imgsz
+    timing_baseline = baseline if baseline in weights else next(iter(weights))
     calib = calibration_images(data_yaml, n=n_calib, imgsz=imgsz, seed=seed)
     result: dict = {
         "calibration": calib.to_dict(),
         "settings": {
             "imgsz": imgsz,
+            "bench_imgsz": bench_imgsz,
+            "baseline": baseline,
             "n_calib": n_calib,
             "method": method,
             "schemes": {s: SCHEMES[s] for s in schemes},
@@ -769,8 +782,16 @@ def measure_int8(
         entry["ort_int8"] = {"standalone": fusion["standalone"], "op_counts": fusion["op_counts"]}
         onnx_files[label] = {"fp32": str(fp32), "int8": entry["int8"][timed_scheme]["path"]}
         result["variants"][label] = entry
+    timed_calib = calib
+    if runtimes and bench_imgsz != imgsz:  # the same images, preprocessed at the timed size
+        timed_calib = calibration_images(data_yaml, n=n_calib, imgsz=bench_imgsz, seed=seed)
+        result["calibration_timed"] = timed_calib.to_dict()
     if "ort-cpu" in runtimes:
-        res, ratios = benchmark_fp32_int8(onnx_files, "ort-cpu", imgsz, seconds, threads, blocks, seed=seed)
+        if bench_imgsz != imgsz:
+            onnx_files = _timed_onnx(weights, out_dir, bench_imgsz, timed_calib, timed_scheme, method)
+        res, ratios = benchmark_fp32_int8(
+            onnx_files, "ort-cpu", bench_imgsz, seconds, threads, blocks, baseline=timing_baseline, seed=seed
+        )
         result["latency"]["ort-cpu"] = {"benchmark": res.to_dict(), "int8_vs_fp32": ratios, "table": res.format_table()}
     if "openvino-cpu" in runtimes:
         try:
@@ -779,18 +800,42 @@ def measure_int8(
         except UserError as e:
             result["skipped"]["openvino-cpu"] = str(e)
         else:
-            _measure_openvino(weights, data_yaml, out_dir, imgsz, batch, calib, seconds, threads, blocks, seed, result)
+            sizes = (imgsz, bench_imgsz, calib, timed_calib)
+            _measure_openvino(weights, data_yaml, out_dir, sizes, batch, seconds, threads, blocks, seed, result)
     return result
 
 
-def _measure_openvino(weights, data_yaml, out_dir, imgsz, batch, calib, seconds, threads, blocks, seed, result):
+def _timed_onnx(weights, out_dir, bench_imgsz, calib, scheme, method) -> dict[str, dict[str, str]]:
+    """FP32 and INT8 (``scheme``) ONNX files of every variant at the timed size ``bench_imgsz``."""
+    files = {}
+    for label, pt in weights.items():
+        folder = out_dir / _safe(label) / f"timed-{bench_imgsz}"
+        fp32 = export_onnx(load(pt), folder, bench_imgsz, name=f"{_safe(label)}-fp32")
+        q = quantize(fp32, folder / f"{_safe(label)}-int8-{scheme}.onnx", calib, scheme, method)
+        files[label] = {"fp32": str(fp32), "int8": q["path"]}
+    return files
+
+
+def _measure_openvino(weights, data_yaml, out_dir, sizes, batch, seconds, threads, blocks, seed, result):
+    """NNCF INT8 and FP32 IR of every variant: scored at ``imgsz``, timed at ``bench_imgsz`` (``sizes``: both sizes
+    and their calibration sets), ratios against the ONNX Runtime benchmark's baseline."""
+    imgsz, bench_imgsz, calib, timed_calib = sizes
     files = {}
     for label, pt in weights.items():
         folder = out_dir / _safe(label)
-        yolo = load(pt)
-        fp32 = export_openvino(yolo, folder, imgsz, name=f"{_safe(label)}-fp32")
+        fp32 = export_openvino(load(pt), folder, imgsz, name=f"{_safe(label)}-fp32")
         int8 = export_openvino(load(pt), folder, imgsz, int8=True, calib=calib, name=f"{_safe(label)}-nncf")
         files[label] = {"fp32": str(fp32), "int8": str(int8)}
+        if bench_imgsz != imgsz:
+            timed = folder / f"timed-{bench_imgsz}"
+            files[label] = {
+                "fp32": str(export_openvino(load(pt), timed, bench_imgsz, name=f"{_safe(label)}-fp32")),
+                "int8": str(
+                    export_openvino(
+                        load(pt), timed, bench_imgsz, int8=True, calib=timed_calib, name=f"{_safe(label)}-nncf"
+                    )
+                ),
+            }
         result["variants"][label]["openvino"] = {
             "fp32_xml": str(fp32),
             "int8_xml": str(int8),
@@ -799,7 +844,17 @@ def _measure_openvino(weights, data_yaml, out_dir, imgsz, batch, calib, seconds,
             "fusion_fp32": openvino_fusion(fp32, threads),
             "fusion_int8": openvino_fusion(int8, threads),
         }
-    res, ratios = benchmark_fp32_int8(files, "openvino-cpu", imgsz, seconds, threads, blocks, seed=seed)
+    base = result["settings"]["baseline"]
+    res, ratios = benchmark_fp32_int8(
+        files,
+        "openvino-cpu",
+        bench_imgsz,
+        seconds,
+        threads,
+        blocks,
+        baseline=base if base in files else None,
+        seed=seed,
+    )
     result["latency"]["openvino-cpu"] = {
         "benchmark": res.to_dict(),
         "int8_vs_fp32": ratios,

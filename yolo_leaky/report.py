@@ -22,6 +22,10 @@ from .summary import (
     paired_ratio_ci,
     speed_verdict,
 )
+from .synthetic import CLASSES as SHAPE_CLASSES
+
+# the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
+DOC_LABEL = "Documentation (from"
 
 # ---------------------------------------------------------------- writing
 
@@ -80,7 +84,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _int8_section(c, summary),
         _export_section(speed),
         _cost_section(c, rows, env),
-        _units_section(units),
+        _units_section(c, units),
         _verdicts_section(c, rows, speed),
         _time_section(summary.stages),
         _files_section(plots),
@@ -142,14 +146,16 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
     if coco8_scratch:
         lines.append(
             f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
-            f"{overlap['val_instances']} objects belong to classes that appear in its 4 training images "
-            f"(val: {', '.join(overlap['val_classes'])}; train: {', '.join(overlap['train_classes'])}). "
-            "From scratch, mAP there is ~0 whatever the activation. The default `protocol=recover` (what the swap "
-            "costs a pretrained model, and what recovery wins back) gives a real accuracy signal."
+            f"{overlap['val_instances']} objects belong to classes that appear in its {overlap['train_images']} "
+            f"training images (val: {', '.join(overlap['val_classes'])}; train: "
+            f"{', '.join(overlap['train_classes'])}). From scratch, COCO8 cannot show what an activation does to "
+            "accuracy. The default `protocol=recover` (what the swap costs a pretrained model, and what recovery wins "
+            "back) measures that."
         )
     elif str(c.data) in ("shapes", "shapes.yaml"):
         lines.append(
-            "- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset (4 classes, 64 px): its "
+            f"- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset ({len(SHAPE_CLASSES)} "
+            "classes of drawn shapes): its "
             "accuracy shows how each swapped network behaves on a detector that has learned, not how it does on "
             "real images. Never read these figures as COCO mAP, nor scale them to COCO: the published COCO figures "
             "are in the anchors table."
@@ -190,8 +196,8 @@ def _path_section(c, summary: Summary) -> str:
             f"{st['recipe']['optimizer']} lr0 {st['recipe']['lr0']}; weights SHA-256 `{st['weights_sha256'][:16]}…`; "
             f"dataset digest `{st['data_digest'][:16]}…`; its own mAP50 {st['metrics']['map50']:.3f}, mAP50-95 "
             f"{st['metrics']['map50_95']:.3f}; trained in {st['train_seconds']:.0f} s with Ultralytics "
-            f"{st['versions']['ultralytics']}, torch {st['versions']['torch']} (deterministic on one machine; another "
-            "CPU gives other digits)."
+            f"{st['versions']['ultralytics']}, torch {st['versions']['torch']} (README: deterministic on one machine; "
+            "another CPU gives other digits)."
         )
     else:
         lines.append(f"- SiLU checkpoint `{c.weights}`, evaluated on `{c.data}`.")
@@ -392,19 +398,23 @@ def _int8_section(c, summary: Summary) -> str:
             "Ultralytics' validator, timed against FP32; the cells of a finished run are reused).\n"
         )
     cal, st = q["calibration"], q["settings"]
+    wanted = st.get("n_calib", cal["n"])
+    seeds_too = " and seed" if q["calibration_identical_across_seeds"] else " (the first seed's draw shown)"
+    count = f"`calib_images={wanted}`" + (f"; the train split has only {cal['n']}" if cal["n"] < wanted else "")
     text = [
         "## INT8 post-training quantization (ONNX Runtime, QDQ, per-channel weights)\n",
         f"Every variant's and seed's final weights (`{headline_recovery(c) or 'scratch'}` cells) exported to ONNX at "
         f"imgsz {st['imgsz']}, quantized with ONNX Runtime's `quantize_static` ({st['method']} calibration on "
-        f"{cal['n']} *training* images, preprocessed as Ultralytics' validator preprocesses, the same images for "
-        f"every variant and seed: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
+        f"{cal['n']} *training* images ({count}), preprocessed as Ultralytics' validator preprocesses, the same images "
+        f"for every variant{seeds_too}: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
         "`.onnx` files (mAP50-95). Schemes: **deploy** quantizes convolutions and activations (Q/DQ on every "
         "activation output) and keeps the Detect head's decoding (DFL, anchors, box pixels, sigmoid scores) in "
         "float; **conv-only** quantizes convolutions alone, so activations stay float and their difference is "
-        "hidden. A naive whole-graph quantization puts box pixels and 0–1 scores in one INT8 tensor and scores "
-        "0 for every variant, SiLU included (tests/test_quant.py). The calibration count (64) is the repairs' "
-        "count, not tuned; MinMax was chosen because Entropy gave byte-identical scales here and the 99.999th "
-        "percentile differed by less than the evaluation noise.\n",
+        "hidden. A naive whole-graph scheme (box pixels and 0–1 scores in one INT8 tensor) is not run here.\n",
+        f"{DOC_LABEL} README §INT8 and `quant.py`'s docstring, measured once on the stand-in's cells, not in this "
+        "run): the naive whole-graph scheme scored about 0 for every variant there, SiLU included; Entropy "
+        "calibration gave MinMax's scales byte for byte, and the 99.999th percentile scored within the evaluation "
+        "noise of 64 validation images.\n",
     ]
     header = [
         "variant",
@@ -416,6 +426,7 @@ def _int8_section(c, summary: Summary) -> str:
         f"deploy drop − {c.baseline}'s [95% CI]",
         "verdict",
         "Q/DQ nodes",
+        "float activation nodes after ORT's optimizer (deploy, lowest seed)",
     ]
     body = []
     for label, r in q["rows"].items():
@@ -431,6 +442,7 @@ def _int8_section(c, summary: Summary) -> str:
                 "control" if label == c.baseline else _diff(d),
                 "control" if label == c.baseline else r.get("deploy_drop_verdict", "n/a"),
                 f"{r['deploy_nodes']['QuantizeLinear']}/{r['deploy_nodes']['DequantizeLinear']}",
+                _ops(r.get("ort_int8_standalone")),
             ]
         )
     text.append(_table(header, body))
@@ -439,7 +451,15 @@ def _int8_section(c, summary: Summary) -> str:
         f"against SiLU's, with Welch's interval over seeds. Calibration identical across seeds: "
         f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n"
     )
+    sizes = sorted({t["imgsz"] for t in q["latency_settings"].values()} - {st["imgsz"]})
+    if sizes:
+        text.append(
+            f"Latency is timed at imgsz {', '.join(map(str, sizes))} (`bench_imgsz`, the FP32 speed tables' size), "
+            f"accuracy scored at imgsz {st['imgsz']}: the timed files are exports of the same checkpoints at the timed "
+            "size, quantized the same way on the same calibration images preprocessed at that size.\n"
+        )
     for runtime, rows in q["latency"].items():
+        timed = q["latency_settings"][runtime]
         body = []
         for label, r in rows.items():
             f, b = r["int8_vs_fp32"], r["int8_vs_base_fp32"] or {}
@@ -456,8 +476,8 @@ def _int8_section(c, summary: Summary) -> str:
                 ]
             )
         text.append(
-            f"### INT8 latency, {runtime} (imgsz {st['imgsz']}, {st['threads']} thread(s), FP32 and INT8 of every "
-            f"variant interleaved, {st['blocks']} blocks, first seed's models)\n\n"
+            f"### INT8 latency, {runtime} (timed at imgsz {timed['imgsz']}, {timed['threads']} thread(s), FP32 and "
+            f"INT8 of every variant interleaved, {timed['blocks']} blocks, seed {timed['seed']}'s models)\n\n"
             + _table(
                 [
                     "variant",
@@ -470,6 +490,15 @@ def _int8_section(c, summary: Summary) -> str:
                 body,
             )
         )
+        if not timed["baseline_timed"]:
+            why = (
+                f"this benchmark's ratios are against `{timed['timed_against']}` FP32"
+                if timed["baseline_in_benchmark"]
+                else f"`{c.baseline}` was not timed (no completed `{c.baseline}` cell for seed {timed['seed']})"
+            )
+            text.append(
+                f"No INT8 / `{c.baseline}` FP32 ratio: {why}, and no other variant stands in for `{c.baseline}`.\n"
+            )
     ov = {label: r["openvino"] for label, r in q["rows"].items() if "openvino" in r}
     if ov:
         body = [
@@ -479,15 +508,18 @@ def _int8_section(c, summary: Summary) -> str:
                 f"{o['int8_map50_95']:.3f}",
                 ", ".join(f"{n} {k}" for k, n in o["fp32_sites"].items() if n),
                 ", ".join(f"{n} {k}" for k, n in o["int8_sites"].items() if n),
+                _ops(o.get("int8_standalone")),
                 ", ".join(f"{k} {v}" for k, v in o["int8_precisions"].items()),
             ]
             for label, o in ov.items()
         ]
+        seeds = sorted({o["seed"] for o in ov.values()})
         text.append(
-            "### OpenVINO (Ultralytics' exporter; INT8 by NNCF on the same calibration images; first seed)\n\n"
-            "Activation ops in the compiled CPU runtime graph: fused into a Convolution node, removed (folded into "
-            "an INT8 convolution's output range), or standalone. The one standalone op is the Detect head's score "
-            "sigmoid.\n\n"
+            f"### OpenVINO (Ultralytics' exporter; INT8 by NNCF on the same calibration images; seed "
+            f"{', '.join(map(str, seeds))})\n\n"
+            "Activation ops in the compiled CPU runtime graph: fused into a Convolution node, removed (no runtime "
+            "node names them, e.g. folded into an INT8 convolution's output range), or standalone (a node of their "
+            "own; by op type in the fifth column).\n\n"
             + _table(
                 [
                     "variant",
@@ -495,6 +527,7 @@ def _int8_section(c, summary: Summary) -> str:
                     "NNCF INT8 mAP50-95",
                     "FP32 activations",
                     "INT8 activations",
+                    "INT8 standalone ops",
                     "INT8 convolution precisions",
                 ],
                 body,
@@ -503,6 +536,13 @@ def _int8_section(c, summary: Summary) -> str:
     for runtime, why in q["skipped"].items():
         text.append(f"- {runtime} not measured: {why}\n")
     return "\n".join(text)
+
+
+def _ops(counts: dict | None) -> str:
+    """``{"Sigmoid": 1}`` as ``Sigmoid 1``; "none" for an empty census, "n/a" where none was recorded."""
+    if counts is None:
+        return "n/a"
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items()) if n) or "none"
 
 
 def _export_section(speed) -> str:
@@ -532,9 +572,9 @@ def _export_section(speed) -> str:
             body,
         )
         + "\nSiLU is expected in the `silu` export only (the Detect head's single class-score Sigmoid is not a SiLU). "
-        "An activation fused into Conv costs almost nothing; one left standalone is a separate pass over the "
-        "feature map (ORT turns x·sigmoid(x) into a standalone QuickGelu). PReLU is neither fused nor supported in "
-        "ORT's NCHWc layout, so ORT also converts layouts around it.\n"
+        "An activation fused into Conv runs inside the convolution's kernel; one left standalone is a separate pass "
+        "over the feature map (QuickGelu is ORT's single-node form of x·sigmoid(x)). An NCHWc layout reorder is a "
+        "conversion ORT inserts around an op that its NCHWc layout does not run.\n"
     )
 
 
@@ -572,7 +612,7 @@ def _cost_section(c, rows, env) -> str:
     )
 
 
-def _units_section(units) -> str:
+def _units_section(c, units) -> str:
     if not units:
         return ""
     body = []
@@ -593,11 +633,13 @@ def _units_section(units) -> str:
         "\n'dead' (ReLU) units pass no gradient; 'negative-only' units of LeakyReLU/PReLU still do, through the "
         "negative slope. SiLU is measured the same way for comparison.\n"
     )
+    inits = {spec.label: spec.init for spec in c.specs}
     for label, u in units.items():
         s = u.get("prelu", {}).get("summary")
         if s:
             text += (
-                f"\nPReLU slopes (`{label}`, init 0.25): {s.get('slopes')} slopes at {s.get('sites')} sites, min "
+                f"\nPReLU slopes (`{label}`, init {inits.get(label, float('nan')):g}): {s.get('slopes')} slopes at "
+                f"{s.get('sites')} sites, min "
                 f"{_fmt(s.get('min'))}, max {_fmt(s.get('max'))}, median of site medians "
                 f"{_fmt(s.get('median_of_site_medians'))}. Sites by drift: {_drift(s.get('sites_by_drift'))}; "
                 f"single slopes by drift: {_drift(s.get('slopes_by_drift'))}.\n"

@@ -294,6 +294,15 @@ def _ov_sites(activations: dict) -> dict:
     return out
 
 
+def _ov_standalone(activations: dict) -> dict:
+    """Activation op type -> how many of its ops OpenVINO's compiled graph runs in a node of their own."""
+    out = {
+        kind: sum(n for node, n in where.items() if node not in ("Convolution", "absent"))
+        for kind, where in activations.items()
+    }
+    return {kind: n for kind, n in out.items() if n}
+
+
 def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict | None:
     """The INT8 stage's figures, computed once: per variant, FP32 ONNX and INT8 mAP50-95 over seeds, the drop
     (INT8 − FP32, paired by seed, with a t-interval), each seed's drop (so the SiLU control's stability shows), the
@@ -325,6 +334,7 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
                 "fp32_map50_95": ov["fp32"]["map50_95"],
                 "int8_map50_95": ov["int8"]["map50_95"],
                 **{f"{p}_sites": _ov_sites(ov[f"fusion_{p}"]["activations"]) for p in ("fp32", "int8")},
+                **{f"{p}_standalone": _ov_standalone(ov[f"fusion_{p}"]["activations"]) for p in ("fp32", "int8")},
                 "int8_precisions": ov["fusion_int8"]["precisions"],
             }
         rows[label] = row
@@ -333,26 +343,94 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
             d = difference(row["deploy_drops"], rows[base]["deploy_drops"])
             row["deploy_drop_vs_base"] = d
             row["deploy_drop_verdict"] = difference_verdict(d, row["fp32_values"] + rows[base]["fp32_values"], n_val)
-    latency = {}
+    latency, timed = {}, {}
+    timed_seed = next((int(seed) for seed, r in int8["seeds"].items() if r.get("latency")), None)
     for runtime, res in int8.get("latency", {}).items():
-        stats = res["benchmark"]["stats"]
+        bench = res["benchmark"]
+        stats = bench["stats"]
+        # a ratio is "against the baseline's FP32" only when the benchmark took it against that file; where the
+        # baseline's cell is missing the benchmark used another variant, and no ratio is shown in its place
+        base_timed = bench.get("baseline") == base
         latency[runtime] = {
             label: {
                 "int8_vs_fp32": r,
                 "int8_vs_fp32_verdict": speed_verdict({"label": "int8", **r}, "fp32", c.speed_band),
-                "int8_vs_base_fp32": stats.get(f"{label}@int8"),
+                "int8_vs_base_fp32": stats.get(f"{label}@int8") if base_timed else None,
             }
             for label, r in res["int8_vs_fp32"].items()
+        }
+        timed[runtime] = {
+            "imgsz": bench["imgsz"],
+            "threads": bench["threads"],
+            "blocks": bench["settings"].get("blocks", 1),
+            "seed": timed_seed,
+            "baseline": base,
+            "baseline_timed": base_timed,
+            "timed_against": bench.get("baseline"),  # the label the benchmark's own ratios are against
+            "baseline_in_benchmark": base in stats,
         }
     first = next(iter(int8["seeds"].values()))
     return {
         "rows": rows,
         "latency": latency,
+        "latency_settings": timed,
         "calibration": first["calibration"],
         "settings": first["settings"],
         "skipped": first.get("skipped", {}),
         "calibration_identical_across_seeds": len({r["calibration"]["digest"] for r in int8["seeds"].values()}) == 1,
     }
+
+
+def int8_pareto_points(q: dict | None, raw: dict | None) -> list[dict]:
+    """The points of the INT8 Pareto plot: per runtime and variant, FP32 and INT8 latency against the baseline's FP32
+    in the same interleaved benchmark (x, with its 95% CI), each paired with the mAP50-95 of what that runtime ran
+    (y): the ONNX files' mean ± std over seeds for ONNX Runtime (INT8: the ``deploy`` scheme), the OpenVINO IRs'
+    for OpenVINO (NNCF INT8; scored for one seed, so no spread). A runtime whose benchmark did not time the
+    baseline, or a variant without that runtime's score, gives no point.
+
+    Args:
+        q: ``int8_tables``'s result.
+        raw: The INT8 stage's own result (``int8.json``), whose benchmarks hold the per-label statistics.
+
+    Returns:
+        Dicts with ``runtime``, ``variant``, ``precision`` (``FP32``/``INT8``), ``ratio``, ``ci_low``, ``ci_high``,
+        ``map50_95``, ``map50_95_std`` (None: no spread known), ``seeds`` (the seeds the score is over).
+    """
+    if not q or not raw:
+        return []
+    points = []
+    for runtime, res in raw.get("latency", {}).items():
+        if not q["latency_settings"].get(runtime, {}).get("baseline_timed"):
+            continue
+        stats = res["benchmark"]["stats"]
+        for label, row in q["rows"].items():
+            if runtime == "openvino-cpu":
+                ov = row.get("openvino")
+                if not ov:
+                    continue
+                scores = [("FP32", ov["fp32_map50_95"], None), ("INT8", ov["int8_map50_95"], None)]
+                seeds = [ov["seed"]]
+            else:
+                scores = [("FP32", row["fp32_mean"], row["fp32_std"]), ("INT8", row["deploy_mean"], row["deploy_std"])]
+                seeds = row["seeds"]
+            for precision, y, e in scores:
+                st = stats.get(label if precision == "FP32" else f"{label}@int8")
+                if st is None:
+                    continue
+                points.append(
+                    {
+                        "runtime": runtime,
+                        "variant": label,
+                        "precision": precision,
+                        "ratio": st["paired_ratio"],
+                        "ci_low": st["paired_ci_low"],
+                        "ci_high": st["paired_ci_high"],
+                        "map50_95": y,
+                        "map50_95_std": e,
+                        "seeds": seeds,
+                    }
+                )
+    return points
 
 
 @dataclass

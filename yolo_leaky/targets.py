@@ -306,6 +306,11 @@ def _network(model) -> nn.Module:
     return net
 
 
+def fused_or_native_everywhere() -> list[str]:
+    """The activations of ``TABLE_ACTS`` that every target in ``TARGETS`` fuses or runs natively."""
+    return [a for a in TABLE_ACTS if all(t.cells[a].status in ("fused", "native") for t in TARGETS.values())]
+
+
 def render_markdown() -> str:
     """The table as Markdown: the vocabulary, one row per target, and numbered sources (pasted into the README)."""
     sources: list[str] = []
