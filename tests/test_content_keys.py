@@ -78,6 +78,12 @@ def test_a_failed_cell_is_labelled_untrained_and_measured_again_once_trained(rer
     weights = cells["relu-s0"]["weights"]
     # first attempt: relu was an untrained network, and the report says so wherever its measurements appear
     assert first["models"].sources["relu"]["kind"] == "untrained"
+    floor = first["models"].sources["identity"]  # the floor is silu's trained network: the baseline cell completed
+    assert (floor["kind"], floor["cell"], floor["key"]) == (
+        "trained",
+        "silu-s0",
+        f"{file_digest(floor['weights'])}:identity",
+    )
     assert first["speed"]["checkpoints"]["relu"]["kind"] == "untrained"
     assert first["report"].count(UNTRAINED) >= 5  # speed table, export check, cost, unit health, verdict
     # rerun: cost, speed (export check and timings) and unit health measured the trained checkpoint

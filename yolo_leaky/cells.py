@@ -539,5 +539,6 @@ def variant_models(c: CompareConfig, cells: dict) -> Models:
             sources[spec.label] = model_source(cell["weights"], cell=key)
     floor = trained.get(c.baseline) or next(iter(trained.values()), untrained)
     models["identity"] = load(floor, act="identity")
-    sources["identity"] = model_source(floor, act="identity", trained=bool(trained))
+    cell = next((s["cell"] for s in sources.values() if s["kind"] == "trained" and s["weights"] == floor), None)
+    sources["identity"] = model_source(floor, act="identity", cell=cell, trained=bool(trained))
     return Models(models, sources)
