@@ -1,6 +1,8 @@
 """weights=auto: which path the default command takes (COCO-pretrained yolo11n.pt on COCO8, or the offline
 stand-in), and why; tested without a network by standing in for the download."""
 
+from pathlib import Path
+
 import pytest
 
 from yolo_leaky.config import load_config
@@ -18,8 +20,8 @@ def test_a_local_yolo11n_takes_the_coco_path_offline(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "yolo11n.pt").write_bytes(b"weights")  # only its presence is looked at here
     c = load_config([])
-    assert (c.weights, c.data, c.name, c.imgsz) == ("yolo11n.pt", "coco8.yaml", "coco8-yolo11n", 640)
-    assert "found at yolo11n.pt" in c.path_note
+    assert (c.weights, c.data, c.name, c.imgsz) == (str(tmp_path / "yolo11n.pt"), "coco8.yaml", "coco8-yolo11n", 640)
+    assert f"found at {tmp_path / 'yolo11n.pt'}" in c.path_note
     assert "mosaic" not in c.train_args and c.train_args["warmup_epochs"] == 0  # the stand-in's recipe stays out
 
 
@@ -38,7 +40,7 @@ def test_connected_machine_downloads_yolo11n_and_takes_the_coco_path(tmp_path, m
 
     monkeypatch.setattr(downloads, "attempt_download_asset", download)
     c = load_config(["seeds=[0]"])
-    assert fetched == ["yolo11n.pt"] and c.weights == "yolo11n.pt" and c.data == "coco8.yaml"
+    assert fetched == ["yolo11n.pt"] and c.weights == str(tmp_path / "yolo11n.pt") and c.data == "coco8.yaml"
     assert "downloaded" in c.path_note and c.seeds == [0]
 
 
@@ -55,6 +57,38 @@ def test_a_failed_download_falls_back_to_the_standin_and_says_why(tmp_path, monk
     monkeypatch.setattr(downloads, "attempt_download_asset", download)
     c = load_config([])
     assert c.weights == "standin" and "could not be downloaded (ConnectionError)" in c.path_note
+
+
+def test_yolo11n_in_ultralytics_weights_dir_is_used_by_its_full_path_and_pinned(tmp_path, monkeypatch, coco8):
+    """yolo11n.pt only in Ultralytics' weights_dir, working from another folder, offline: weights=auto (default or
+    explicit) names that file by its full path, so the run loads it; the run's fingerprint carries its SHA-256, so
+    other bytes under the same name make a different run."""
+    import ultralytics.utils
+    from ultralytics import YOLO
+
+    from yolo_leaky.compare import check_weights, content_fingerprint
+    from yolo_leaky.data import COCO8_ENV, file_digest, locate_data
+
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    saved = weights_dir / "yolo11n.pt"
+    YOLO("yolo11n.yaml").save(str(saved))  # a real checkpoint under the released name (not COCO-trained)
+    monkeypatch.setattr(ultralytics.utils, "SETTINGS", {**ultralytics.utils.SETTINGS, "weights_dir": str(weights_dir)})
+    monkeypatch.setenv(COCO8_ENV, str(coco8))
+    monkeypatch.chdir(tmp_path)
+    for tokens in ([], ["weights=auto"]):
+        c = load_config(tokens)
+        assert (c.weights, c.data) == (str(saved), "coco8.yaml") and Path(c.weights).is_absolute(), tokens
+        assert str(saved) in c.path_note
+    located = locate_data(c.data)
+    check_weights(c, located)  # loads the file: the bare name "yolo11n.pt" is not here, and this machine is offline
+    first = content_fingerprint(c, located)["weights_digest"]
+    assert first == file_digest(saved)
+    changed = YOLO(str(saved))
+    next(changed.model.parameters()).data += 1
+    changed.save(str(saved))  # other bytes under the same name
+    second = content_fingerprint(load_config([]), located)["weights_digest"]
+    assert second == file_digest(saved) and second != first
 
 
 @pytest.mark.parametrize("tokens", [["weights=my.pt"], ["protocol=scratch"]])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from yolo_leaky.data import file_digest
 from yolo_leaky.errors import UserError
 from yolo_leaky.executor import RAY_MISSING, Job, execute
 
@@ -359,6 +360,8 @@ def test_timing_ran_as_one_ray_task_and_its_files_landed(grids):
     for label, path in speed["onnx"].items():
         assert Path(path).is_file() and Path(path).parent == project / "ray/onnx" / label
     assert speed["exports"]["relu"]["silu_free"] and not speed["exports"]["silu"]["silu_free"]
+    weights = _cell(project, "ray", "relu-s0")["weights"]  # what the task timed, by content (shipped as a copy)
+    assert speed["checkpoints"]["relu"]["key"] == file_digest(project / "ray/cells/relu-s0" / weights)
     assert (project / "ray/speed-log.txt").stat().st_size > 0
     results = json.loads((project / "ray/results.json").read_text())
     assert set(results["speed"]["timings"]) == {"torch-cpu", "ort-cpu"}

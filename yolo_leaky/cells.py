@@ -19,6 +19,7 @@ from . import atomic
 from .census import take_census
 from .config import CompareConfig
 from .console import interactive, say
+from .data import file_digest
 from .diagnostics import track_unit_health
 from .errors import UserError
 from .executor import Job, execute
@@ -467,14 +468,57 @@ def swap_stage(c: CompareConfig, data: str, device) -> dict:
     return cached_stage(c.run_dir / "swap.json", compute, reuse=reusable)
 
 
-def variant_models(c: CompareConfig, cells: dict) -> dict:
+class Models(dict):
+    """``{label: YOLO}`` as ``variant_models`` returns it, with ``sources``: what each network is (``model_source``),
+    so that every stage that measures them records, and reuses only for, exactly these networks."""
+
+    def __init__(self, models: dict, sources: dict) -> None:
+        super().__init__(models)
+        self.sources = sources
+
+
+def model_source(weights: str | Path, act: str | None = None, cell: str | None = None, trained: bool = True) -> dict:
+    """What a measured network is, keyed by content, never by label.
+
+    Args:
+        weights: The file it was loaded from: a trained cell's checkpoint, or for an untrained network its source
+            (the SiLU checkpoint, or the model YAML / stock name).
+        act: The activation swapped in at load (None: the checkpoint's own).
+        cell: The cell whose weights these are (trained), or whose failure this network stands in for (untrained).
+        trained: False for an untrained stand-in network (its cell failed, or none completed).
+
+    Returns:
+        A JSON-able record; its ``key`` (``<sha256>``, ``<sha256>:<act>``, or ``untrained:<sha256 or stock name>:
+        <act>``) changes whenever the bytes measured would.
+    """
+    digest = file_digest(weights) or str(weights)  # a stock name (yolo11n.yaml) is pinned by the run's versions
+    key = digest if act is None else f"{digest}:{act}"
+    return {
+        "kind": "trained" if trained else "untrained",
+        "key": key if trained else f"untrained:{key}",
+        "weights": str(weights),
+        "act": act,
+        "cell": cell,
+    }
+
+
+def model_keys(models: dict) -> dict | None:
+    """``{label: source key}`` of a ``Models``; None for a plain dict (unknown networks: never reused)."""
+    sources = getattr(models, "sources", None) or {}
+    if any(label not in sources for label in models):
+        return None
+    return {label: sources[label]["key"] for label in models}
+
+
+def variant_models(c: CompareConfig, cells: dict) -> Models:
     """One network per variant (seed 0's trained weights, first recovery method, where available) plus an identity
-    floor.
+    floor, with what each one is (``Models.sources``): a trained cell's checkpoint, or an untrained network where
+    the cell failed.
 
     The floor is the same network as the variants, activations aside: the baseline's trained weights (else any
     completed variant's) with every activation site set to identity, so architecture, ``nc`` and weights match.
     """
-    models, trained = {}, {}
+    models, trained, sources = {}, {}, {}
     untrained = c.weights if c.protocol == "recover" else c.model
     method = c.recovery[0] if c.protocol == "recover" else None
     for spec in c.specs:
@@ -483,6 +527,7 @@ def variant_models(c: CompareConfig, cells: dict) -> dict:
         if cell.get("status") != "ok":
             say(f"[speed] {spec.label}: cell {key} failed; timing an untrained {spec} model")
             models[spec.label] = load(untrained, act=spec)
+            sources[spec.label] = model_source(untrained, act=str(spec), cell=key, trained=False)
         elif not Path(cell["weights"]).is_file():
             raise UserError(
                 f"weights of completed cell {key} are missing ({cell['weights']}); "
@@ -491,5 +536,9 @@ def variant_models(c: CompareConfig, cells: dict) -> dict:
         else:
             models[spec.label] = load(cell["weights"])
             trained[spec.label] = cell["weights"]
-    models["identity"] = load(trained.get(c.baseline) or next(iter(trained.values()), untrained), act="identity")
-    return models
+            sources[spec.label] = model_source(cell["weights"], cell=key)
+    floor = trained.get(c.baseline) or next(iter(trained.values()), untrained)
+    models["identity"] = load(floor, act="identity")
+    cell = next((s["cell"] for s in sources.values() if s["kind"] == "trained" and s["weights"] == floor), None)
+    sources["identity"] = model_source(floor, act="identity", cell=cell, trained=bool(trained))
+    return Models(models, sources)

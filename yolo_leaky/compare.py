@@ -25,7 +25,17 @@ from ultralytics.utils.torch_utils import get_flops, get_num_params
 
 from . import atomic
 from .bench import benchmark, export_onnx
-from .cells import cached_stage, cell_key, pick_device, pretrained_baseline, run_cells, swap_stage, variant_models
+from .cells import (
+    Models,
+    cached_stage,
+    cell_key,
+    model_keys,
+    pick_device,
+    pretrained_baseline,
+    run_cells,
+    swap_stage,
+    variant_models,
+)
 from .config import CompareConfig, load_config
 from .console import quiet, say
 from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
@@ -96,7 +106,9 @@ def prepare_run_dir(c: CompareConfig, force: bool, contents: dict | None = None)
 
 
 def measure_cost(c: CompareConfig, models: dict) -> dict:
-    """Parameters, GFLOPs and (on CPU) saved-tensor bytes of one training step, per variant."""
+    """Parameters, GFLOPs and (on CPU) saved-tensor bytes of one training step, per variant; each entry records the
+    network it measured (``checkpoint``: ``cells.model_source``), and cost.json is reused only for the same ones."""
+    sources = getattr(models, "sources", {})
 
     def compute() -> dict:
         cost = {}
@@ -108,10 +120,17 @@ def measure_cost(c: CompareConfig, models: dict) -> dict:
                 "gflops": float(get_flops(net, imgsz=c.imgsz)),
                 "saved_tensor_bytes": saved_tensor_bytes(net, example),
                 "saved_tensor_batch": example.shape[0],
+                "checkpoint": sources.get(label),
             }
         return cost
 
-    return cached_stage(c.run_dir / "cost.json", compute, reuse=lambda cached: set(cached) == set(models))
+    return cached_stage(c.run_dir / "cost.json", compute, reuse=lambda cached: _entries_reusable(cached, models))
+
+
+def _entries_reusable(cached: dict, models: dict) -> bool:
+    """A per-variant stage result (``{label: {..., "checkpoint": source}}``) measured exactly these networks."""
+    keys = model_keys(models)
+    return keys is not None and {label: (v.get("checkpoint") or {}).get("key") for label, v in cached.items()} == keys
 
 
 def measure_speed(c: CompareConfig, models: dict) -> dict:
@@ -142,13 +161,17 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
                 blocks=c.bench_blocks,
             )
             timings[runtime] = result.to_dict(samples=True)  # raw samples: the table can be recomputed
-        return {"onnx": onnx, "exports": exports, "timings": timings}
+        checkpoints = getattr(models, "sources", {})  # what was exported and timed: reuse keys on it, not labels
+        return {"onnx": onnx, "exports": exports, "timings": timings, "checkpoints": checkpoints}
 
     return cached_stage(c.run_dir / "speed.json", compute, reuse=lambda cached: _speed_reusable(cached, models))
 
 
 def _speed_reusable(cached: dict, models: dict) -> bool:
-    return set(cached.get("exports", {})) == set(models)
+    """speed.json exported, checked and timed exactly these networks (every variant's checkpoint digest matches)."""
+    keys = model_keys(models)
+    recorded = {label: s.get("key") for label, s in (cached.get("checkpoints") or {}).items()}
+    return keys is not None and recorded == keys
 
 
 def speed_stage(c: CompareConfig, models: dict) -> dict:
@@ -163,6 +186,7 @@ def speed_stage(c: CompareConfig, models: dict) -> dict:
         with tempfile.TemporaryDirectory(prefix="yolo-leaky-speed-") as tmp:
             inputs = {label: _checkpoint(yolo, Path(tmp) / f"{label}.pt") for label, yolo in models.items()}
             args = {"config": c, "run_dir": str(c.run_dir), "inputs": inputs}
+            args["sources"] = getattr(models, "sources", {})
             job = Job(
                 "speed", speed_job, args, c.run_dir, result_file="speed.json", log="speed-log.txt", own_folder=False
             )
@@ -177,7 +201,8 @@ def speed_job(args: dict, folder: Path) -> dict:
     """The Ray task of ``speed_stage``: load the shipped networks and run ``measure_speed`` in ``folder`` on the
     worker; the ONNX paths it returns are where the files will lie in the driver's run folder."""
     c = dataclasses.replace(args["config"], project=str(folder.parent), name=folder.name)
-    result = measure_speed(c, {label: load(path) for label, path in args["inputs"].items()})
+    models = Models({label: load(path) for label, path in args["inputs"].items()}, args.get("sources", {}))
+    result = measure_speed(c, models)
     onnx = {label: str(Path(args["run_dir"]) / Path(p).relative_to(folder)) for label, p in result["onnx"].items()}
     return {**result, "onnx": onnx}
 
@@ -199,21 +224,27 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
         for spec in c.specs:
             yolo = models[spec.label]
             say(f"[diagnostics] {spec.label}: unit health on the validation images")
-            units[spec.label] = {"health": unit_health(yolo, data, imgsz=min(c.imgsz, 128), batch=c.batch)}
+            units[spec.label] = {
+                "health": unit_health(yolo, data, imgsz=min(c.imgsz, 128), batch=c.batch),
+                "checkpoint": getattr(models, "sources", {}).get(spec.label),
+            }
             if spec.name == "prelu":
                 slopes = prelu_slopes(yolo)
                 units[spec.label]["prelu"] = {"layers": slopes, "summary": summarize_slopes(slopes)}
         return units
 
-    return cached_stage(
-        c.run_dir / "units.json", compute, reuse=lambda cached: set(cached) == {s.label for s in c.specs}
-    )
+    variants = {s.label: models[s.label] for s in c.specs}  # the identity floor has no unit health
+    measured = Models(variants, models.sources) if hasattr(models, "sources") else variants
+    return cached_stage(c.run_dir / "units.json", compute, reuse=lambda cached: _entries_reusable(cached, measured))
 
 
 def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
     """INT8 post-training quantization of every completed cell (headline recovery method), seed by seed, with the
     same calibration images for every variant; FP32 and INT8 timed side by side on the first seed's models
-    (``quant.measure_int8``). Only with ``int8=true``."""
+    (``quant.measure_int8``). Only with ``int8=true``.
+
+    Each seed's result records the SHA-256 of every checkpoint it quantized (``checkpoints``); a rerun reuses a
+    seed only when its cells' checkpoints are exactly those (a retrained or newly completed cell redoes its seed)."""
     if not c.int8:
         return {}
     method = headline_recovery(c)
@@ -222,16 +253,24 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
         found = {s.label: cells.get(cell_key(s, seed, method), {}) for s in c.specs}
         return {label: cell["weights"] for label, cell in found.items() if cell.get("status") == "ok"}
 
+    path = c.run_dir / "int8.json"
+    digests = {str(seed): {label: file_digest(w) for label, w in weights_of(seed).items()} for seed in c.seeds}
+    current = {seed: d for seed, d in digests.items() if d}
+    before = (atomic.read_json(path) or {}).get("seeds", {})
     ran = []
 
     def compute() -> dict:
-        ran.append(True)
         seeds = {}
         for seed in c.seeds:
             weights = weights_of(seed)
             if not weights:
                 continue
+            if before.get(str(seed), {}).get("checkpoints") == current[str(seed)]:
+                say(f"[int8] seed {seed}: reusing the result measured on these exact checkpoints")
+                seeds[str(seed)] = before[str(seed)]
+                continue
             first = seed == c.seeds[0]
+            ran.append(first)  # the first seed's result carries the INT8 vs FP32 timing
             say(
                 f"[int8] seed {seed}: quantizing {len(weights)} variants (deploy and conv-only schemes), scoring them"
                 + (", timing INT8 against FP32" if first else "")
@@ -251,11 +290,15 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
                 schemes=("deploy", "conv-only"),
                 runtimes=("ort-cpu", "openvino-cpu") if first else (),
             )
+            seeds[str(seed)]["checkpoints"] = current[str(seed)]
         latency = seeds.get(str(c.seeds[0]), {}).get("latency", {})
         return {"seeds": seeds, "latency": latency}
 
-    result = cached_stage(c.run_dir / "int8.json", compute, reuse=lambda cached: len(cached.get("seeds", {})) > 0)
-    return {**result, "fresh": bool(ran)}  # timed rounds count in this invocation's clock only when run now
+    def reusable(cached: dict) -> bool:
+        return {seed: r.get("checkpoints") for seed, r in cached.get("seeds", {}).items()} == current
+
+    result = cached_stage(path, compute, reuse=reusable)
+    return {**result, "fresh": any(ran)}  # timed rounds count in this invocation's clock only when run now
 
 
 # ---------------------------------------------------------------- entry points

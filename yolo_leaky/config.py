@@ -185,18 +185,23 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
     values = _read_config_file(cfg_file)
     paths = values.pop(AUTO, None) or _read_config_file(DEFAULT_CONFIG).get(AUTO, {})
-    note = None
+    note = auto_weights = None
     merged = {**values, **overrides}
     if merged.get("protocol", "recover") == "recover" and merged.get("weights") in (AUTO, None):
-        choice, note = choose_auto_path()
+        choice, note, found = choose_auto_path()
         if not isinstance(paths, dict) or not isinstance(paths.get(choice), dict):
             raise UserError(
                 f"weights=auto needs an '{AUTO}: {{{choice}: ...}}' block in {cfg_file}; see {DEFAULT_CONFIG}"
             )
         values.update(paths[choice])
+        # the file found or downloaded, by its full path: the bare name is not found offline from another folder,
+        # and only a real path is digested into the run's fingerprint
+        auto_weights = found if found and values.get("weights") in (COCO_WEIGHTS, None) else values.get("weights")
     if quick:
         values.update(QUICK)
     values.update(overrides)
+    if auto_weights is not None:
+        values["weights"] = auto_weights  # also for an explicit weights=auto
     unknown = set(values) - fields - passthrough - {"cfg"}
     if unknown:
         raise UserError(
@@ -212,28 +217,33 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
 COCO_WEIGHTS = "yolo11n.pt"
 
 
-def choose_auto_path() -> tuple[str, str]:
-    """Which path ``weights=auto`` takes, and why: ``coco`` (the COCO-pretrained yolo11n.pt, on COCO8) when the
-    weights are here or can be downloaded, else ``standin`` (the offline stand-in of ``standin.py``)."""
+def choose_auto_path() -> tuple[str, str, str | None]:
+    """Which path ``weights=auto`` takes, why, and the weights file: ``coco`` (the COCO-pretrained yolo11n.pt, on
+    COCO8, with the absolute path of the file found or downloaded) when the weights are here (the working folder,
+    or Ultralytics' ``weights_dir``) or can be downloaded, else ``standin`` (the offline stand-in of
+    ``standin.py``; no file yet)."""
     from ultralytics.utils import SETTINGS
 
     from .data import is_offline
 
     local = [p for p in (Path(COCO_WEIGHTS), Path(SETTINGS["weights_dir"]) / COCO_WEIGHTS) if p.is_file()]
     if local:
-        return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) found at {local[0]}"
+        found = local[0].absolute()  # not resolve(): a symlink to a blob would lose the .pt name
+        return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) found at {found}", str(found)
     if is_offline():
         why = "YOLO_OFFLINE is set" if os.environ.get("YOLO_OFFLINE") else "no network"
-        return "standin", f"{why} and {COCO_WEIGHTS} is not here, so the offline stand-in is used (not COCO)"
+        return "standin", f"{why} and {COCO_WEIGHTS} is not here, so the offline stand-in is used (not COCO)", None
     try:
         from ultralytics.utils.downloads import attempt_download_asset
 
         path = Path(attempt_download_asset(COCO_WEIGHTS))
     except Exception as e:  # any failure to download: fall back, and say why
-        return "standin", f"{COCO_WEIGHTS} could not be downloaded ({type(e).__name__}); the offline stand-in is used"
+        why = f"{COCO_WEIGHTS} could not be downloaded ({type(e).__name__}); the offline stand-in is used"
+        return "standin", why, None
     if not path.is_file():
-        return "standin", f"{COCO_WEIGHTS} could not be downloaded; the offline stand-in is used (not COCO)"
-    return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) downloaded to {path}"
+        return "standin", f"{COCO_WEIGHTS} could not be downloaded; the offline stand-in is used (not COCO)", None
+    path = path.absolute()
+    return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) downloaded to {path}", str(path)
 
 
 def _read_config_file(path: Path) -> dict:

@@ -21,6 +21,7 @@ from .summary import (
     headline_runtime,
     paired_ratio_ci,
     speed_verdict,
+    untrained_note,
 )
 from .synthetic import CLASSES as SHAPE_CLASSES
 
@@ -344,7 +345,7 @@ def _speed_section(c, rows, speed) -> str:
             verdict = speed_verdict(s, c.baseline, c.speed_band) if label != "identity" else "floor (no activation)"
             body.append(
                 [
-                    f"`{label}`",
+                    _variant(label, speed.get("checkpoints", {}).get(label)),
                     f"{s['median_ms']:.2f}",
                     f"{ratio:.3f}",
                     f"[{lo:.3f}, {hi:.3f}]",
@@ -555,9 +556,8 @@ def _export_section(speed) -> str:
         fused = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("fused_into_conv", {}).items())) or "none"
         alone = ", ".join(f"{k} {v}" for k, v in sorted(fusion.get("standalone", {}).items()) if v) or "none"
         reorders = sum(fusion.get("layout_reorders", {}).values())
-        body.append(
-            [f"`{label}`", e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders]
-        )
+        name = _variant(label, speed.get("checkpoints", {}).get(label))
+        body.append([name, e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders])
     return (
         "## Export check (ONNX from Ultralytics' exporter; fusion after ONNX Runtime's ORT_ENABLE_ALL optimisation)\n\n"
         + _table(
@@ -590,7 +590,7 @@ def _cost_section(c, rows, env) -> str:
         mem = r["peak_cuda_mib"] if gpu else (r["saved_tensor_bytes"] or 0) / 2**20
         body.append(
             [
-                f"`{r['variant']}`",
+                f"`{r['variant']}`" + ("" if r.get("network", "trained") == "trained" else f" ({r['network']})"),
                 f"{r['params']:,}" if r.get("params") else "n/a",
                 _fmt(r.get("gflops"), 2),
                 _fmt(r.get("epoch_seconds_mean"), 2),
@@ -620,7 +620,7 @@ def _units_section(c, units) -> str:
         total = u.get("health", {}).get("total", {})
         body.append(
             [
-                f"`{label}`",
+                _variant(label, u.get("checkpoint")),
                 u.get("health", {}).get("measure", "?"),
                 _pct(total.get("dead_or_negative_only")),
                 _pct(total.get("near_zero_grad")),
@@ -637,14 +637,21 @@ def _units_section(c, units) -> str:
     for label, u in units.items():
         s = u.get("prelu", {}).get("summary")
         if s:
+            name = _variant(label, u.get("checkpoint"))
             text += (
-                f"\nPReLU slopes (`{label}`, init {inits.get(label, float('nan')):g}): {s.get('slopes')} slopes at "
+                f"\nPReLU slopes ({name}, init {inits.get(label, float('nan')):g}): {s.get('slopes')} slopes at "
                 f"{s.get('sites')} sites, min "
                 f"{_fmt(s.get('min'))}, max {_fmt(s.get('max'))}, median of site medians "
                 f"{_fmt(s.get('median_of_site_medians'))}. Sites by drift: {_drift(s.get('sites_by_drift'))}; "
                 f"single slopes by drift: {_drift(s.get('slopes_by_drift'))}.\n"
             )
     return text
+
+
+def _variant(label: str, source: dict | None) -> str:
+    """A variant's name in a table, with a network measured untrained labelled as such (``untrained_note``)."""
+    note = untrained_note(source)
+    return f"`{label}`" + (f" ({note})" if note else "")
 
 
 def _drift(counts: dict | None) -> str:
@@ -668,6 +675,8 @@ def _verdicts_section(c, rows, speed) -> str:
         if r["variant"] == c.baseline:
             continue
         speed_text = r.get(f"{ort}_verdict", "not timed") if ort else "not timed"
+        if r.get("network", "trained") != "trained":
+            speed_text += f" ({r['network']})"
         lines.append(
             f"- `{r['variant']}` vs `{c.baseline}`: accuracy {r['verdict_accuracy']}; speed ({ort}) {speed_text}."
         )

@@ -185,11 +185,22 @@ def variant_rows(
         export = speed.get("exports", {}).get(label, {})
         row["onnx_silu_patterns"] = export.get("silu_patterns")
         row["onnx_silu_free"] = export.get("silu_free")
+        source = speed.get("checkpoints", {}).get(label) or cost.get(label, {}).get("checkpoint")
+        row["network"] = untrained_note(source) or "trained"  # what cost, speed and exports measured
         health = units.get(label, {}).get("health", {}).get("total", {})
         row["dead_or_negative_only"] = health.get("dead_or_negative_only")
         row["near_zero_grad"] = health.get("near_zero_grad")
         rows[label] = row
     return rows
+
+
+def untrained_note(source: dict | None) -> str | None:
+    """How the report names a network measured untrained (``cells.model_source`` of kind ``untrained``: its cell
+    failed, or no cell completed); None for a trained checkpoint."""
+    if not source or source.get("kind") != "untrained":
+        return None
+    why = f"cell {source['cell']} failed" if source.get("cell") else "no cell completed"
+    return f"untrained ({why}), measured as an untrained network"
 
 
 def headline_recovery(c: CompareConfig) -> str | None:
