@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from yolo_leaky.config import CompareConfig
-from yolo_leaky.report import _diff, _recovery_section
+from yolo_leaky.report import _accuracy_section, _diff, _recovery_section
 from yolo_leaky.summary import (
     NO_SPREAD,
     accuracy_verdict,
@@ -258,6 +258,9 @@ def test_recovery_and_accuracy_tables_adjust_per_family_and_agree():
         if label != "silu":
             assert rows[label]["verdict_accuracy"] == rec["recovered"][f"{label}/finetune"]["map50_95_verdict"]
             assert rows[label]["accuracy_holm_tests"] == 3
+    assert "(the variants against `silu`, as in the `finetune` rows of the recovery table: 3 tests)" in (
+        _accuracy_section(c, rows, cells)
+    )
     text = _recovery_section(c, SimpleNamespace(recovery=rec, swap={}))
     assert "Holm–Bonferroni-adjusted within each family (`finetune` rows: 3 tests; `distill` rows: 3 tests)" in text
     assert "(the variants, mAP50-95: 4 tests)" in text
