@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from yolo_leaky.summary import difference, difference_verdict
+from yolo_leaky.summary import difference, verdicts
 
 FIXED = ["recovery=[finetune]", "diagnostics=False", "runtimes=[ort-cpu]", "bench_seconds=2", "bench_imgsz=64"]
 
@@ -35,16 +35,17 @@ def main(extra: list[str]) -> None:
     rec_n, rec_f = naive["recovery"], fixed["recovery"]
     print(f"\nRecovery from the naive swap vs from the repaired swap (repair=fit+bn), {n_val} val images")
     print(f"{'variant':<16}{'start (naive -> repaired) mAP50-95':<38}{'after recovery: repaired - naive [95% CI]':<46}")
+    lines = []
     for label, row in rec_f["no_training"].items():
         if label == "silu":
             continue  # the control: no swap cost, no repair
         start_fixed = row["repairs"].get(row["start"], {}).get("metrics", row["after_swap"])["map50_95"]
         a = rec_f["recovered"][f"{label}/finetune"]["map50_95_values"]
         b = rec_n["recovered"][f"{label}/finetune"]["map50_95_values"]
-        d = difference(a, b, paired=True)
-        ci = "n/a" if d is None else f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-        verdict = difference_verdict(d, a + b, n_val, test="paired t")
-        start = f"{row['after_swap']['map50_95']:.3f} -> {start_fixed:.3f}"
+        lines.append((label, f"{row['after_swap']['map50_95']:.3f} -> {start_fixed:.3f}", a, b))
+    entries = [(difference(a, b, paired=True), a + b) for _, _, a, b in lines]
+    for (label, start, a, b), (d, _), verdict in zip(lines, entries, verdicts(entries, n_val)):  # Holm over variants
+        ci = "n/a" if d is None or d["no_spread"] else f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
         print(f"{label:<16}{start:<38}{ci:<46}{verdict}")
         print(f"{'':<16}naive {' '.join(f'{x:.3f}' for x in b)}  repaired {' '.join(f'{x:.3f}' for x in a)}")
 

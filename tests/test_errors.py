@@ -117,6 +117,7 @@ CASES = [
     ("compare-standin-other-data", ["compare", "weights=standin", "data=coco8.yaml"], "use data=shapes", None),
     ("compare-bad-recovery", ["compare", "recovery=[finetune,retrain]"], "recovery=", None),
     ("compare-bad-runtime", ["compare", "runtimes=[tensorrt]"], "unknown runtime", None),
+    ("compare-repeated-seed", ["compare", "seeds=[0,0]"], "repeats seed 0; list each seed once", None),
 ]
 
 

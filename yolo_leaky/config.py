@@ -289,6 +289,13 @@ def _validated(c: CompareConfig) -> CompareConfig:
             raise UserError(f"{key}={getattr(c, key)!r} must be a positive integer")
     if not c.seeds:
         raise UserError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
+    repeated = sorted({s for s in c.seeds if c.seeds.count(s) > 1})
+    if repeated:  # a repeated seed would be one cell twice, and count as two samples in every CI
+        unique = list(dict.fromkeys(c.seeds))
+        raise UserError(
+            f"seeds={c.seeds} repeats seed{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))}; "
+            f"list each seed once, e.g. seeds=[{','.join(map(str, unique))}]"
+        )
     bad = [r for r in c.runtimes if r not in RUNTIMES]
     if bad:
         raise UserError(f"unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")

@@ -270,7 +270,10 @@ def _recovery_section(c, summary: Summary) -> str:
         f"Every variant, SiLU included, is recovered for the same epochs from the same checkpoint, so each row "
         f"compares swap + recovery with just recovery. `finetune`: ordinary training. `distill`: Ultralytics' "
         f"distiller with the SiLU checkpoint as the frozen teacher of its own swapped copy (feature distillation "
-        f"on the neck, weighted by the teacher's scores). CI: Welch's t-interval over seeds.\n\n" + _table(header, body)
+        f"on the neck, weighted by the teacher's scores). CI: Welch's t-interval over seeds.\n\n"
+        + _table(header, body)
+        + "\n"
+        + _holm_note({f"`{m}` rows": rec["tests"][m]["map50_95"] for m in c.recovery}, base)
     )
     if rec["distill_minus_finetune"]:
         header = ["variant", "mAP50 distill − finetune [95% CI]", "mAP50-95 distill − finetune [95% CI]", "verdict"]
@@ -281,6 +284,8 @@ def _recovery_section(c, summary: Summary) -> str:
         text.append(
             "### What distillation buys over fine-tuning (same epochs, same seeds, paired by seed)\n\n"
             + _table(header, body)
+            + "\n"
+            + _holm_note({"the variants, mAP50-95": rec["tests"]["distill_minus_finetune"]["map50_95"]}, None)
         )
     text.append(
         "### Published anchors at COCO scale (context only; ours are never scaled to these)\n\n"
@@ -296,13 +301,35 @@ def _map_pair(m: dict | None) -> str:
 def _diff(d: dict | None) -> str:
     if not d:
         return "n/a (one seed)"
+    if d.get("no_spread"):
+        return f"{d['diff']:+.3f} (no spread across seeds: no interval)"
     return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def _holm_note(families: dict[str, int], control: str | None) -> str:
+    """One line under a table of verdicts: the correction they use, and over how many tests (counted in this run);
+    ``control``: the variant every test of a family compares against, if there is one."""
+    if not any(families.values()):
+        return "No comparison in this table reached a test (each verdict says why), so no correction applies.\n"
+    counts = "; ".join(f"{what}: {n} test{'s' if n != 1 else ''}" for what, n in families.items())
+    return (
+        f"Significance is Holm–Bonferroni-adjusted within each family ({counts}): a difference is called only when "
+        "its adjusted p < 0.05, which keeps the chance of any false call in a family at 5% whatever the dependence "
+        "between its tests" + (f" (they share the `{control}` control)" if control else "") + ". "
+        "Holm, not Bonferroni, because it calls at least as much "
+        "with the same guarantee; not a false-discovery rate (Benjamini–Hochberg) because each verdict may be acted "
+        "on alone. The intervals are unadjusted 95% intervals, so one that excludes 0 can still be not significant "
+        "here.\n"
+    )
 
 
 def _accuracy_section(c, rows, cells) -> str:
     header = ["variant", "mAP50", "mAP50-95", "precision", "recall", "seeds ok", f"vs {c.baseline} (mAP50-95)"]
     if c.protocol == "recover":
         header[0] = f"variant (recovered by {c.recovery[0]})"
+    family = f"the variants against `{c.baseline}`"
+    if c.protocol == "recover":
+        family += f", as in the `{c.recovery[0]}` rows of the recovery table"
     body = []
     for r in rows.values():
         line = [
@@ -320,6 +347,8 @@ def _accuracy_section(c, rows, cells) -> str:
         "same settings as every other accuracy figure here (a square imgsz x imgsz letterbox, `rect=False`, the "
         "input an exported static-shape model sees); no epoch was selected on the validation images.\n\n"
         + _table(header, body)
+        + "\n"
+        + _holm_note({family: max((r.get("accuracy_holm_tests") or 0 for r in rows.values()), default=0)}, c.baseline)
     )
     failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
     if failed:
@@ -450,7 +479,8 @@ def _int8_section(c, summary: Summary) -> str:
     text.append(
         f"The SiLU control's drop per seed shows how stable the measure is; a variant's INT8 advantage is its drop "
         f"against SiLU's, with Welch's interval over seeds. Calibration identical across seeds: "
-        f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n"
+        f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n\n"
+        + _holm_note({f"drop against `{c.baseline}`'s": q["drop_vs_base_tests"]}, c.baseline)
     )
     sizes = sorted({t["imgsz"] for t in q["latency_settings"].values()} - {st["imgsz"]})
     if sizes:

@@ -35,23 +35,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def accuracy_verdict(variant: list[float], base: list[float], n_val: int | None) -> str:
-    """A verdict on mAP50-95 vs the baseline that never claims what seeds and data cannot support."""
+    """A verdict on mAP50-95 vs the baseline that never claims what seeds and data cannot support: Welch's test of
+    ``difference`` (one computation), for a single comparison (``verdicts`` adjusts a table's worth)."""
     if not variant or not base:
         return "no result"
-    if max(variant + base) < NO_SIGNAL:
-        return "no signal: mAP ~0 for both"
-    if n_val is None:
-        return "not significant: the validation image count is unknown"
-    if n_val < SMALL_VAL:
-        return f"not significant: only {n_val} validation images"
-    if len(variant) < 2 or len(base) < 2:
-        return "not significant: one seed"
-    from scipy import stats
-
-    p = float(stats.ttest_ind(variant, base, equal_var=False).pvalue)
-    if math.isnan(p) or p >= 0.05:
-        return f"not significant (Welch p={p:.2f}, {len(variant)} seeds)"
-    return f"{'higher' if np.mean(variant) > np.mean(base) else 'lower'} (Welch p={p:.3f}, {len(variant)} seeds)"
+    return difference_verdict(difference(variant, base), variant + base, n_val)
 
 
 # Published COCO val2017 mAP50-95, SiLU -> variant, with sources (../shared/notes/user-asks-and-anchors.md). Shown
@@ -80,10 +68,28 @@ PUBLISHED_ANCHORS = (
 )
 
 
+NO_SPREAD = "no spread across seeds: cannot test"
+ALPHA = 0.05  # each table's family-wise error rate (Holm–Bonferroni within the table)
+
+
 def difference(a: list[float], b: list[float], paired: bool = False) -> dict | None:
-    """Mean difference ``a - b`` with a 95% t-interval and its p-value: Welch's (unequal variances) for independent
-    samples, or over per-seed differences when ``paired`` (``a[i]`` and ``b[i]`` share a seed). None with fewer than
-    two values on a side (no spread is known)."""
+    """Mean difference ``a - b`` with a 95% t-interval and its two-sided p-value: Welch's (unequal variances,
+    Welch–Satterthwaite df) for independent samples, or the paired t over per-seed differences when ``paired``
+    (``a[i]`` and ``b[i]`` share a seed). The interval and p come from one standard error and one df, so the
+    interval excludes 0 exactly when p < 0.05. None with fewer than two values on a side (no spread is known).
+
+    Zero spread: when the standard error is zero (every value identical within each side or, paired, every per-seed
+    difference identical, up to float rounding) the seeds carry no information about the noise, and any t would be
+    infinite or rounding noise (scipy gives p = NaN, or p ~ 1e-17 from a rounding residue). There is then no test:
+    ``no_spread`` is True and ``p``, ``low`` and ``high`` are NaN; the verdict says ``NO_SPREAD``. Zero spread on
+    only *one* side of Welch's test is not degenerate and is tested: the other side's spread still estimates the
+    noise, the standard error is that side's alone and the Welch–Satterthwaite df falls to that side's n − 1, i.e. a
+    one-sample t-test against the constant side. That is exact when the constant side does not vary with the seed
+    (a deterministic stage), and with a wider interval than pooling would give.
+
+    Keys: ``diff``, ``low``, ``high``, ``p``, ``n`` (values in ``a``), ``paired`` (stable; read by the report and the
+    benchmarks), and ``n_b``, ``se``, ``df``, ``test`` ("Welch" or "paired t"), ``no_spread``.
+    """
     from scipy import stats
 
     a, b = [float(x) for x in a], [float(x) for x in b]
@@ -91,19 +97,45 @@ def difference(a: list[float], b: list[float], paired: bool = False) -> dict | N
         return None
     if paired:
         d = np.subtract(a, b)
-        mean, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1
-        p = float(stats.ttest_rel(a, b).pvalue) if se > 0 else (1.0 if mean == 0 else 0.0)
+        mean, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), float(len(d) - 1)
     else:
-        va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-        mean, se = float(np.mean(a) - np.mean(b)), float(math.sqrt(va + vb))
-        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se > 0 else (1.0 if mean == 0 else 0.0)
-    half = float(stats.t.ppf(0.975, df)) * se if se > 0 else 0.0
-    return {"diff": mean, "low": mean - half, "high": mean + half, "p": p, "n": len(a), "paired": paired}
+        va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
+        mean, se = float(np.mean(a) - np.mean(b)), math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else float("nan")
+    scale = max(abs(x) for x in a + b)
+    no_spread = not math.isnan(se) and se <= 1e-12 * max(scale, 1e-300)
+    out = {"diff": mean, "n": len(a), "paired": paired, "n_b": len(b), "se": se, "df": df}
+    out.update(test="paired t" if paired else "Welch", no_spread=no_spread)
+    if no_spread:
+        return {**out, "low": float("nan"), "high": float("nan"), "p": float("nan")}
+    half = float(stats.t.ppf(0.975, df)) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, df))
+    return {**out, "low": mean - half, "high": mean + half, "p": p}
 
 
-def difference_verdict(d: dict | None, values: list[float], n_val: int | None, test: str = "Welch") -> str:
-    """A verdict on a difference that never claims what seeds and data cannot support."""
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order (Holm 1979): sort ascending, multiply the i-th smallest
+    (i from 1) by m − i + 1, take the running maximum (step-down: an adjusted p is never below a smaller p's) and cap
+    at 1. Calling "significant" where the adjusted p < α keeps the chance of any false call among the m tests at α,
+    whatever the dependence between them (a table's comparisons share one SiLU control), and rejects at least what
+    Bonferroni does.
+
+    Examples:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if np.isnan(p).any():
+        raise ValueError(f"holm() got a NaN p-value: {pvalues} (untestable comparisons are not part of the family)")
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]))
+    out = np.empty(p.size)
+    out[order] = adjusted
+    return [float(x) for x in out]
+
+
+def _untestable(d: dict | None, values: list[float], n_val: int | None) -> str | None:
+    """The verdict of a comparison that reaches no test (and so is not counted in its table's family), else None."""
     if not values:
         return "no result"
     if max(values) < NO_SIGNAL:
@@ -114,9 +146,59 @@ def difference_verdict(d: dict | None, values: list[float], n_val: int | None, t
         return f"not significant: only {n_val} validation images"
     if d is None:
         return "not significant: one seed"
-    if math.isnan(d["p"]) or d["p"] >= 0.05:
-        return f"not significant ({test} p={d['p']:.2f}, {d['n']} seeds)"
-    return f"{'higher' if d['diff'] > 0 else 'lower'} ({test} p={d['p']:.3f}, {d['n']} seeds)"
+    if d.get("no_spread"):
+        return NO_SPREAD
+    if math.isnan(d["p"]):
+        return "no result: a value is not a number"
+    return None
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def verdicts(
+    entries: list[tuple[dict | None, list[float]]],
+    n_val: int | None,
+    test: str | None = None,
+    words: tuple[str, str] = ("higher", "lower"),
+) -> list[str]:
+    """Verdicts on one table's comparisons, each ``(difference(...), the mAP values its signal check reads)``.
+
+    The comparisons that reach a test form the table's family: their p-values are Holm-adjusted together (``holm``),
+    each such difference gets ``p_holm`` and ``holm_tests`` (the family's size), and a difference is called
+    ``words[0]`` (diff > 0) or ``words[1]`` (diff < 0) only when its adjusted p < ``ALPHA``. ``test`` names the test
+    in the verdict (default: the difference's own, "Welch" or "paired t").
+    """
+    gates = [_untestable(d, values, n_val) for d, values in entries]
+    family = [d for (d, _), gate in zip(entries, gates) if gate is None]
+    for d, adjusted in zip(family, holm([d["p"] for d in family])):
+        d["p_holm"], d["holm_tests"] = adjusted, len(family)
+    out = []
+    for (d, _), gate in zip(entries, gates):
+        if gate is not None:
+            out.append(gate)
+            continue
+        seeds = f"{d['n']} seeds" if d["n"] == d.get("n_b", d["n"]) else f"{d['n']} vs {d['n_b']} seeds"
+        holm_text = f", Holm-adjusted p={_p(d['p_holm'])} over {d['holm_tests']} tests" if d["holm_tests"] > 1 else ""
+        stat = f"({test or d.get('test', 'Welch')} p={_p(d['p'])}{holm_text}, {seeds})"
+        if d["p_holm"] >= ALPHA:
+            out.append(f"not significant {stat}")
+        else:
+            out.append(f"{words[0] if d['diff'] > 0 else words[1]} {stat}")
+    return out
+
+
+def difference_verdict(
+    d: dict | None,
+    values: list[float],
+    n_val: int | None,
+    test: str | None = None,
+    words: tuple[str, str] = ("higher", "lower"),
+) -> str:
+    """A verdict on one difference, a family of one (``verdicts`` for a table's worth), that never claims what seeds
+    and data cannot support."""
+    return verdicts([(d, values)], n_val, test, words)[0]
 
 
 def paired_ratio_ci(stats: dict) -> tuple[float, float, float]:
@@ -164,11 +246,7 @@ def variant_rows(
         if method is not None:
             row["recovery"] = method
             row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
-        row["verdict_accuracy"] = (
-            accuracy_verdict(_metric(cells, label, "map50_95", method), base_maps, n_val)
-            if label != c.baseline
-            else "baseline"
-        )
+        row["verdict_accuracy"] = "baseline" if label == c.baseline else None  # set below, Holm over the variants
         row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
         peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
         row["peak_cuda_mib"] = float(np.mean(peak)) / 2**20 if peak else None
@@ -191,6 +269,7 @@ def variant_rows(
         row["dead_or_negative_only"] = health.get("dead_or_negative_only")
         row["near_zero_grad"] = health.get("near_zero_grad")
         rows[label] = row
+    _accuracy_verdicts(c, cells, rows, base_maps, method, n_val)
     return rows
 
 
@@ -201,6 +280,23 @@ def untrained_note(source: dict | None) -> str | None:
         return None
     why = f"cell {source['cell']} failed" if source.get("cell") else "no cell completed"
     return f"untrained ({why}), measured as an untrained network"
+
+
+def _accuracy_verdicts(c: CompareConfig, cells: dict, rows: dict, base_maps: list, method, n_val) -> None:
+    """Each variant's mAP50-95 against the baseline's (Welch), Holm-adjusted over the variants. With
+    ``protocol=recover`` this is the family of the headline method's rows in the recovery table, so both tables give
+    the same verdicts."""
+    family = []
+    for label, row in rows.items():
+        if label != c.baseline:
+            maps = _metric(cells, label, "map50_95", method)
+            family.append((row, "verdict_accuracy", difference(maps, base_maps), maps + base_maps))
+    _set_verdicts(family, n_val)
+    for row, _, d, _ in family:  # flat keys: the rows are also results.csv
+        row["accuracy_p"], row["accuracy_p_holm"] = (d or {}).get("p"), (d or {}).get("p_holm")
+        row["accuracy_holm_tests"] = (d or {}).get("holm_tests")
+        if not row["seeds_ok"] or not base_maps:
+            row["verdict_accuracy"] = "no result"
 
 
 def headline_recovery(c: CompareConfig) -> str | None:
@@ -239,8 +335,9 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
             if "fit" in r:
                 entry["repairs"][repair]["fit"] = r["fit"]
         no_training[label] = entry
-    recovered = {}
+    recovered, tests = {}, {}
     for method in c.recovery:
+        family: dict = {m: [] for m in METRICS}  # one Holm family per method and metric: one verdict column's rows
         for spec in c.specs:
             label = spec.label
             out = {"variant": label, "recovery": method, "seeds": [v["seed"] for v in _ok(cells, label, method)]}
@@ -249,12 +346,13 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
                 out[f"{m}_mean"], out[f"{m}_std"] = mean_std(vals)
                 out[f"{m}_values"] = vals
                 if label != base:
-                    d = difference(vals, ref)
-                    out[f"{m}_vs_{base}"] = d
-                    out[f"{m}_verdict"] = difference_verdict(d, vals + ref, n_val)
+                    out[f"{m}_vs_{base}"] = difference(vals, ref)
+                    family[m].append((out, f"{m}_verdict", out[f"{m}_vs_{base}"], vals + ref))
             recovered[f"{label}/{method}"] = out
+        tests[method] = {m: _set_verdicts(family[m], n_val) for m in METRICS}
     distill_gain = {}
     if {"finetune", "distill"} <= set(c.recovery):
+        family = {m: [] for m in METRICS}
         for spec in c.specs:
             ft, ds = _ok(cells, spec.label, "finetune"), _ok(cells, spec.label, "distill")
             seeds = sorted({v["seed"] for v in ft} & {v["seed"] for v in ds})
@@ -262,11 +360,24 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
             for m in METRICS:
                 a = [next(v["metrics"][m] for v in ds if v["seed"] == s) for s in seeds]
                 b = [next(v["metrics"][m] for v in ft if v["seed"] == s) for s in seeds]
-                d = difference(a, b, paired=True)
-                out[m] = d
-                out[f"{m}_verdict"] = difference_verdict(d, a + b, n_val, test="paired t")
+                out[m] = difference(a, b, paired=True)
+                family[m].append((out, f"{m}_verdict", out[m], a + b))
             distill_gain[spec.label] = out
-    return {"no_training": no_training, "recovered": recovered, "distill_minus_finetune": distill_gain}
+        tests["distill_minus_finetune"] = {m: _set_verdicts(family[m], n_val) for m in METRICS}
+    return {
+        "no_training": no_training,
+        "recovered": recovered,
+        "distill_minus_finetune": distill_gain,
+        "tests": tests,  # Holm family sizes (tests made): {method: {metric: n}, "distill_minus_finetune": {metric: n}}
+    }
+
+
+def _set_verdicts(family: list[tuple[dict, str, dict | None, list[float]]], n_val: int | None, **kw) -> int:
+    """Write the verdicts of one table's family, each entry ``(row, verdict key, difference, signal values)``, Holm-
+    adjusted together (``verdicts``; ``kw`` goes to it); return how many comparisons reached a test."""
+    for (row, key, _, _), verdict in zip(family, verdicts([(d, values) for _, _, d, values in family], n_val, **kw)):
+        row[key] = verdict
+    return sum(1 for _, _, d, _ in family if d and "p_holm" in d)
 
 
 def dataset_facts(data: str) -> tuple[int | None, dict]:
@@ -349,11 +460,14 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
                 "int8_precisions": ov["fusion_int8"]["precisions"],
             }
         rows[label] = row
+    family = []
     for label, row in rows.items():
         if label != base and base in rows:
-            d = difference(row["deploy_drops"], rows[base]["deploy_drops"])
-            row["deploy_drop_vs_base"] = d
-            row["deploy_drop_verdict"] = difference_verdict(d, row["fp32_values"] + rows[base]["fp32_values"], n_val)
+            row["deploy_drop_vs_base"] = difference(row["deploy_drops"], rows[base]["deploy_drops"])
+            signal = row["fp32_values"] + rows[base]["fp32_values"]
+            family.append((row, "deploy_drop_verdict", row["deploy_drop_vs_base"], signal))
+    # drop − SiLU's drop > 0: the variant's INT8 mAP falls by less than SiLU's
+    drop_tests = _set_verdicts(family, n_val, words=(f"loses less than {base}", f"loses more than {base}"))
     latency, timed = {}, {}
     timed_seed = next((int(seed) for seed, r in int8["seeds"].items() if r.get("latency")), None)
     for runtime, res in int8.get("latency", {}).items():
@@ -388,6 +502,7 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
         "calibration": first["calibration"],
         "settings": first["settings"],
         "skipped": first.get("skipped", {}),
+        "drop_vs_base_tests": drop_tests,  # Holm family size of the deploy drop − baseline's drop verdicts
         "calibration_identical_across_seeds": len({r["calibration"]["digest"] for r in int8["seeds"].values()}) == 1,
     }
 
