@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from yolo_leaky.testhold import ENV as HOLD_ENV
+from yolo_leaky.testhold import marker
+
 pytestmark = pytest.mark.slow
 SMALL = [
     "protocol=scratch",
@@ -31,25 +34,29 @@ def run(cmd, cwd, timeout=900):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
-def _kill_at(cmd, cwd, markers, sig):
-    """Start ``cmd``; once lines containing each of ``markers`` have appeared, in order, send ``sig`` at once.
+def _kill_at(cmd, cwd, hold, sig, while_held=None):
+    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.testhold``): the run stops inside the
+    stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
+    ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU.
 
-    Each marker is printed as a stage starts, and the stage lasts far longer than a signal takes to arrive (a cell's
-    loading and training, ``bench_seconds`` of timing, the report's plots), so no delay tuned to one CPU's speed is
-    needed."""
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
-    )
-    seen, waiting = [], list(markers)
-    for line in proc.stdout:
-        seen.append(line)
-        if waiting and waiting[0] in line:
-            waiting.pop(0)
-        if not waiting:
-            proc.send_signal(sig)
-            break
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, "".join(seen) + (out or "")
+    Returns:
+        The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", HOLD_ENV: hold}
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen, held, during = [], False, None
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker(hold) in line:
+                held = True
+                during = while_held(proc.pid) if while_held else None
+                proc.send_signal(sig)
+                break
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(seen) + (out or ""), held, during
 
 
 def _json_files_parse(run_dir: Path) -> int:
@@ -63,10 +70,13 @@ def _done_cells(run_dir: Path) -> dict:
     return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*/cell.json")}
 
 
+# (name, hold point inside the stage, signal, (a file the stage has written, one it has not yet)): the second cell
+# killed after its first training batch, the ORT benchmark interrupted after its first timed block, the report killed
+# with results.json written but not report.md
 KILL_POINTS = [
-    ("sigkill-mid-training", ["[cell 2/3]"], signal.SIGKILL),
-    ("sigint-mid-benchmark", ["[speed] ort-cpu"], signal.SIGINT),
-    ("sigkill-mid-report", ["[report]"], signal.SIGKILL),
+    ("sigkill-mid-training", "cell:relu-s0", signal.SIGKILL, ("cells/relu-s0/train", "cells/relu-s0/cell.json")),
+    ("sigint-mid-benchmark", "benchmark:ort-cpu", signal.SIGINT, ("onnx/relu", "speed.json")),
+    ("sigkill-mid-report", "report", signal.SIGKILL, ("results.json", "report.md")),
 ]
 
 
@@ -75,17 +85,19 @@ def finished(tmp_path_factory):
     """One small comparison through the real CLI, killed at three points and resumed each time."""
     project = tmp_path_factory.mktemp("compare")
     run_dir, stages = project / "small", []
-    for name, markers, sig in KILL_POINTS:
+    for name, hold, sig, mid in KILL_POINTS:
         before = _done_cells(run_dir)
-        code, out = _kill_at(compare_cmd(project, "small"), project, markers, sig)
+        code, out, held, _ = _kill_at(compare_cmd(project, "small"), project, hold, sig)
         stages.append(
             {
                 "name": name,
                 "code": code,
                 "out": out,
+                "held": held,
                 "cells_before": before,
                 "cells_after": _done_cells(run_dir),
                 "json_ok": _json_files_parse(run_dir),
+                "mid": [(run_dir / path).exists() for path in mid],
             }
         )
     before = _done_cells(run_dir)
@@ -98,7 +110,9 @@ def finished(tmp_path_factory):
 def test_killed_run_leaves_consistent_files_and_resumes(finished, stage):
     _, _, stages, _ = finished
     record = stages[stage]
-    assert record["code"] != 0, record["out"][-2000:]
+    assert record["held"], record["out"][-2000:]  # the signal came while the run held inside the stage
+    assert record["code"] == (130 if KILL_POINTS[stage][2] == signal.SIGINT else -signal.SIGKILL), record["out"][-2000:]
+    assert record["mid"] == [True, False]  # killed inside the stage: part of its files written, not all
     assert record["json_ok"] >= 1
     if KILL_POINTS[stage][2] == signal.SIGINT:
         assert "interrupted" in record["out"] and "Traceback" not in record["out"]
@@ -111,6 +125,7 @@ def test_killed_run_leaves_consistent_files_and_resumes(finished, stage):
 def test_final_run_reuses_every_cell(finished):
     run_dir, result, stages, before = finished
     assert stages[0]["cells_after"].keys() == {"silu-s0"}  # killed while the second cell trained
+    assert "[cell 2/3] relu-s0: training" in stages[0]["out"]
     assert result.stdout.count("reusing completed result") == 3
     assert _done_cells(run_dir) == before
 

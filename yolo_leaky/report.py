@@ -22,6 +22,7 @@ from .summary import (
     paired_ratio_ci,
     speed_verdict,
 )
+from .testhold import hold_point
 
 # ---------------------------------------------------------------- writing
 
@@ -50,6 +51,7 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "plots": plots,
         },
     )
+    hold_point("report")  # tests only (testhold): killed with results.json written, report.md not yet
     atomic.write_text(run / "results.csv", _csv(summary.rows))
     return atomic.write_text(run / "report.md", render_markdown(c, summary, plots))
 
