@@ -1,5 +1,6 @@
 """The real comparison pipeline on COCO8 (quick settings): report contents, reuse, interruption and resume."""
 
+import hashlib
 import json
 import math
 import os
@@ -70,6 +71,30 @@ def _done_cells(run_dir: Path) -> dict:
     return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*/cell.json")}
 
 
+def _snapshot(root: Path) -> dict:
+    """Every file and folder under ``root``: modification time, and the contents' digest for files."""
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "",
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _rivals(project: Path):
+    """While the run holds its folder: the same command again, and one with other settings and ``--force`` (which
+    would empty the folder were it not in use); each must be refused before it touches anything."""
+
+    def start(pid: int) -> dict:
+        before = _snapshot(project)
+        same = run(compare_cmd(project, "small"), cwd=project)
+        forced = run([*compare_cmd(project, "small", "epochs=2"), "--force"], cwd=project)
+        return {"pid": pid, "results": [same, forced], "before": before, "after": _snapshot(project)}
+
+    return start
+
+
 # (name, hold point inside the stage, signal, (a file the stage has written, one it has not yet)): the second cell
 # killed after its first training batch, the ORT benchmark interrupted after its first timed block, the report killed
 # with results.json written but not report.md
@@ -82,18 +107,21 @@ KILL_POINTS = [
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """One small comparison through the real CLI, killed at three points and resumed each time."""
+    """One small comparison through the real CLI, killed at three points and resumed each time; while the first
+    run holds, two rivals try the same folder."""
     project = tmp_path_factory.mktemp("compare")
     run_dir, stages = project / "small", []
-    for name, hold, sig, mid in KILL_POINTS:
+    for k, (name, hold, sig, mid) in enumerate(KILL_POINTS):
         before = _done_cells(run_dir)
-        code, out, held, _ = _kill_at(compare_cmd(project, "small"), project, hold, sig)
+        cmd = compare_cmd(project, "small")
+        code, out, held, rivals = _kill_at(cmd, project, hold, sig, while_held=_rivals(project) if k == 0 else None)
         stages.append(
             {
                 "name": name,
                 "code": code,
                 "out": out,
                 "held": held,
+                "rivals": rivals,
                 "cells_before": before,
                 "cells_after": _done_cells(run_dir),
                 "json_ok": _json_files_parse(run_dir),
@@ -128,6 +156,25 @@ def test_final_run_reuses_every_cell(finished):
     assert "[cell 2/3] relu-s0: training" in stages[0]["out"]
     assert result.stdout.count("reusing completed result") == 3
     assert _done_cells(run_dir) == before
+
+
+def test_a_folder_in_use_is_refused_and_a_killed_run_leaves_it_free(finished):
+    """Two runs on one folder: while the first holds it (mid-training), the same command and a ``--force`` run with
+    other settings each exit 2 with one line naming the first run's PID and the way out, and leave every file and
+    folder as it was; once the first is SIGKILLed, the next run takes the folder and resumes from its cells."""
+    _, _, stages, _ = finished
+    rivals = stages[0]["rivals"]
+    for result in rivals["results"]:
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Traceback" not in result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("yolo-leaky: error: "), result.stderr
+        assert "is in use by another yolo-leaky compare run" in lines[0]
+        assert f"PID {rivals['pid']} " in lines[0] and "name=<another name>" in lines[0], lines[0]
+    assert rivals["after"] == rivals["before"]  # nothing written, rewritten or removed, --force included
+    # the first run died by SIGKILL holding the folder: the next one takes it and reuses the finished cell
+    assert stages[0]["code"] == -signal.SIGKILL and "in use" not in stages[1]["out"]
+    assert "[cell 1/3] silu-s0: reusing completed result" in stages[1]["out"]
 
 
 def test_report_has_every_variant_with_finite_ratios(finished):
