@@ -177,6 +177,38 @@ def test_a_folder_in_use_is_refused_and_a_killed_run_leaves_it_free(finished):
     assert "[cell 1/3] silu-s0: reusing completed result" in stages[1]["out"]
 
 
+HOLDS_AND_FORKS = """
+import os, signal, sys, time
+from pathlib import Path
+from yolo_leaky.compare import lock_run_dir
+run = Path(sys.argv[1])
+lock_run_dir(run)
+child = os.fork()  # as a DataLoader worker is forked
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+(run.parent / "child.pid").write_text(str(child))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+TAKES = "import sys, pathlib, yolo_leaky.compare as c; c.lock_run_dir(pathlib.Path(sys.argv[1]))"
+
+
+def test_a_forked_child_does_not_keep_a_killed_runs_folder_locked(tmp_path):
+    """A run that forked a child and was SIGKILLed: the child lives on, the folder is free (a forked child would
+    otherwise share the lock, and keep it, for as long as it lives)."""
+    run_dir = tmp_path / "exp"
+    with open(tmp_path / "holder.err", "w") as err:  # a file, not a pipe: the child keeps it open
+        holder = subprocess.run([sys.executable, "-c", HOLDS_AND_FORKS, str(run_dir)], stdout=err, stderr=err)
+    assert holder.returncode == -signal.SIGKILL, (tmp_path / "holder.err").read_text()[-2000:]
+    child = int((tmp_path / "child.pid").read_text())
+    try:
+        os.kill(child, 0)  # still alive
+        taker = subprocess.run([sys.executable, "-c", TAKES, str(run_dir)], capture_output=True, text=True)
+        assert taker.returncode == 0, taker.stderr[-2000:]
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_report_has_every_variant_with_finite_ratios(finished):
     run_dir = finished[0]
     results = json.loads((run_dir / "results.json").read_text())

@@ -108,11 +108,26 @@ def take_run_dir(c: CompareConfig, force: bool, contents: dict | None = None) ->
 def _empty(folder: Path) -> None:
     """Remove what ``folder`` holds but keep the folder: ``lock_run_dir``'s lock is on the folder itself."""
     for p in folder.iterdir():
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 HOLDER = "lock.json"  # who holds the run folder: read only when another run finds it locked
 _held: dict[Path, int] = {}  # run folders this process holds: resolved path -> descriptor of the locked folder
+
+
+def _drop_in_child() -> None:
+    # a forked child (a DataLoader worker) shares the lock; holding it past the parent's death would leave it stuck
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if fcntl is not None:
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def lock_run_dir(run: Path) -> None:
