@@ -1,5 +1,6 @@
 """The real comparison pipeline on COCO8 (quick settings): report contents, reuse, interruption and resume."""
 
+import hashlib
 import json
 import math
 import os
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from yolo_leaky.testhold import ENV as HOLD_ENV
+from yolo_leaky.testhold import marker
 
 pytestmark = pytest.mark.slow
 SMALL = [
@@ -31,25 +35,29 @@ def run(cmd, cwd, timeout=900):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
-def _kill_at(cmd, cwd, markers, sig):
-    """Start ``cmd``; once lines containing each of ``markers`` have appeared, in order, send ``sig`` at once.
+def _kill_at(cmd, cwd, hold, sig, while_held=None):
+    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.testhold``): the run stops inside the
+    stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
+    ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU.
 
-    Each marker is printed as a stage starts, and the stage lasts far longer than a signal takes to arrive (a cell's
-    loading and training, ``bench_seconds`` of timing, the report's plots), so no delay tuned to one CPU's speed is
-    needed."""
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
-    )
-    seen, waiting = [], list(markers)
-    for line in proc.stdout:
-        seen.append(line)
-        if waiting and waiting[0] in line:
-            waiting.pop(0)
-        if not waiting:
-            proc.send_signal(sig)
-            break
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, "".join(seen) + (out or "")
+    Returns:
+        The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", HOLD_ENV: hold}
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen, held, during = [], False, None
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker(hold) in line:
+                held = True
+                during = while_held(proc.pid) if while_held else None
+                proc.send_signal(sig)
+                break
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(seen) + (out or ""), held, during
 
 
 def _json_files_parse(run_dir: Path) -> int:
@@ -63,29 +71,61 @@ def _done_cells(run_dir: Path) -> dict:
     return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*/cell.json")}
 
 
+def _snapshot(root: Path) -> dict:
+    """Every file and folder under ``root``: modification time, and the contents' digest for files."""
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "",
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _rivals(project: Path):
+    """While the run holds its folder: the same command again, and one with other settings and ``--force`` (which
+    would empty the folder were it not in use); each must be refused before it touches anything."""
+
+    def start(pid: int) -> dict:
+        before = _snapshot(project)
+        same = run(compare_cmd(project, "small"), cwd=project)
+        forced = run([*compare_cmd(project, "small", "epochs=2"), "--force"], cwd=project)
+        return {"pid": pid, "results": [same, forced], "before": before, "after": _snapshot(project)}
+
+    return start
+
+
+# (name, hold point inside the stage, signal, (a file the stage has written, one it has not yet)): the second cell
+# killed after its first training batch, the ORT benchmark interrupted after its first timed block, the report killed
+# with results.json written but not report.md
 KILL_POINTS = [
-    ("sigkill-mid-training", ["[cell 2/3]"], signal.SIGKILL),
-    ("sigint-mid-benchmark", ["[speed] ort-cpu"], signal.SIGINT),
-    ("sigkill-mid-report", ["[report]"], signal.SIGKILL),
+    ("sigkill-mid-training", "cell:relu-s0", signal.SIGKILL, ("cells/relu-s0/train", "cells/relu-s0/cell.json")),
+    ("sigint-mid-benchmark", "benchmark:ort-cpu", signal.SIGINT, ("onnx/relu", "speed.json")),
+    ("sigkill-mid-report", "report", signal.SIGKILL, ("results.json", "report.md")),
 ]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """One small comparison through the real CLI, killed at three points and resumed each time."""
+    """One small comparison through the real CLI, killed at three points and resumed each time; while the first
+    run holds, two rivals try the same folder."""
     project = tmp_path_factory.mktemp("compare")
     run_dir, stages = project / "small", []
-    for name, markers, sig in KILL_POINTS:
+    for k, (name, hold, sig, mid) in enumerate(KILL_POINTS):
         before = _done_cells(run_dir)
-        code, out = _kill_at(compare_cmd(project, "small"), project, markers, sig)
+        cmd = compare_cmd(project, "small")
+        code, out, held, rivals = _kill_at(cmd, project, hold, sig, while_held=_rivals(project) if k == 0 else None)
         stages.append(
             {
                 "name": name,
                 "code": code,
                 "out": out,
+                "held": held,
+                "rivals": rivals,
                 "cells_before": before,
                 "cells_after": _done_cells(run_dir),
                 "json_ok": _json_files_parse(run_dir),
+                "mid": [(run_dir / path).exists() for path in mid],
             }
         )
     before = _done_cells(run_dir)
@@ -98,7 +138,9 @@ def finished(tmp_path_factory):
 def test_killed_run_leaves_consistent_files_and_resumes(finished, stage):
     _, _, stages, _ = finished
     record = stages[stage]
-    assert record["code"] != 0, record["out"][-2000:]
+    assert record["held"], record["out"][-2000:]  # the signal came while the run held inside the stage
+    assert record["code"] == (130 if KILL_POINTS[stage][2] == signal.SIGINT else -signal.SIGKILL), record["out"][-2000:]
+    assert record["mid"] == [True, False]  # killed inside the stage: part of its files written, not all
     assert record["json_ok"] >= 1
     if KILL_POINTS[stage][2] == signal.SIGINT:
         assert "interrupted" in record["out"] and "Traceback" not in record["out"]
@@ -111,8 +153,60 @@ def test_killed_run_leaves_consistent_files_and_resumes(finished, stage):
 def test_final_run_reuses_every_cell(finished):
     run_dir, result, stages, before = finished
     assert stages[0]["cells_after"].keys() == {"silu-s0"}  # killed while the second cell trained
+    assert "[cell 2/3] relu-s0: training" in stages[0]["out"]
     assert result.stdout.count("reusing completed result") == 3
     assert _done_cells(run_dir) == before
+
+
+def test_a_folder_in_use_is_refused_and_a_killed_run_leaves_it_free(finished):
+    """Two runs on one folder: while the first holds it (mid-training), the same command and a ``--force`` run with
+    other settings each exit 2 with one line naming the first run's PID and the way out, and leave every file and
+    folder as it was; once the first is SIGKILLed, the next run takes the folder and resumes from its cells."""
+    _, _, stages, _ = finished
+    rivals = stages[0]["rivals"]
+    for result in rivals["results"]:
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Traceback" not in result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("yolo-leaky: error: "), result.stderr
+        assert "is in use by another yolo-leaky compare run" in lines[0]
+        assert f"PID {rivals['pid']} " in lines[0] and "name=<another name>" in lines[0], lines[0]
+    assert rivals["after"] == rivals["before"]  # nothing written, rewritten or removed, --force included
+    # the first run died by SIGKILL holding the folder: the next one takes it and reuses the finished cell
+    assert stages[0]["code"] == -signal.SIGKILL and "in use" not in stages[1]["out"]
+    assert "[cell 1/3] silu-s0: reusing completed result" in stages[1]["out"]
+
+
+HOLDS_AND_FORKS = """
+import os, signal, sys, time
+from pathlib import Path
+from yolo_leaky.compare import lock_run_dir
+run = Path(sys.argv[1])
+lock_run_dir(run)
+child = os.fork()  # as a DataLoader worker is forked
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+(run.parent / "child.pid").write_text(str(child))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+TAKES = "import sys, pathlib, yolo_leaky.compare as c; c.lock_run_dir(pathlib.Path(sys.argv[1]))"
+
+
+def test_a_forked_child_does_not_keep_a_killed_runs_folder_locked(tmp_path):
+    """A run that forked a child and was SIGKILLed: the child lives on, the folder is free (a forked child would
+    otherwise share the lock, and keep it, for as long as it lives)."""
+    run_dir = tmp_path / "exp"
+    with open(tmp_path / "holder.err", "w") as err:  # a file, not a pipe: the child keeps it open
+        holder = subprocess.run([sys.executable, "-c", HOLDS_AND_FORKS, str(run_dir)], stdout=err, stderr=err)
+    assert holder.returncode == -signal.SIGKILL, (tmp_path / "holder.err").read_text()[-2000:]
+    child = int((tmp_path / "child.pid").read_text())
+    try:
+        os.kill(child, 0)  # still alive
+        taker = subprocess.run([sys.executable, "-c", TAKES, str(run_dir)], capture_output=True, text=True)
+        assert taker.returncode == 0, taker.stderr[-2000:]
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def test_report_has_every_variant_with_finite_ratios(finished):

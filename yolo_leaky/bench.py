@@ -61,6 +61,7 @@ from torch import nn
 from .errors import UserError
 from .spec import parse_act
 from .swap import YAML_KEY
+from .testhold import hold_point
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu")
 MIN_ROUNDS = 30  # per benchmark with one block (and the floor of a block's share)
@@ -257,6 +258,7 @@ def benchmark(
         parts.append(part)
         block_of_round += [block] * len(part[labels[0]])
         wall += spent
+        hold_point(f"benchmark:{runtime}")  # tests only (testhold): interrupted after a timed block
     samples = {k: np.concatenate([p[k] for p in parts]) for k in labels}
     blocks_index = np.asarray(block_of_round, dtype=np.int64)
     stats = latency_stats(samples, baseline, seed=seed, block_of_round=blocks_index)

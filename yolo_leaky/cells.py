@@ -26,6 +26,7 @@ from .executor import Job, execute
 from .loading import load
 from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
+from .testhold import hold_point, requested
 
 METRIC_KEYS = {
     "precision": "metrics/precision(B)",
@@ -210,6 +211,8 @@ def run_cell(job: dict, folder: Path) -> dict:
         start = inputs.get("start") or job["model"]
         yolo = load(start) if method is not None else load(start, act=spec)  # a start checkpoint is swapped already
         yolo.add_callback("on_train_start", _record_census(result))
+        if requested(f"cell:{job['key']}"):  # tests only: stop after the first training batch (testhold)
+            yolo.add_callback("on_train_batch_end", lambda trainer: hold_point(f"cell:{job['key']}"))
         extra = {}
         if method == "distill":
             extra["distill_model"] = inputs["teacher"]

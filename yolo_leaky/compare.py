@@ -13,7 +13,9 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -52,8 +54,10 @@ from .summary import Summary, headline_recovery, summarize
 from .synthetic import FORMAT_VERSION
 from .version import __version__
 
-# ---------------------------------------------------------------- run folder
-
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, run folders are not locked
+    fcntl = None
 
 # ---------------------------------------------------------------- run folder
 
@@ -91,15 +95,116 @@ def prepare_run_dir(c: CompareConfig, force: bool, contents: dict | None = None)
             raise UserError(
                 f"{run} holds results from different settings ({diff}); use name=<new name>, or --force to discard them"
             )
-        shutil.rmtree(run)
+        _empty(run)
     elif saved is None and run.exists() and any(run.iterdir()) and not force:
         raise UserError(
             f"{run} exists but is not a yolo-leaky compare run; use name=<new name>, or --force to replace it"
         )
     elif saved is None and run.exists() and force:
-        shutil.rmtree(run)
+        _empty(run)
     atomic.write_json(run / "settings.json", wanted)
     return run
+
+
+def take_run_dir(c: CompareConfig, force: bool, contents: dict | None = None) -> Path:
+    """``prepare_run_dir`` under this process's lock on the folder (``lock_run_dir``), taken first: a folder in use
+    is refused before it is read, removed (``--force``) or written."""
+    lock_run_dir(c.run_dir)
+    run = prepare_run_dir(c, force, contents)
+    record_holder(run)
+    return run
+
+
+def _empty(folder: Path) -> None:
+    """Remove what ``folder`` holds but keep the folder: ``lock_run_dir``'s lock is on the folder itself."""
+    for p in folder.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+HOLDER = "lock.json"  # who holds the run folder: read only when another run finds it locked
+_held: dict[Path, int] = {}  # run folders this process holds: resolved path -> descriptor of the locked folder
+
+
+def _drop_in_child() -> None:
+    # a forked child (a DataLoader worker) shares the lock; holding it past the parent's death would leave it stuck
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if fcntl is not None:
+    os.register_at_fork(after_in_child=_drop_in_child)
+
+
+def lock_run_dir(run: Path) -> None:
+    """Take the run folder for this process before anything in it is read, removed or written.
+
+    An exclusive ``flock`` on the folder itself (created if missing; nothing is written into it), held until
+    ``release_run_dir``. The OS drops it when the process dies, SIGKILL included, so a killed run never leaves the
+    folder locked. A folder that another live process holds is refused in one line naming that process (``HOLDER``,
+    written by ``record_holder``). Ray workers write into their own temp folders; only the driver takes the lock.
+
+    Raises:
+        UserError: Another process holds the folder, or it cannot be created.
+    """
+    key = Path(run).resolve()
+    if key in _held or fcntl is None:
+        return
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run, os.O_RDONLY)
+    except OSError as e:
+        raise UserError(f"cannot create {run} ({e.strerror}); choose a writable project= folder") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(_in_use(run)) from None
+    except OSError as e:  # a file system without flock (some network mounts): run, but say it is unguarded
+        os.close(fd)
+        say(f"yolo-leaky compare: cannot lock {run} ({e.strerror}); make sure no other run uses this name")
+        return
+    _held[key] = fd
+
+
+def record_holder(run: Path) -> None:
+    """Write who holds ``run`` (PID, host, start time) for a refused run to name."""
+    if Path(run).resolve() in _held:
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
+        atomic.write_json(run / HOLDER, {"pid": os.getpid(), "host": socket.gethostname(), "started": started})
+
+
+def release_run_dir(run: Path) -> None:
+    """Give up the lock that ``lock_run_dir`` took (no-op when this process does not hold ``run``)."""
+    fd = _held.pop(Path(run).resolve(), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            (run / HOLDER).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _in_use(run: Path) -> str:
+    """The refusal of a folder that another process holds, naming it from ``HOLDER`` when it is recorded."""
+    info, who, wait = atomic.read_json(run / HOLDER), "", "it"
+    with contextlib.suppress(TypeError, KeyError, ValueError):
+        pid, host, started = int(info["pid"]), str(info["host"]), str(info["started"])
+        alive = True
+        if host == socket.gethostname():  # a dead holder's record: the live one has not written its own yet
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                pass
+        if alive:
+            who, wait = f" (PID {pid} on {host}, started {started})", f"PID {pid}"
+    return (
+        f"{run} is in use by another yolo-leaky compare run{who}; use name=<another name>, or wait for {wait} to finish"
+    )
 
 
 # ---------------------------------------------------------------- cost, speed, diagnostics
@@ -331,13 +436,21 @@ def resolve_weights(c: CompareConfig) -> tuple[str | None, dict | None]:
 
 
 def run_compare(c: CompareConfig, force: bool = False) -> Path:
-    """Run the whole comparison and return the report path."""
+    """Run the whole comparison and return the report path; the run folder stays locked for this process until it
+    returns (``lock_run_dir``), so a second run on it is refused before it touches anything."""
+    try:
+        return _run_compare(c, force)
+    finally:
+        release_run_dir(c.run_dir)
+
+
+def _run_compare(c: CompareConfig, force: bool) -> Path:
     located = locate_data(c.data)  # every check that can fail on user input runs before anything is written
     check_model_source(c.model)  # a missing file, or a YAML that carries code, stops here
     if c.path_note:
         say(f"yolo-leaky compare: weights=auto -> {c.weights} on {c.data}: {c.path_note}")
     check_weights(c, located)
-    run = prepare_run_dir(c, force, contents=content_fingerprint(c, located))
+    run = take_run_dir(c, force, contents=content_fingerprint(c, located))
     weights, standin = resolve_weights(c)
     if weights is not None:
         c = dataclasses.replace(c, weights=str(weights))  # the stages load the resolved file

@@ -24,6 +24,7 @@ from .summary import (
     untrained_note,
 )
 from .synthetic import CLASSES as SHAPE_CLASSES
+from .testhold import hold_point
 
 # the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
 DOC_LABEL = "Documentation (from"
@@ -55,6 +56,7 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "plots": plots,
         },
     )
+    hold_point("report")  # tests only (testhold): killed with results.json written, report.md not yet
     atomic.write_text(run / "results.csv", _csv(summary.rows))
     return atomic.write_text(run / "report.md", render_markdown(c, summary, plots))
 
