@@ -192,6 +192,12 @@ def test_cells_are_scored_on_the_final_epoch_with_the_recipe(recover_run):
 
 
 def test_identity_floor_is_the_same_network(recover_run):
+    """The floor is the baseline's trained cell (silu, seed 0, the first recovery method) with every activation
+    set to identity: its weights equal that cell's tensor by tensor, not merely in shape (another variant's
+    weights, the fallback when the baseline's cell failed, have the same shapes)."""
+    import torch
+
+    from yolo_leaky import load, take_census
     from yolo_leaky.cells import variant_models
     from yolo_leaky.config import CompareConfig
 
@@ -207,8 +213,14 @@ def test_identity_floor_is_the_same_network(recover_run):
         variants=["silu", "relu"],
         seeds=[0, 1],
         project=str(run_dir.parent),
-        name="rec",
+        name=run_dir.name,
     )
     models = variant_models(c, results["cells"])
     shapes = {name: {k: v.shape for k, v in m.model.state_dict().items()} for name, m in models.items()}
     assert shapes["identity"] == shapes["silu"] == shapes["relu"]
+    assert dict(take_census(models["identity"].model).sites) == {"Identity": 77}
+    floor = models["identity"].model.state_dict()
+    trained = load(results["cells"]["silu-finetune-s0"]["weights"]).model.state_dict()
+    assert floor.keys() == trained.keys()
+    different = [k for k in floor if not torch.equal(floor[k], trained[k])]
+    assert not different, f"{len(different)} of {len(floor)} tensors differ from silu-finetune-s0, e.g. {different[:3]}"
