@@ -335,6 +335,8 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     for label in ("silu", "relu"):
         assert int8["rows"][label]["deploy_nodes"]["QuantizeLinear"] > 0 and int8["rows"][label]["seeds"] == [0]
         assert set(int8["latency"]["ort-cpu"][label]["int8_vs_fp32"]) >= {"paired_ratio", "paired_ci_low"}
+        scores = [int8["rows"][label][k] for k in ("fp32_mean", "deploy_mean", "conv-only_mean")]
+        assert all(0.0 <= v <= 1.0 for v in scores), (label, scores)  # scored: NaN fails this
     assert int8["calibration"]["n"] == 4 and int8["calibration"]["split"] == "train"  # COCO8 has 4 train images
     assert "4 *training* images (`calib_images=64`; the train split has only 4)" in text
     for runtime, res in results["int8_stage"]["latency"].items():  # timed at bench_imgsz, against silu's FP32

@@ -225,6 +225,8 @@ def test_onnx_map_is_the_validators_and_matches_torch(silu_pt, silu_onnx, silu_d
     assert fp32["map50"] == pytest.approx(torch_metrics["metrics/mAP50(B)"], abs=0.005)
     int8 = validate_onnx(silu_deploy["path"], shapes_yaml, IMGSZ)
     assert set(int8) == {"precision", "recall", "map50", "map50_95"} and int8 != fp32  # another network was scored
+    # NaN != NaN: a validator that scored nothing (a missing metric key reads as NaN) would pass the line above
+    assert all(0.0 <= v <= 1.0 for v in [*fp32.values(), *int8.values()]), (fp32, int8)
     with pytest.raises(UserError, match="not imgsz=128"):
         validate_onnx(silu_onnx, shapes_yaml, 2 * IMGSZ)
 

@@ -37,6 +37,46 @@ def census_inside_trainer(yolo) -> list:
     return seen
 
 
+class StopAtTrainStart(Exception):
+    pass
+
+
+def record_decay(yolo, stop: bool = True) -> dict:
+    """Record the weight decay of every parameter group the trainer built (and, on resume, loaded), per kind of
+    parameter in the network it trains (the student, in a distillation), and the optimizer state of the PReLU
+    slopes and conv weights by name. Stops the run there unless ``stop`` is False."""
+    seen = {}
+
+    def record(trainer):
+        groups = trainer.optimizer.param_groups
+        decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+        assert len(decay) == sum(len(g["params"]) for g in groups)  # no parameter in two groups
+        net = getattr(trainer.model, "student_model", trainer.model)
+        modules = dict(net.named_modules())
+        slopes = {k: m.weight for k, m in modules.items() if isinstance(m, nn.PReLU)}
+        convs = {k: m.weight for k, m in modules.items() if isinstance(m, nn.Conv2d)}
+        seen["slopes"] = [decay[id(p)] for p in slopes.values()]
+        seen["convs"] = [decay[id(p)] for p in convs.values()]
+        projector = getattr(trainer.model, "projector", None)
+        if projector is not None:
+            seen["projector"] = [decay[id(m.weight)] for m in projector.modules() if isinstance(m, nn.Conv2d)]
+        seen["state"] = {
+            k: trainer.optimizer.state[p]["exp_avg"].detach().clone()
+            for k, p in {**slopes, **convs}.items()
+            if "exp_avg" in trainer.optimizer.state.get(p, {})
+        }
+        if stop:
+            raise StopAtTrainStart
+
+    yolo.add_callback("on_train_start", record)
+    return seen
+
+
+def assert_slopes_not_decayed(seen: dict, slopes: int = 77) -> None:
+    assert len(seen["slopes"]) == slopes and set(seen["slopes"]) == {0.0}, seen["slopes"]
+    assert len(seen["convs"]) > 80 and min(seen["convs"]) > 0, seen["convs"]  # conv weights keep their decay
+
+
 def train(yolo, data, project, name, **kw):
     yolo.train(data=str(data), project=str(project), name=name, exist_ok=True, **{**TRAIN_KW, **kw})
     return project / name / "weights"
@@ -50,7 +90,9 @@ def runs(tmp_path_factory, coco8_yaml):
     for act in ["leaky_relu:0.1", "prelu", "relu", "silu"]:
         yolo = load("yolo11n.yaml", act=act)
         seen = census_inside_trainer(yolo)
-        out[act] = {"weights": train(yolo, coco8_yaml, project, act.replace(":", "")), "seen": seen, "yolo": yolo}
+        decay = record_decay(yolo, stop=False)
+        weights = train(yolo, coco8_yaml, project, act.replace(":", ""))
+        out[act] = {"weights": weights, "seen": seen, "decay": decay, "yolo": yolo}
     return out
 
 
@@ -137,6 +179,72 @@ def test_warm_start_from_silu_checkpoint(runs, coco8_yaml, tmp_path):
 
 class StopAfterFirstEpoch(Exception):
     pass
+
+
+def interrupted_prelu_run(data, project, **kw) -> tuple:
+    """A PReLU run stopped after epoch 0 of 2: its last.pt can be resumed. Also returns the optimizer state (Adam's
+    ``exp_avg``) of its PReLU slopes and conv weights at the save, by module name."""
+    yolo = load("yolo11n.yaml", act="prelu")
+    saved_state = {}
+
+    def stop(trainer):  # last.pt of epoch 0 is saved before on_fit_epoch_end runs
+        for k, m in trainer.model.named_modules():
+            state = trainer.optimizer.state.get(m.weight, {}) if isinstance(m, (nn.PReLU, nn.Conv2d)) else {}
+            if "exp_avg" in state:  # not the frozen DFL conv
+                saved_state[k] = state["exp_avg"].detach().clone()
+        assert sum(isinstance(trainer.model.get_submodule(k), nn.PReLU) for k in saved_state) == 77
+        raise StopAfterFirstEpoch
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    with pytest.raises(StopAfterFirstEpoch):
+        train(yolo, data, project, "interrupted", epochs=2, **kw)
+    return project / "interrupted/weights/last.pt", saved_state
+
+
+@pytest.mark.parametrize("case", ["new", "new-MuSGD", "warm", "resume", "resume-pre-exemption", "distill"])
+def test_prelu_slopes_are_trained_without_weight_decay(case, runs, coco8_yaml, tmp_path, monkeypatch):
+    """He et al. 2015 (sec. 2.1) train PReLU slopes without weight decay; Ultralytics would decay them toward 0
+    (ReLU). Checked on the optimizer the trainer really uses: a new run (AdamW as Ultralytics picks it for a short
+    run, and MuSGD, whose groups are split by learning rate), a warm start from a PReLU checkpoint, a resume
+    (also of a last.pt saved with Ultralytics' own grouping, before this exemption), and a distillation cell
+    (the student's slopes inside ``DistillationModel``; the projector's convs keep their decay)."""
+    if case == "new":
+        seen = runs["prelu"]["decay"]
+    elif case in ("resume", "resume-pre-exemption"):
+        if case == "resume-pre-exemption":
+            with monkeypatch.context() as m:
+                m.setattr("yolo_leaky.train.exempt_slopes_from_decay", lambda optimizer, model: 0)
+                last, saved_state = interrupted_prelu_run(coco8_yaml, tmp_path)
+        else:
+            last, saved_state = interrupted_prelu_run(coco8_yaml, tmp_path)
+        saved = torch.load(last, weights_only=False)["optimizer"]["param_groups"]
+        stock = case == "resume-pre-exemption"  # Ultralytics' grouping: the 77 slopes among the decayed weights
+        assert {g["param_group"]: len(g["params"]) for g in saved} == {
+            "weight": 88 + 77 * stock,
+            "bn": 81 + 77 * (not stock),
+            "bias": 87,
+        }
+        resumed = load(str(last))
+        seen = record_decay(resumed)
+        with pytest.raises(StopAtTrainStart):
+            resumed.train(resume=True)
+        assert set(seen["state"]) == set(saved_state)  # the saved optimizer state was loaded, each to its own param
+        for k, v in saved_state.items():
+            torch.testing.assert_close(seen["state"][k], v, rtol=1e-3, atol=1e-6)  # fp16 in the checkpoint
+    else:
+        start = "yolo11n.yaml" if case == "new-MuSGD" else str(runs["prelu"]["weights"] / "last.pt")
+        yolo = load(start, act="prelu") if case == "new-MuSGD" else load(start)
+        seen = record_decay(yolo)
+        extra = {
+            "new-MuSGD": {"optimizer": "MuSGD"},
+            "warm": {},
+            "distill": {"distill_model": str(runs["silu"]["weights"] / "best.pt")},
+        }[case]
+        with pytest.raises(StopAtTrainStart):
+            train(yolo, coco8_yaml, tmp_path, case, **extra)
+    assert_slopes_not_decayed(seen)
+    if case == "distill":
+        assert len(seen["projector"]) >= 4 and min(seen["projector"]) > 0, seen["projector"]
 
 
 def test_resume_keeps_activation_and_learned_slopes(coco8_yaml, tmp_path):

@@ -9,6 +9,9 @@ Which activation a trainer builds, highest first: an explicit ``act=`` (``load(.
 applied to the object as an in-memory swap), then any later in-memory swap, then the model file's ``yolo_leaky:``
 key, then its ``activation:`` key. A resume always continues the checkpoint's own network; asking for another
 activation on resume is refused.
+
+Learnable slopes (PReLU) are trained without weight decay, as He et al. (2015, sec. 2.1) train them: Ultralytics
+decays every weight that is neither a bias nor a norm layer's, which pulls each slope toward 0, i.e. toward ReLU.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ import contextlib
 import copy
 from pathlib import Path
 
+from torch import nn
 from ultralytics.nn.tasks import yaml_model_load
+from ultralytics.utils import LOGGER
+from ultralytics.utils.torch_utils import unwrap_model
 
 from .data import COCO8_NAMES, is_offline, resolve_data
 from .errors import UserError
+from .spec import ACTIVATIONS, ActSpec
 from .swap import YAML_KEY, set_trainer_hook, spec_from_yaml, swap_activations
 
 _HOOKED = "_yolo_leaky_hooked"
+# activation modules whose parameters are slopes (trained without weight decay)
+SLOPE_TYPES = tuple(kind.cls for name, kind in ACTIVATIONS.items() if ActSpec(name).learnable)
+_GROUP_KEYS_IGNORED = ("params", "weight_decay", "param_group")  # what may differ between a decay group and its twin
 
 
 def swap_aware(base: type, model_yaml: dict | None = None) -> type:
@@ -70,8 +80,85 @@ def swap_aware(base: type, model_yaml: dict | None = None) -> type:
                 model.load(weights)  # after the swap, so learned slopes find matching shapes
             return model
 
+        def build_optimizer(self, model, *args, **kwargs):
+            optimizer = super().build_optimizer(model, *args, **kwargs)
+            # the grouping Ultralytics itself built, which a last.pt saved before this exemption still has
+            self.stock_param_groups = [list(group["params"]) for group in optimizer.param_groups]
+            moved = exempt_slopes_from_decay(optimizer, model)
+            if moved:
+                LOGGER.info(f"yolo-leaky: {moved} PReLU slope tensor(s) moved to weight(decay=0.0) (He et al. 2015)")
+            return optimizer
+
+        def _load_checkpoint_state(self, ckpt):
+            if ckpt.get("optimizer") is not None and getattr(self, "stock_param_groups", None):
+                ckpt = {**ckpt, "optimizer": _regroup(ckpt["optimizer"], self.stock_param_groups, self.optimizer)}
+            return super()._load_checkpoint_state(ckpt)
+
     SwapAwareTrainer.__name__ = SwapAwareTrainer.__qualname__ = f"SwapAware{base.__name__}"
     return SwapAwareTrainer
+
+
+def exempt_slopes_from_decay(optimizer, model: nn.Module) -> int:
+    """Move every learnable activation slope (``SLOPE_TYPES``) out of the optimizer's weight-decay groups.
+
+    Each slope joins a group with ``weight_decay == 0`` whose other settings (learning rate, momentum, ...) match
+    those of the group it leaves (Ultralytics' ``bn`` group); where there is none, such a group is added. Call it
+    before the optimizer takes a step. The model may be wrapped (DDP, Ultralytics' ``DistillationModel``: the
+    student's slopes are found there too).
+
+    Args:
+        optimizer: A torch optimizer built over the model's parameters.
+        model: The model the optimizer trains.
+
+    Returns:
+        How many slope tensors were moved.
+    """
+    slopes = {id(p) for m in unwrap_model(model).modules() if isinstance(m, SLOPE_TYPES) for p in m.parameters()}
+    moved = 0
+    for group in list(optimizer.param_groups):
+        if not group.get("weight_decay"):
+            continue
+        leaving = [p for p in group["params"] if id(p) in slopes]
+        if not leaving:
+            continue
+        group["params"] = [p for p in group["params"] if id(p) not in slopes]
+        settings = {k: v for k, v in group.items() if k not in _GROUP_KEYS_IGNORED}
+        twin = next(
+            (
+                g
+                for g in optimizer.param_groups
+                if not g.get("weight_decay")
+                and g.get("param_group") != "bias"  # bias groups warm up from their own learning rate
+                and {k: v for k, v in g.items() if k not in _GROUP_KEYS_IGNORED} == settings
+            ),
+            None,
+        )
+        if twin is None:
+            optimizer.add_param_group({**settings, "params": leaving, "weight_decay": 0.0, "param_group": "bn"})
+        else:
+            twin["params"].extend(leaving)
+        moved += len(leaving)
+    return moved
+
+
+def _regroup(saved: dict, stock: list[list], optimizer) -> dict:
+    """An optimizer state saved with Ultralytics' own grouping (slopes still decayed: a last.pt written before
+    ``exempt_slopes_from_decay``), re-indexed into ``optimizer``'s grouping so that a resume can load it.
+
+    A state that already matches, or that was not saved with the ``stock`` grouping, is returned as it is.
+    """
+    sizes = [len(g["params"]) for g in saved["param_groups"]]
+    now = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes == now or sizes != [len(g) for g in stock] or len(now) != len(sizes):
+        return saved
+    param_at = {i: p for g, params in zip(saved["param_groups"], stock) for i, p in zip(g["params"], params)}
+    index_now = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    state = {index_now[id(param_at[i])]: v for i, v in saved["state"].items()}
+    groups = [
+        {**old, "params": [index_now[id(p)] for p in g["params"]]}
+        for old, g in zip(saved["param_groups"], optimizer.param_groups)
+    ]
+    return {**saved, "state": state, "param_groups": groups}
 
 
 def _check_resume_matches(asked, trained) -> None:
@@ -86,7 +173,7 @@ def _check_resume_matches(asked, trained) -> None:
 def _offline_amp_check():
     """Offline, Ultralytics' AMP check would try to download yolo26n.pt; skip it (AMP stays on) and say so."""
     from ultralytics.engine import trainer as trainer_module
-    from ultralytics.utils import LOGGER, WEIGHTS_DIR
+    from ultralytics.utils import WEIGHTS_DIR
 
     if not is_offline() or (WEIGHTS_DIR / "yolo26n.pt").is_file():
         yield
