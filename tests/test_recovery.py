@@ -48,6 +48,7 @@ def swapped(standin, shapes_yaml, tmp_path_factory):
         imgsz=64,
         batch=8,
         epochs=1,
+        seeds=[0, 1],
         recovery=["finetune"],
         diagnostics=False,
         train_args={"nbs": 8, "optimizer": "AdamW", "lr0": 0.0005, "lrf": 1.0, "warmup_epochs": 0, "val": False},
@@ -66,20 +67,69 @@ def test_swap_costs_accuracy_and_repairs_win_some_back(swapped):
         assert rows[label]["after_swap"]["map50"] < before["map50"] - SWAP_COST_MIN, (label, rows[label])
     for label in ("relu", "leaky_relu0.1"):
         assert set(rows[label]["repairs"]) == {"bn"} and rows[label]["start"]["repair"] == "bn"
-        gain = rows[label]["repairs"]["bn"]["metrics"]["map50"] - rows[label]["after_swap"]["map50"]
+        gain = rows[label]["repairs"]["bn"]["metrics"]["map50"] - rows[label]["after_swap"]["map50"]  # mean of draws
         assert gain > REPAIR_GAIN_MIN, (label, rows[label])
     prelu = rows["prelu"]
     assert set(prelu["repairs"]) == {"bn", "fit", "fit+bn"} and prelu["start"]["repair"] == "fit+bn"
-    assert prelu["repairs"]["fit"]["fit"]["sites"] == 77 and prelu["repairs"]["fit"]["fit"]["skipped"] == 0
+    for seed in ("0", "1"):
+        fit = prelu["seeds"][seed]["repairs"]["fit"]["fit"]
+        assert fit["sites"] == 77 and fit["skipped"] == 0
     for repair in ("fit", "fit+bn"):
         assert prelu["repairs"][repair]["metrics"]["map50"] > prelu["after_swap"]["map50"] + REPAIR_GAIN_MIN
-    assert swap["calibration"]["images"] == 64 and len(swap["calibration"]["digest"]) == 64
+    assert swap["calibration"]["images"] == 64 and all(
+        len(d["digest"]) == 64 for d in swap["calibration"]["by_seed"].values()
+    )
     assert 0.0 < swap["ls_leaky_slope"] < 0.3
     from yolo_leaky import load
+    from yolo_leaky.cells import start_checkpoint
 
-    start = load(prelu["start"]["path"])  # the checkpoint recovery starts from carries the fitted slopes
+    start = load(start_checkpoint(swap, "prelu", 0)["path"])  # the checkpoint recovery starts from: fitted slopes
     slopes = [m.weight.float() for m in start.model.modules() if type(m).__name__ == "PReLU"]
     assert len(slopes) == 77 and not all(bool((s == 0.25).all()) for s in slopes)
+
+
+def test_silu_control_gets_the_same_repair_and_it_moves_its_map(swapped):
+    """BatchNorm re-estimation changes the *unswapped* SiLU network's running statistics, hence its scores: the
+    control gets a ``bn`` row per seed (the reference of every repair) and starts its recovery from it."""
+    c, before, swap = swapped
+    silu = swap["variants"]["silu"]
+    assert set(silu["repairs"]) == {"bn"} and silu["start"]["repair"] == "bn"
+    for seed in (0, 1):
+        per = silu["seeds"][str(seed)]
+        assert per["repairs"]["bn"]["metrics"] != silu["after_swap"], per  # bn moved SiLU's own scores
+        assert per["start"]["repair"] == "bn" and per["start"]["metrics"] == per["repairs"]["bn"]["metrics"]
+
+
+def test_each_seed_draws_its_own_calibration_images_and_start(swapped):
+    """Seed s calibrates the repairs on draw s: two seeds give two calibration sets, and so two repaired starts
+    (and two repaired scores) for every variant whose start is repaired."""
+    from yolo_leaky.cells import start_checkpoint
+
+    c, _, swap = swapped
+    draws = swap["calibration"]["by_seed"]
+    assert draws["0"]["digest"] != draws["1"]["digest"] and draws["0"]["files"] != draws["1"]["files"]
+    for spec in c.specs:
+        s0, s1 = start_checkpoint(swap, spec.label, 0), start_checkpoint(swap, spec.label, 1)
+        assert s0["path"] != s1["path"] and s0["digest"] != s1["digest"], spec.label
+    relu = swap["variants"]["relu"]["seeds"]
+    assert relu["0"]["repairs"]["bn"]["metrics"] != relu["1"]["repairs"]["bn"]["metrics"]
+
+
+def test_saved_start_scores_exactly_what_was_recorded(swapped, shapes_yaml):
+    """The start checkpoint is saved in the precision it was scored in: loaded back, it scores the recorded
+    repaired metrics exactly (a half-precision save scored otherwise)."""
+    import torch
+
+    from yolo_leaky import load
+    from yolo_leaky.cells import start_checkpoint, validate_metrics
+
+    c, _, swap = swapped
+    start = start_checkpoint(swap, "prelu", 1)
+    assert start["repair"] == "fit+bn"
+    assert start["metrics"] == swap["variants"]["prelu"]["seeds"]["1"]["repairs"]["fit+bn"]["metrics"]
+    yolo = load(start["path"])
+    assert all(p.dtype == torch.float32 for p in yolo.model.parameters())
+    assert validate_metrics(yolo, c, shapes_yaml, "cpu") == start["metrics"]
 
 
 @pytest.mark.parametrize("act", ["leaky_relu:0.1", "prelu"])
@@ -91,8 +141,7 @@ def test_one_recovery_epoch_beats_the_naive_swap(swapped, shapes_yaml, act, tmp_
 
     c, _, swap = swapped
     label = parse_act(act).label
-    starts = {v: row["start"]["path"] for v, row in swap["variants"].items()}
-    job = next(j for j in cell_jobs(c, shapes_yaml, "cpu", starts=starts) if j["key"] == f"{label}-finetune-s0")
+    job = next(j for j in cell_jobs(c, shapes_yaml, "cpu", swap=swap) if j["key"] == f"{label}-finetune-s0")
     result = run_cell(job, tmp_path / job["key"])
     assert result["status"] == "ok", result.get("error")
     assert result["metrics"]["map50_95"] > swap["variants"][label]["after_swap"]["map50_95"] + 0.01, result
