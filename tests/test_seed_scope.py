@@ -170,3 +170,18 @@ def test_report_states_the_scope_next_to_each_interval():
     assert "0.477 ± " not in no_training and f"{np.mean(PER_SEED[('relu', 'bn')]):.3f} ± 0.012" in no_training
     assert "SiLU + `bn`" in no_training and "SiLU untouched" in no_training
     assert "Across seeds, varies: recovery-training seed" in recovered and "the 64 validation images" in recovered
+
+
+def test_report_says_how_the_learning_rate_was_chosen():
+    """The stand-in path's lr0 was chosen on the tune split (benchmarks/tune_lr0.py); a run that sets its own lr0
+    is not credited with that tuning."""
+    import yaml
+
+    from yolo_leaky.config import DEFAULT_CONFIG
+    from yolo_leaky.report import _lr0_line
+
+    tuned = yaml.safe_load(DEFAULT_CONFIG.read_text())["auto"]["standin"]["lr0"]
+    line = _lr0_line(config(data="shapes", train_args={"lr0": tuned}))
+    assert f"lr0 {tuned:g}" in line and "*tune* split" in line and "never the validation images" in line
+    assert "set for this run" in _lr0_line(config(data="shapes", train_args={"lr0": tuned * 3}))
+    assert "tune* split" not in _lr0_line(config(data="my.yaml", train_args={"lr0": tuned}))

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from . import atomic
-from .config import CompareConfig
+from .config import CompareConfig, default_path_of
 from .plots import write_plots
 from .summary import (
     NO_SIGNAL,
@@ -198,7 +198,24 @@ def _path_section(c, summary: Summary) -> str:
         lines.append(f"- SiLU checkpoint `{c.weights}`, evaluated on `{c.data}`.")
     if c.path_note:
         lines.append(f"- Chosen by `weights=auto`: {c.path_note}.")
+    lines.append(_lr0_line(c))
     return "\n".join(lines) + "\n"
+
+
+def _lr0_line(c) -> str:
+    """How the recovery learning rate was chosen (documentation where it is the configured default)."""
+    lr0, path = c.train_args.get("lr0"), default_path_of(c)
+    if lr0 is None:
+        return "- Recovery learning rate: Ultralytics' default for the optimizer (not tuned here)."
+    if path == "standin":
+        return (
+            f"- Recovery learning rate lr0 {lr0:g}: the stand-in path's default, chosen on the shapes data's *tune* "
+            "split (64 images of their own, never the validation images scored here) by `benchmarks/tune_lr0.py`; "
+            "documentation, not measured in this run: the figures are in `cfg/compare.yaml`'s comment."
+        )
+    if path == "coco":
+        return f"- Recovery learning rate lr0 {lr0:g}: the COCO8 path's default in `cfg/compare.yaml`, not tuned here."
+    return f"- Recovery learning rate lr0 {lr0:g}: set for this run (not tuned by yolo-leaky)."
 
 
 def _recovery_section(c, summary: Summary) -> str:
