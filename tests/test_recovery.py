@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow
 STANDIN_MIN_MAP50 = 0.4
 SWAP_COST_MIN = 0.05  # mAP50 lost by each non-SiLU swap, at least
 REPAIR_GAIN_MIN = 0.03  # mAP50 won back by the repair, at least
+STANDIN_PATH = yaml.safe_load((Path(__file__).parents[1] / "cfg/compare.yaml").read_text())["auto"]["standin"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,14 @@ def swapped(standin, shapes_yaml, tmp_path_factory):
         seeds=[0, 1],
         recovery=["finetune"],
         diagnostics=False,
-        train_args={"nbs": 8, "optimizer": "AdamW", "lr0": 0.0005, "lrf": 1.0, "warmup_epochs": 0, "val": False},
+        train_args={
+            "nbs": 8,
+            "optimizer": "AdamW",
+            "lr0": STANDIN_PATH["lr0"],
+            "lrf": 1.0,
+            "warmup_epochs": 0,
+            "val": False,
+        },
         project=str(tmp_path_factory.mktemp("swap")),
         name="swap",
     )
@@ -184,6 +193,10 @@ def test_default_command_takes_the_offline_path_and_says_why(recover_run):
         "Published anchors at COCO scale",
         "52.5 → 51.7",
         "meituan/YOLOv6",
+        "Across seeds, varies: calibration draw (seed s draws 64 training images)",  # next to the no-training rows
+        "Across seeds, varies: recovery-training seed",  # next to the recovered rows' CIs
+        "SiLU + `bn`",  # each repair against SiLU given the same repair
+        "chosen on the shapes data's *tune* split",  # how lr0 was chosen
     ):
         assert needle in text, needle
 
@@ -198,6 +211,11 @@ def test_recovery_beats_the_naive_swap_and_reaches_the_significance_test(recover
         assert row["seeds"] == [0, 1] and min(row["map50_95_values"]) > swapped + 0.01, (method, swapped, row)
         assert "Welch p=" in row["map50_95_verdict"] and "2 seeds" in row["map50_95_verdict"], row
         assert row["map50_95_vs_silu"]["low"] <= row["map50_95_vs_silu"]["diff"] <= row["map50_95_vs_silu"]["high"]
+    for seed in (0, 1):  # each seed's cells start from that seed's repaired start, the SiLU control's included
+        for label in ("silu", "relu"):
+            args = yaml.safe_load((recover_run[0] / f"cells/{label}-finetune-s{seed}/train/args.yaml").read_text())
+            assert args["model"] == results["swap"]["variants"][label]["seeds"][str(seed)]["start"]["path"]
+            assert args["model"].endswith(f"swap/{label}/s{seed}/start.pt")
     gain = rec["distill_minus_finetune"]["relu"]
     assert gain["seeds"] == [0, 1] and "paired t p=" in gain["map50_95_verdict"], gain
     assert results["variants"]["relu"]["recovery"] == "finetune"
@@ -231,7 +249,7 @@ def test_cells_are_scored_on_the_final_epoch_with_the_recipe(recover_run):
         args = yaml.safe_load((run_dir / "cells" / key / "train/args.yaml").read_text())
         assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["epochs"]) == (
             "AdamW",
-            0.0005,
+            STANDIN_PATH["lr0"],
             8,
             0,
             2,

@@ -307,13 +307,11 @@ def _recovery_section(c, summary: Summary) -> str:
     seeds = sorted({s for r in rec["recovered"].values() for s in r["seeds"]})
     text.append(
         f"### After {c.epochs} epoch(s) of recovery (mean ± std over seeds {seeds}; final epoch)\n\n"
-        f"Every variant, SiLU included, is recovered for the same epochs from the same checkpoint, so each row "
-        f"compares swap + recovery with just recovery. `finetune`: ordinary training. `distill`: Ultralytics' "
-        f"distiller with the SiLU checkpoint as the frozen teacher of its own swapped copy (feature distillation "
-        f"on the neck, weighted by the teacher's scores). CI: Welch's t-interval over seeds.\n\n"
-        + _scope_line(rec["scope"]["recovered"])
-        + "\n"
-        + _table(header, body)
+        "Every variant, SiLU included, is recovered for the same epochs from the same SiLU checkpoint, swapped "
+        "and given the same repair on the same draw, so each row compares swap + recovery with just recovery. "
+        "`finetune`: ordinary training. `distill`: Ultralytics' distiller with the SiLU checkpoint as the frozen "
+        "teacher of its own swapped copy (feature distillation on the neck, weighted by the teacher's scores). "
+        "CI: Welch's t-interval over seeds.\n\n" + _scope_line(rec["scope"]["recovered"]) + "\n" + _table(header, body)
     )
     if rec["distill_minus_finetune"]:
         header = ["variant", "mAP50 distill − finetune [95% CI]", "mAP50-95 distill − finetune [95% CI]", "verdict"]
