@@ -420,11 +420,6 @@ def start_repair(spec: ActSpec, repair: str) -> str:
     return repair
 
 
-def reference_repair(repair: str) -> str:
-    """What "the same repair" is for the SiLU control: ``repair`` without the slope fit (SiLU has no slope)."""
-    return start_repair(parse_act("silu"), repair)
-
-
 def start_checkpoint(swap: dict, label: str, seed: int) -> dict:
     """Where the recovery cell of ``label`` and ``seed`` starts: ``{"repair", "path", "digest", "metrics"}`` of the
     swapped (and repaired, on seed ``seed``'s calibration draw) checkpoint in ``swap`` (``swap_stage``'s result);
