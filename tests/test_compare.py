@@ -323,7 +323,9 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     assert set(results["pretrained"]) >= {"map50", "map50_95", "precision", "recall"}
     swap = results["swap"]["variants"]
     assert set(swap["relu"]["repairs"]) == {"bn"} and swap["relu"]["start"]["repair"] == "bn"
-    assert swap["silu"]["repairs"] == {} and swap["silu"]["start"]["repair"] == "none"
+    assert set(swap["silu"]["repairs"]) == {"bn"} and swap["silu"]["start"]["repair"] == "bn"  # the same repair
+    calibration = results["int8_stage"]["seeds"]["0"]["calibration"]  # INT8 of seed 0 calibrates on draw 0
+    assert calibration["files_digest"] == results["swap"]["calibration"]["by_seed"]["0"]["digest"]
     assert set(results["cells"]) == {"silu-finetune-s0", "relu-finetune-s0"}
     assert results["cells"]["relu-finetune-s0"]["census_in_trainer"] == {"ReLU": 77}
     text = (tmp_path / "rec/report.md").read_text()

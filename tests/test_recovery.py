@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,6 +31,7 @@ REPAIR_GAIN_MIN = 0.03  # mAP50 won back by the repair, at least
 # At lr0 0.01 every seed-0 cell collapsed to mAP50-95 <= 0.006 (both checks fail).
 START_LOSS_MAX = 0.07  # per variant and method, mean of 2 seeds: worst mean -0.028, + 2 SE (0.027 / sqrt 2)
 POOLED_START_LOSS_MAX = 0.025  # mean over variants, methods and seeds: -0.009 at lr0 0.0005, -0.041 at 0.001
+STANDIN_PATH = yaml.safe_load((Path(__file__).parents[1] / "cfg/compare.yaml").read_text())["auto"]["standin"]
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +61,17 @@ def swapped(standin, shapes_yaml, tmp_path_factory):
         imgsz=64,
         batch=8,
         epochs=1,
+        seeds=[0, 1],
         recovery=["finetune"],
         diagnostics=False,
-        train_args={"nbs": 8, "optimizer": "AdamW", "lr0": 0.0005, "lrf": 1.0, "warmup_epochs": 0, "val": False},
+        train_args={
+            "nbs": 8,
+            "optimizer": "AdamW",
+            "lr0": STANDIN_PATH["lr0"],
+            "lrf": 1.0,
+            "warmup_epochs": 0,
+            "val": False,
+        },
         project=str(tmp_path_factory.mktemp("swap")),
         name="swap",
     )
@@ -77,20 +87,69 @@ def test_swap_costs_accuracy_and_repairs_win_some_back(swapped):
         assert rows[label]["after_swap"]["map50"] < before["map50"] - SWAP_COST_MIN, (label, rows[label])
     for label in ("relu", "leaky_relu0.1"):
         assert set(rows[label]["repairs"]) == {"bn"} and rows[label]["start"]["repair"] == "bn"
-        gain = rows[label]["repairs"]["bn"]["metrics"]["map50"] - rows[label]["after_swap"]["map50"]
+        gain = rows[label]["repairs"]["bn"]["metrics"]["map50"] - rows[label]["after_swap"]["map50"]  # mean of draws
         assert gain > REPAIR_GAIN_MIN, (label, rows[label])
     prelu = rows["prelu"]
     assert set(prelu["repairs"]) == {"bn", "fit", "fit+bn"} and prelu["start"]["repair"] == "fit+bn"
-    assert prelu["repairs"]["fit"]["fit"]["sites"] == 77 and prelu["repairs"]["fit"]["fit"]["skipped"] == 0
+    for seed in ("0", "1"):
+        fit = prelu["seeds"][seed]["repairs"]["fit"]["fit"]
+        assert fit["sites"] == 77 and fit["skipped"] == 0
     for repair in ("fit", "fit+bn"):
         assert prelu["repairs"][repair]["metrics"]["map50"] > prelu["after_swap"]["map50"] + REPAIR_GAIN_MIN
-    assert swap["calibration"]["images"] == 64 and len(swap["calibration"]["digest"]) == 64
+    assert swap["calibration"]["images"] == 64 and all(
+        len(d["digest"]) == 64 for d in swap["calibration"]["by_seed"].values()
+    )
     assert 0.0 < swap["ls_leaky_slope"] < 0.3
     from yolo_leaky import load
+    from yolo_leaky.cells import start_checkpoint
 
-    start = load(prelu["start"]["path"])  # the checkpoint recovery starts from carries the fitted slopes
+    start = load(start_checkpoint(swap, "prelu", 0)["path"])  # the checkpoint recovery starts from: fitted slopes
     slopes = [m.weight.float() for m in start.model.modules() if type(m).__name__ == "PReLU"]
     assert len(slopes) == 77 and not all(bool((s == 0.25).all()) for s in slopes)
+
+
+def test_silu_control_gets_the_same_repair_and_it_moves_its_map(swapped):
+    """BatchNorm re-estimation changes the *unswapped* SiLU network's running statistics, hence its scores: the
+    control gets a ``bn`` row per seed (the reference of every repair) and starts its recovery from it."""
+    c, before, swap = swapped
+    silu = swap["variants"]["silu"]
+    assert set(silu["repairs"]) == {"bn"} and silu["start"]["repair"] == "bn"
+    for seed in (0, 1):
+        per = silu["seeds"][str(seed)]
+        assert per["repairs"]["bn"]["metrics"] != silu["after_swap"], per  # bn moved SiLU's own scores
+        assert per["start"]["repair"] == "bn" and per["start"]["metrics"] == per["repairs"]["bn"]["metrics"]
+
+
+def test_each_seed_draws_its_own_calibration_images_and_start(swapped):
+    """Seed s calibrates the repairs on draw s: two seeds give two calibration sets, and so two repaired starts
+    (and two repaired scores) for every variant whose start is repaired."""
+    from yolo_leaky.cells import start_checkpoint
+
+    c, _, swap = swapped
+    draws = swap["calibration"]["by_seed"]
+    assert draws["0"]["digest"] != draws["1"]["digest"] and draws["0"]["files"] != draws["1"]["files"]
+    for spec in c.specs:
+        s0, s1 = start_checkpoint(swap, spec.label, 0), start_checkpoint(swap, spec.label, 1)
+        assert s0["path"] != s1["path"] and s0["digest"] != s1["digest"], spec.label
+    relu = swap["variants"]["relu"]["seeds"]
+    assert relu["0"]["repairs"]["bn"]["metrics"] != relu["1"]["repairs"]["bn"]["metrics"]
+
+
+def test_saved_start_scores_exactly_what_was_recorded(swapped, shapes_yaml):
+    """The start checkpoint is saved in the precision it was scored in: loaded back, it scores the recorded
+    repaired metrics exactly (a half-precision save scored otherwise)."""
+    import torch
+
+    from yolo_leaky import load
+    from yolo_leaky.cells import start_checkpoint, validate_metrics
+
+    c, _, swap = swapped
+    start = start_checkpoint(swap, "prelu", 1)
+    assert start["repair"] == "fit+bn"
+    assert start["metrics"] == swap["variants"]["prelu"]["seeds"]["1"]["repairs"]["fit+bn"]["metrics"]
+    yolo = load(start["path"])
+    assert all(p.dtype == torch.float32 for p in yolo.model.parameters())
+    assert validate_metrics(yolo, c, shapes_yaml, "cpu") == start["metrics"]
 
 
 @pytest.mark.parametrize("act", ["leaky_relu:0.1", "prelu"])
@@ -102,8 +161,7 @@ def test_one_recovery_epoch_beats_the_naive_swap(swapped, shapes_yaml, act, tmp_
 
     c, _, swap = swapped
     label = parse_act(act).label
-    starts = {v: row["start"]["path"] for v, row in swap["variants"].items()}
-    job = next(j for j in cell_jobs(c, shapes_yaml, "cpu", starts=starts) if j["key"] == f"{label}-finetune-s0")
+    job = next(j for j in cell_jobs(c, shapes_yaml, "cpu", swap=swap) if j["key"] == f"{label}-finetune-s0")
     result = run_cell(job, tmp_path / job["key"])
     assert result["status"] == "ok", result.get("error")
     assert result["metrics"]["map50_95"] > swap["variants"][label]["after_swap"]["map50_95"] + 0.01, result
@@ -146,6 +204,10 @@ def test_default_command_takes_the_offline_path_and_says_why(recover_run):
         "Published anchors at COCO scale",
         "52.5 → 51.7",
         "meituan/YOLOv6",
+        "Across seeds, varies: calibration draw (seed s draws 64 training images)",  # next to the no-training rows
+        "Across seeds, varies: recovery-training seed",  # next to the recovered rows' CIs
+        "SiLU + `bn`",  # each repair against SiLU given the same repair
+        "chosen on the shapes data's *tune* split",  # how lr0 was chosen
     ):
         assert needle in text, needle
 
@@ -160,20 +222,22 @@ def test_recovery_beats_the_naive_swap_and_reaches_the_significance_test(recover
         assert row["seeds"] == [0, 1] and min(row["map50_95_values"]) > swapped + 0.01, (method, swapped, row)
         assert "Welch p=" in row["map50_95_verdict"] and "2 seeds" in row["map50_95_verdict"], row
         assert row["map50_95_vs_silu"]["low"] <= row["map50_95_vs_silu"]["diff"] <= row["map50_95_vs_silu"]["high"]
+    for seed in (0, 1):  # each seed's cells start from that seed's repaired start, the SiLU control's included
+        for label in ("silu", "relu"):
+            args = yaml.safe_load((recover_run[0] / f"cells/{label}-finetune-s{seed}/train/args.yaml").read_text())
+            assert args["model"] == results["swap"]["variants"][label]["seeds"][str(seed)]["start"]["path"]
+            assert args["model"].endswith(f"swap/{label}/s{seed}/start.pt")
     gain = rec["distill_minus_finetune"]["relu"]
     assert gain["seeds"] == [0, 1] and "paired t p=" in gain["map50_95_verdict"], gain
     assert results["variants"]["relu"]["recovery"] == "finetune"
 
 
 def start_map50_95(results: dict, label: str, seed: int) -> float:
-    """mAP50-95 of the checkpoint a variant's recovery started from, as the swap stage scored it.
+    """mAP50-95 of the checkpoint the recovery cell of ``label`` and ``seed`` started from (seed ``s`` starts from
+    the repair calibrated on draw ``s``), as scored in the precision it was saved in."""
+    from yolo_leaky.cells import start_checkpoint
 
-    Today one start per variant (``swap/<variant>/start.pt``) serves every seed, so ``seed`` is unused; a start made
-    per seed would be looked up here.
-    """
-    row = results["swap"]["variants"][label]
-    repair = row["start"]["repair"]
-    return (row["after_swap"] if repair == "none" else row["repairs"][repair]["metrics"])["map50_95"]
+    return start_checkpoint(results["swap"], label, seed)["metrics"]["map50_95"]
 
 
 def test_recovery_keeps_what_the_start_checkpoint_had(recover_run):
@@ -226,7 +290,7 @@ def test_cells_are_scored_on_the_final_epoch_with_the_recipe(recover_run):
         args = yaml.safe_load((run_dir / "cells" / key / "train/args.yaml").read_text())
         assert (args["optimizer"], args["lr0"], args["nbs"], args["warmup_epochs"], args["epochs"]) == (
             "AdamW",
-            0.0005,
+            STANDIN_PATH["lr0"],
             8,
             0,
             2,

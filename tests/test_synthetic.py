@@ -25,7 +25,7 @@ from yolo_leaky.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_
 # a CPU's float path can land outside the seed spread. An untrained detector scores 0.000 on this val set. The
 # threshold, 0.15, sits at about half the worst run seen and far above chance.
 MAP50_THRESHOLD = 0.15
-SMALL = dict(n_train=8, n_val=4, imgsz=64)
+SMALL = dict(n_train=8, n_val=4, n_tune=4, imgsz=64)
 
 
 def file_hashes(root) -> dict:
@@ -45,9 +45,35 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     a = make_shapes_dataset(tmp_path / "a", **SMALL).parent
     b = make_shapes_dataset(tmp_path / "b", **SMALL).parent
     c = make_shapes_dataset(tmp_path / "c", **SMALL, seed=1).parent
-    assert len(file_hashes(a)) == 2 * (8 + 4)
+    assert len(file_hashes(a)) == 2 * (8 + 4 + 4)
     assert file_hashes(a) == file_hashes(b)
     assert dataset_digest(a) == dataset_digest(b) != dataset_digest(c)
+
+
+def image_digests(root, split) -> set:
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "images" / split).glob("*.png")}
+
+
+def test_tune_split_is_disjoint_from_val_and_leaves_train_and_val_unchanged(shapes_yaml, tmp_path):
+    """Settings are tuned on a split of their own (lr0 of recovery, cfg/compare.yaml): the default dataset has 64
+    tune images, none of them a validation (or training) image; adding the split changes no train or val byte, so
+    the stand-in pretrained before it existed stays valid; and the same seed gives the same tune bytes."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from yolo_leaky.synthetic import tune_yaml
+
+    root = shapes_yaml.parent
+    tune, val, train = (image_digests(root, split) for split in ("tune", "val", "train"))
+    assert len(tune) == 64 and len(val) == 64 and not tune & val and not tune & train
+    data = check_det_dataset(str(tune_yaml(shapes_yaml)), autodownload=False)
+    assert Path(data["val"]) == root / "images/tune" and Path(data["train"]) == root / "images/train"
+    with_tune = file_hashes(make_shapes_dataset(tmp_path / "a", **SMALL).parent)
+    again = file_hashes(make_shapes_dataset(tmp_path / "b", **SMALL).parent)
+    without = file_hashes(make_shapes_dataset(tmp_path / "c", **{**SMALL, "n_tune": 0}).parent)
+    assert with_tune == again and len([k for k in with_tune if "/tune/" in k]) == 2 * 4
+    assert {k: v for k, v in with_tune.items() if "/tune/" not in k} == without
+    with pytest.raises(ValueError, match="no tune split"):
+        tune_yaml(tmp_path / "c" / "shapes.yaml")
 
 
 def test_reused_when_matching_regenerated_otherwise(tmp_path):

@@ -23,7 +23,7 @@ from .data import file_digest
 from .diagnostics import track_unit_health
 from .errors import UserError
 from .executor import Job, execute
-from .loading import load
+from .loading import load, save_checkpoint
 from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
 from .testhold import hold_point, requested
@@ -70,21 +70,22 @@ def cell_order(c: CompareConfig) -> list[tuple[ActSpec, int, str | None]]:
     ]
 
 
-def cell_jobs(c: CompareConfig, data: str, device, starts: dict | None = None, teacher: str | None = None) -> list:
+def cell_jobs(c: CompareConfig, data: str, device, swap: dict | None = None, teacher: str | None = None) -> list:
     """The cells as self-contained jobs for ``run_cell``, in ``cell_order``.
 
     Args:
         c: The config (plain data: a job can be pickled and run elsewhere).
         data: The dataset YAML.
         device: The training device.
-        starts: Recovery protocol: {variant label: checkpoint of the swapped (and repaired) SiLU network}.
+        swap: Recovery protocol: the swap stage's result (``swap_stage``); the cell of variant v and seed s starts
+            from ``start_checkpoint(swap, v, s)``.
         teacher: Recovery protocol: the SiLU checkpoint, the teacher of ``distill`` cells.
     """
     jobs = []
     for spec, seed, method in cell_order(c):
         inputs = {"data": str(data)}
         if method is not None:
-            inputs["start"] = str(starts[spec.label])
+            inputs["start"] = start_checkpoint(swap, spec.label, seed)["path"]
             if method == "distill":
                 inputs["teacher"] = str(teacher)
         elif Path(c.model).is_file():
@@ -105,12 +106,12 @@ def cell_jobs(c: CompareConfig, data: str, device, starts: dict | None = None, t
     return jobs
 
 
-def run_cells(c: CompareConfig, data: str, device, starts: dict | None = None, teacher: str | None = None) -> dict:
+def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, teacher: str | None = None) -> dict:
     """Train and validate every cell, here or as Ray tasks (``c.executor``); a failing cell is recorded and the
     others go on. Completed cells are reused."""
     if c.executor == "ray" and c.device in (None, "", "auto"):
         device = 0 if c.cell_gpus else "cpu"  # the worker's device: Ray shows a task its reserved GPU as device 0
-    cells, jobs, todo, number = {}, cell_jobs(c, data, device, starts, teacher), [], {}
+    cells, jobs, todo, number = {}, cell_jobs(c, data, device, swap, teacher), [], {}
     bar = TQDM(total=len(jobs), desc="cells", disable=not interactive(), file=sys.stdout)
     for k, job in enumerate(jobs, 1):
         key, folder = job["key"], c.run_dir / "cells" / job["key"]
@@ -406,66 +407,109 @@ def pretrained_baseline(c: CompareConfig, data: str, device) -> dict | None:
 
 
 def repairs_for(spec: ActSpec) -> list[str]:
-    """The repairs that differ for this activation: the slope fit only changes PReLU; SiLU is the control (no
-    swap cost to repair, and its recovery starts from the untouched checkpoint)."""
-    if spec.name == "silu":
-        return []
+    """The repairs that differ for this activation: the slope fit only changes PReLU, so ReLU, LeakyReLU and the
+    SiLU control get ``bn`` alone. SiLU gets it too: BatchNorm re-estimation on a calibration draw moves the
+    *unswapped* network's mAP as well, so "SiLU + the same repair" is the reference a repaired variant is judged
+    against (``summary.recovery_tables``)."""
     return [r for r in REPAIRS if r != "none" and (spec.name == "prelu" or "fit" not in r)]
 
 
 def start_repair(spec: ActSpec, repair: str) -> str:
-    """The repair a variant's recovery starts from: ``repair`` where it applies (``fit+bn`` is ``bn`` alone where
-    there is no slope to fit), none for the SiLU control."""
-    if spec.name == "silu":
-        return "none"
+    """The repair a variant's recovery starts from: ``repair`` where it applies, ``fit+bn`` is ``bn`` alone where
+    there is no slope to fit (SiLU included: the control starts from SiLU + the same repair, so that the recovered
+    rows differ in the activation alone)."""
     if spec.name != "prelu":
         return repair.replace("fit+", "").replace("fit", "none")
     return repair
 
 
-def swap_stage(c: CompareConfig, data: str, device) -> dict:
-    """Every variant swapped into the SiLU checkpoint with no training: mAP right after the swap and after each
-    training-free repair, and the checkpoint each variant's recovery starts from (``c.repair`` applied), written
-    once to ``swap.json`` and ``swap/<variant>/start.pt``.
+def start_checkpoint(swap: dict, label: str, seed: int) -> dict:
+    """Where the recovery cell of ``label`` and ``seed`` starts: ``{"repair", "path", "digest", "metrics"}`` of the
+    swapped (and repaired, on seed ``seed``'s calibration draw) checkpoint in ``swap`` (``swap_stage``'s result);
+    ``metrics`` are its scores, measured in the precision it was saved in."""
+    try:
+        return swap["variants"][label]["seeds"][str(seed)]["start"]
+    except KeyError:
+        raise RuntimeError(f"swap stage has no start checkpoint for {label} seed {seed}: a bug") from None
 
-    The repairs use the same calibration images (training split) for every variant; their digest is recorded.
+
+def swap_stage(c: CompareConfig, data: str, device) -> dict:
+    """Every variant swapped into the SiLU checkpoint with no training: mAP right after the swap, and per seed
+    after each training-free repair and the checkpoint that seed's recovery starts from (``c.repair`` applied),
+    written once to ``swap.json`` and ``swap/<variant>/s<seed>/start.pt``.
+
+    Seed ``s`` calibrates the repairs on its own draw of training images (``calibration_set(seed=s)``, the draw its
+    INT8 calibration uses too), the same images for every variant; so the spread over seeds of a repair's score,
+    and of everything recovered from it, includes the calibration draw. The swap itself needs no images: its
+    score is one number per variant.
+
+    Returns:
+        ``{"seeds", "calibration": {"images", "by_seed": {seed: {"files", "digest"}}}, "ls_leaky_slope"`` (mean over
+        draws) ``, "ls_leaky_slope_by_seed", "repair", "variants"}``; per variant: ``after_swap`` (metrics),
+        ``seeds`` (seed -> ``repairs`` {repair: metrics and what was done} and ``start``, see ``start_checkpoint``),
+        ``repairs`` (repair -> ``metrics``: the mean over seeds, ``metrics_std``) and ``start`` (``repair``).
+        Keys of ``by_seed`` and ``seeds`` are strings (JSON).
     """
 
     def compute() -> dict:
-        files, array, _ = calibration_set(data, n=c.calib_images, imgsz=c.imgsz, seed=0)
-        images = torch.from_numpy(array)
         silu = load(c.weights)
+        swapped = {spec.label: load(c.weights, act=spec) for spec in c.specs}
         out = {
-            "calibration": {
-                "images": len(files),
-                "files": [Path(f).name for f in files],
-                "digest": files_digest(files),
-            },
-            "ls_leaky_slope": ls_leaky_slope(silu, images),
+            "seeds": list(c.seeds),
+            "calibration": {"images": None, "by_seed": {}},
+            "ls_leaky_slope_by_seed": {},
             "repair": c.repair,
             "variants": {},
         }
         for spec in c.specs:
-            say(f"[swap] {spec.label}: validating right after the swap, and after each repair")
-            swapped = load(c.weights, act=spec)
-            row = {"after_swap": validate_metrics(copy.deepcopy(swapped), c, data, device), "repairs": {}}
-            start_model, applied = swapped, "none"
-            for repair in repairs_for(spec):
-                model, done = repaired(silu, swapped, repair, images)
-                row["repairs"][repair] = {"metrics": validate_metrics(copy.deepcopy(model), c, data, device), **done}
-                if repair == start_repair(spec, c.repair):
-                    start_model, applied = model, repair
-            path = c.run_dir / "swap" / spec.label / "start.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            start_model.save(str(path))
-            row["start"] = {"repair": applied, "path": str(path)}
+            say(f"[swap] {spec.label}: validating right after the swap")
+            row = {"after_swap": validate_metrics(copy.deepcopy(swapped[spec.label]), c, data, device), "seeds": {}}
             out["variants"][spec.label] = row
+        for seed in c.seeds:
+            files, array, _ = calibration_set(data, n=c.calib_images, imgsz=c.imgsz, seed=seed)
+            images = torch.from_numpy(array)
+            out["calibration"]["images"] = len(files)
+            out["calibration"]["by_seed"][str(seed)] = {
+                "files": [Path(f).name for f in files],
+                "digest": files_digest(files),
+            }
+            out["ls_leaky_slope_by_seed"][str(seed)] = ls_leaky_slope(silu, images)
+            for spec in c.specs:
+                say(f"[swap] {spec.label}, seed {seed}: each repair on calibration draw {seed}")
+                row = out["variants"][spec.label]
+                start_model, applied = swapped[spec.label], start_repair(spec, c.repair)
+                per = {"repairs": {}}
+                for repair in repairs_for(spec):
+                    model, done = repaired(silu, swapped[spec.label], repair, images)
+                    per["repairs"][repair] = {
+                        "metrics": validate_metrics(copy.deepcopy(model), c, data, device),
+                        **done,
+                    }
+                    if repair == applied:
+                        start_model = model
+                path = c.run_dir / "swap" / spec.label / f"s{seed}" / "start.pt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(start_model, path)  # float32, as scored
+                scored = per["repairs"][applied]["metrics"] if applied != "none" else row["after_swap"]
+                per["start"] = {"repair": applied, "path": str(path), "digest": file_digest(path), "metrics": scored}
+                row["seeds"][str(seed)] = per
+        slopes = [v for v in out["ls_leaky_slope_by_seed"].values() if v is not None]
+        out["ls_leaky_slope"] = float(np.mean(slopes)) if slopes else None
+        for spec in c.specs:
+            row = out["variants"][spec.label]
+            row["repairs"] = {
+                r: _over_seeds([p["repairs"][r]["metrics"] for p in row["seeds"].values()]) for r in repairs_for(spec)
+            }
+            row["start"] = {"repair": start_repair(spec, c.repair)}
         return out
 
     def reusable(cached: dict) -> bool:
         rows = cached.get("variants", {})
-        return set(rows) == {s.label for s in c.specs} and all(
-            Path(r["start"]["path"]).is_file() for r in rows.values()
+        if set(rows) != {s.label for s in c.specs} or cached.get("seeds") != list(c.seeds):
+            return False
+        starts = [p.get("start", {}) for r in rows.values() for p in r.get("seeds", {}).values()]
+        return len(starts) == len(rows) * len(c.seeds) and all(
+            Path(s.get("path", "")).is_file() and file_digest(s["path"]) == s.get("digest") for s in starts
         )
 
     return cached_stage(c.run_dir / "swap.json", compute, reuse=reusable)
@@ -511,6 +555,14 @@ def model_keys(models: dict) -> dict | None:
     if any(label not in sources for label in models):
         return None
     return {label: sources[label]["key"] for label in models}
+
+
+def _over_seeds(metrics: list[dict]) -> dict:
+    """Mean (``metrics``) and sample std (``metrics_std``, None with one seed) of per-seed metrics."""
+    keys = metrics[0].keys()
+    mean = {k: float(np.mean([m[k] for m in metrics])) for k in keys}
+    std = {k: float(np.std([m[k] for m in metrics], ddof=1)) if len(metrics) > 1 else None for k in keys}
+    return {"metrics": mean, "metrics_std": std}
 
 
 def variant_models(c: CompareConfig, cells: dict) -> Models:

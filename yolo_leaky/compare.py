@@ -44,7 +44,7 @@ from .data import dataset_info, file_digest, locate_data, resolve_data, write_co
 from .diagnostics import prelu_slopes, summarize_slopes, unit_health
 from .errors import UserError
 from .executor import Job, execute
-from .loading import check_model_source, load
+from .loading import check_model_source, load, save_checkpoint
 from .memory import saved_tensor_bytes
 from .onnx_check import check_export
 from .quant import measure_int8
@@ -313,10 +313,8 @@ def speed_job(args: dict, folder: Path) -> dict:
 
 
 def _checkpoint(yolo, path: Path) -> str:
-    """The network exactly as held in memory (float32, its activations as swapped) in a checkpoint ``load`` reads
-    back; Ultralytics' ``Model.save`` would store it in half precision."""
-    torch.save({"model": yolo.model, "train_args": (getattr(yolo, "ckpt", None) or {}).get("train_args", {})}, path)
-    return str(path)
+    """The network exactly as held in memory, in a checkpoint ``load`` reads back (``loading.save_checkpoint``)."""
+    return save_checkpoint(yolo, path)
 
 
 def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
@@ -345,8 +343,8 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
 
 def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
     """INT8 post-training quantization of every completed cell (headline recovery method), seed by seed, with the
-    same calibration images for every variant; FP32 and INT8 timed side by side on the first seed's models
-    (``quant.measure_int8``). Only with ``int8=true``.
+    same calibration images for every variant (seed s: draw s, the images its repairs used); FP32 and INT8 timed
+    side by side on the first seed's models (``quant.measure_int8``). Only with ``int8=true``.
 
     Each seed's result records the SHA-256 of every checkpoint it quantized (``checkpoints``); a rerun reuses a
     seed only when its cells' checkpoints are exactly those (a retrained or newly completed cell redoes its seed)."""
@@ -389,6 +387,7 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
                 baseline=c.baseline,
                 batch=c.batch,
                 n_calib=c.calib_images,
+                seed=seed,  # calibration draw ``seed``: the images this seed's repairs used (cells.swap_stage)
                 seconds=c.bench_seconds,
                 threads=c.bench_threads,
                 blocks=c.bench_blocks,
@@ -471,8 +470,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
         swap = swap_stage(c, data, device) if c.protocol == "recover" else None
     before = {k for k, v in cells_on_disk(c).items() if v.get("status") == "ok"}
     with clock("cells"):
-        starts = {label: row["start"]["path"] for label, row in swap["variants"].items()} if swap else None
-        cells = run_cells(c, data, device, starts=starts, teacher=weights)
+        cells = run_cells(c, data, device, swap=swap, teacher=weights)
     with quiet(log, c.verbose):
         with clock("cost"):
             models = variant_models(c, cells)

@@ -214,6 +214,16 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     return _validated(config)
 
 
+def default_path_of(c: CompareConfig) -> str | None:
+    """Which ``auto:`` path of ``cfg/compare.yaml`` (``coco``, ``standin``) this run's data and learning rate are
+    the defaults of; None when the run set its own."""
+    paths = _read_config_file(DEFAULT_CONFIG).get(AUTO, {})
+    for name, block in paths.items() if isinstance(paths, dict) else ():
+        if isinstance(block, dict) and block.get("data") == c.data and block.get("lr0") == c.train_args.get("lr0"):
+            return name
+    return None
+
+
 COCO_WEIGHTS = "yolo11n.pt"
 
 

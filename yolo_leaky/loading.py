@@ -7,6 +7,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
+import torch
 import yaml as pyyaml
 
 from .data import is_offline
@@ -39,6 +40,23 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
         swap_activations(yolo, spec)
     attach_trainer(yolo)
     return yolo
+
+
+def save_checkpoint(yolo, path: str | Path) -> str:
+    """Save the network exactly as held in memory (float32, its activations as swapped) in a checkpoint that
+    ``load`` and Ultralytics' trainer read back; Ultralytics' ``Model.save`` would store it in half precision, so a
+    network scored before saving would not be the one saved.
+
+    Args:
+        yolo: An ``ultralytics.YOLO`` (its ``ckpt`` metadata, such as ``train_args``, is kept).
+        path: Where to write the ``.pt``.
+
+    Returns:
+        The path, as a string.
+    """
+    ckpt = getattr(yolo, "ckpt", None) or {}
+    torch.save({**ckpt, "ema": None, "model": yolo.model, "train_args": ckpt.get("train_args", {})}, path)
+    return str(path)
 
 
 def check_model_source(model: str | Path) -> Path:

@@ -13,7 +13,8 @@ A swap keeps every weight but changes every activation's output, most for negati
   of carried over from the SiLU network.
 
 Calibration images come from the *training* split, preprocessed as Ultralytics' validator preprocesses them
-(``calibration_set``, shared with INT8 calibration), so the validation images that score a repair never compute it.
+(``calibration_set``, shared with INT8 calibration; each seed of a run draws its own), so the validation images that
+score a repair never compute it.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
 
 
 def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
-    """The one calibration set of a run: ``n`` training images chosen by a seeded draw among Ultralytics' sorted
-    file list, preprocessed exactly as the validator preprocesses them. The repairs and INT8 calibration both use it.
+    """The calibration set of one seed of a run: ``n`` training images chosen by a seeded draw among Ultralytics'
+    sorted file list, preprocessed exactly as the validator preprocesses them. Seed ``s`` of a run draws with ``s``:
+    its repairs and its INT8 calibration both use this set, so the spread over seeds includes the draw.
 
     Args:
         data_yaml: A dataset YAML that Ultralytics' ``check_det_dataset`` resolves.

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from . import atomic
-from .config import CompareConfig
+from .config import CompareConfig, default_path_of
 from .plots import write_plots
 from .summary import (
     NO_SIGNAL,
@@ -20,6 +20,7 @@ from .summary import (
     headline_recovery,
     headline_runtime,
     paired_ratio_ci,
+    seed_scope,
     speed_verdict,
     untrained_note,
 )
@@ -82,7 +83,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _path_section(c, summary),
         _caveats_section(c, rows, n_val, overlap),
         _recovery_section(c, summary),
-        _accuracy_section(c, rows, cells),
+        _accuracy_section(c, rows, cells, _accuracy_scope(c, summary)),
         _speed_section(c, rows, speed),
         _int8_section(c, summary),
         _export_section(speed),
@@ -206,7 +207,24 @@ def _path_section(c, summary: Summary) -> str:
         lines.append(f"- SiLU checkpoint `{c.weights}`, evaluated on `{c.data}`.")
     if c.path_note:
         lines.append(f"- Chosen by `weights=auto`: {c.path_note}.")
+    lines.append(_lr0_line(c))
     return "\n".join(lines) + "\n"
+
+
+def _lr0_line(c) -> str:
+    """How the recovery learning rate was chosen (documentation where it is the configured default)."""
+    lr0, path = c.train_args.get("lr0"), default_path_of(c)
+    if lr0 is None:
+        return "- Recovery learning rate: Ultralytics' default for the optimizer (not tuned here)."
+    if path == "standin":
+        return (
+            f"- Recovery learning rate lr0 {lr0:g}: the stand-in path's default, chosen on the shapes data's *tune* "
+            "split (64 images of their own, never the validation images scored here) by `benchmarks/tune_lr0.py`; "
+            "documentation, not measured in this run: the figures are in `cfg/compare.yaml`'s comment."
+        )
+    if path == "coco":
+        return f"- Recovery learning rate lr0 {lr0:g}: the COCO8 path's default in `cfg/compare.yaml`, not tuned here."
+    return f"- Recovery learning rate lr0 {lr0:g}: set for this run (not tuned by yolo-leaky)."
 
 
 def _recovery_section(c, summary: Summary) -> str:
@@ -218,37 +236,66 @@ def _recovery_section(c, summary: Summary) -> str:
     swap = summary.swap or {}
     cal = swap.get("calibration", {})
     repairs = ["bn", "fit", "fit+bn"]
+    seeds = swap.get("seeds", [])
     header = ["variant", "before swap", "after swap", *[f"after `{r}`" for r in repairs], "recovery starts from"]
     body = []
     for label, row in rec["no_training"].items():
         cells = [f"`{label}`", _map_pair(row["before"]), _map_pair(row["after_swap"])]
         for r in repairs:
             got = row["repairs"].get(r)
-            if got is None:
-                cells.append("–")
+            cells.append("–" if got is None else _map_pm(got["metrics"], got["metrics_std"]))
+        cells.append(row["start"] if label != base or row["start"] == "none" else f"{row['start']} (as the variants)")
+        body.append(cells)
+    digests = ", ".join(f"s{k} `{v['digest'][:8]}`" for k, v in cal.get("by_seed", {}).items())
+    text.append(
+        f"### Before any training (mAP50 / mAP50-95; repairs: mean ± std over seeds {seeds})\n\n"
+        "The swap keeps every weight and needs no images: one figure per variant. `bn`: BatchNorm statistics "
+        "re-estimated; `fit`: per-channel PReLU slopes fitted by least squares to SiLU (PReLU only); both without a "
+        f"gradient step, on {cal.get('images', '?')} training images drawn with the seed (seed s: draw s, the same "
+        f"images for every variant; digests {digests}). The `{base}` row is the control given the same repair "
+        "(the slope fit does not apply to it).\n\n"
+        + _scope_line(rec["scope"]["no_training"])
+        + "\n"
+        + _table(header, body)
+    )
+    header = ["variant", "repair", "reference", "mAP50-95 − reference [95% CI]", "per seed", "share of the way"]
+    body = []
+    for label, row in rec["no_training"].items():
+        for r, got in row["repairs"].items():
+            if got.get("reference") in (None, "self"):
                 continue
             share = got["share_of_cost_removed"]["map50_95"]
-            cells.append(_map_pair(got["metrics"]) + ("" if share is None else f" ({100 * share:+.0f}% of cost)"))
-        cells.append(row["start"])
-        body.append(cells)
+            body.append(
+                [
+                    f"`{label}`",
+                    f"`{r}`",
+                    "SiLU + `bn`" if got["reference"] == "silu+bn" else "SiLU untouched",
+                    _diff(got["gap_to_reference"]["map50_95"]),
+                    " ".join(f"{x:+.3f}" for x in got["gap_values"]["map50_95"]),
+                    "n/a" if share is None else f"{100 * share:.0f}%",
+                ]
+            )
+    if body:
+        text.append(
+            "Each repair is judged against the SiLU network given the same repair on the same draw (BatchNorm "
+            "re-estimation moves the unswapped network's mAP too, so part of what `bn` does is not about the swap; "
+            "`fit` alone is judged against SiLU untouched). **mAP50-95 − reference**: the repaired variant minus "
+            "SiLU + the same repair, paired by seed, with a t-interval over seeds: what the repair leaves of the "
+            "swap's cost (0: nothing). **Share of the way**: (repaired − after swap) / (reference − after swap), on "
+            "the means over seeds: how much of the distance from the naive swap to the reference the repair covers."
+            "\n\n" + _table(header, body)
+        )
     text.append(
-        "### Before any training (mAP50 / mAP50-95; one network per variant, so no seeds)\n\n"
-        "The swap keeps every weight. `bn`: BatchNorm statistics re-estimated; `fit`: per-channel PReLU slopes "
-        "fitted by least squares to SiLU (PReLU only); both without a gradient step, on "
-        f"{cal.get('images', '?')} training images (the same images for every variant, digest "
-        f"`{str(cal.get('digest', ''))[:12]}`). In brackets: the share of the swap's mAP50-95 cost that the repair "
-        "removes.\n\n" + _table(header, body)
-    )
-    text.append(
-        f"Recovery here starts from `repair={c.repair}`. Whether that start speeds recovery up compared with the "
-        "naive swap takes a second run from `repair=none`: `benchmarks/repair_recovery.py` runs both and pairs "
-        "the cells by seed.\n"
+        f"Recovery here starts from `repair={c.repair}`, seed s from the start repaired on draw s (saved in float32, "
+        "as scored), the SiLU control included, so that the recovered rows differ in the activation alone. "
+        "Whether that start speeds recovery up compared with the naive swap takes a second run from `repair=none`: "
+        "`benchmarks/repair_recovery.py` runs both and pairs the cells by seed.\n"
     )
     slope = swap.get("ls_leaky_slope")
     if slope is not None:
         text.append(
-            f"For information: the single LeakyReLU slope that matches SiLU best on these images (least squares) is "
-            f"{slope:.3f}; the variants above keep the slopes they were asked for.\n"
+            f"For information: the single LeakyReLU slope that matches SiLU best on these images (least squares, mean "
+            f"over the draws) is {slope:.3f}; the variants above keep the slopes they were asked for.\n"
         )
     header = ["variant", "recovery", "mAP50", "mAP50-95", f"mAP50-95 − {base} [95% CI]", "verdict"]
     body = []
@@ -269,11 +316,11 @@ def _recovery_section(c, summary: Summary) -> str:
     seeds = sorted({s for r in rec["recovered"].values() for s in r["seeds"]})
     text.append(
         f"### After {c.epochs} epoch(s) of recovery (mean ± std over seeds {seeds}; final epoch)\n\n"
-        f"Every variant, SiLU included, is recovered for the same epochs from the same checkpoint, so each row "
-        f"compares swap + recovery with just recovery. `finetune`: ordinary training. `distill`: Ultralytics' "
-        f"distiller with the SiLU checkpoint as the frozen teacher of its own swapped copy (feature distillation "
-        f"on the neck, weighted by the teacher's scores). CI: Welch's t-interval over seeds.\n\n"
-        + _table(header, body)
+        "Every variant, SiLU included, is recovered for the same epochs from the same SiLU checkpoint, swapped "
+        "and given the same repair on the same draw, so each row compares swap + recovery with just recovery. "
+        "`finetune`: ordinary training. `distill`: Ultralytics' distiller with the SiLU checkpoint as the frozen "
+        "teacher of its own swapped copy (feature distillation on the neck, weighted by the teacher's scores). "
+        "CI: Welch's t-interval over seeds.\n\n" + _scope_line(rec["scope"]["recovered"]) + "\n" + _table(header, body)
         + "\n"
         + _holm_note({f"`{m}` rows": rec["tests"][m]["map50_95"] for m in c.recovery}, base)
     )
@@ -285,6 +332,8 @@ def _recovery_section(c, summary: Summary) -> str:
         ]
         text.append(
             "### What distillation buys over fine-tuning (same epochs, same seeds, paired by seed)\n\n"
+            + _scope_line(rec["scope"]["recovered"], paired=True)
+            + "\n"
             + _table(header, body)
             + "\n"
             + _holm_note({"the variants, mAP50-95": rec["tests"]["distill_minus_finetune"]["map50_95"]}, None)
@@ -298,6 +347,16 @@ def _recovery_section(c, summary: Summary) -> str:
 
 def _map_pair(m: dict | None) -> str:
     return "n/a" if not m else f"{m['map50']:.3f} / {m['map50_95']:.3f}"
+
+
+def _map_pm(m: dict, std: dict) -> str:
+    return f"{_pm(m['map50'], std.get('map50'))} / {_pm(m['map50_95'], std.get('map50_95'))}"
+
+
+def _scope_line(scope: dict, paired: bool = False) -> str:
+    """What varies across the seeds behind a table's mean ± std and CIs, and what is held fixed."""
+    both = " (both arms of a pair share it, so the paired difference isolates the method)" if paired else ""
+    return f"Across seeds, varies: {'; '.join(scope['varies'])}{both}. Held fixed: {'; '.join(scope['fixed'])}.\n"
 
 
 def _diff(d: dict | None) -> str:
@@ -325,7 +384,12 @@ def _holm_note(families: dict[str, int], control: str | None) -> str:
     )
 
 
-def _accuracy_section(c, rows, cells) -> str:
+def _accuracy_scope(c, summary: Summary) -> dict:
+    n_calib = (summary.swap or {}).get("calibration", {}).get("images", c.calib_images)
+    return seed_scope(c, "recovered", n_calib, summary.n_val)
+
+
+def _accuracy_section(c, rows, cells, scope: dict) -> str:
     header = ["variant", "mAP50", "mAP50-95", "precision", "recall", "seeds ok", f"vs {c.baseline} (mAP50-95)"]
     if c.protocol == "recover":
         header[0] = f"variant (recovered by {c.recovery[0]})"
@@ -348,6 +412,8 @@ def _accuracy_section(c, rows, cells) -> str:
         "## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
         "same settings as every other accuracy figure here (a square imgsz x imgsz letterbox, `rect=False`, the "
         "input an exported static-shape model sees); no epoch was selected on the validation images.\n\n"
+        + _scope_line(scope)
+        + "\n"
         + _table(header, body)
         + "\n"
         + _holm_note({family: max((r.get("accuracy_holm_tests") or 0 for r in rows.values()), default=0)}, c.baseline)
@@ -479,9 +545,12 @@ def _int8_section(c, summary: Summary) -> str:
         )
     text.append(_table(header, body))
     text.append(
-        f"The SiLU control's drop per seed shows how stable the measure is; a variant's INT8 advantage is its drop "
-        f"against SiLU's, with Welch's interval over seeds. Calibration identical across seeds: "
-        f"{'yes' if q['calibration_identical_across_seeds'] else 'NO'}.\n\n"
+        "The SiLU control's drop per seed shows how stable the measure is; a variant's INT8 advantage is its drop "
+        "against SiLU's, with Welch's interval over seeds. Calibration image digests per seed: "
+        + ", ".join(f"s{k} `{v[:8]}`" for k, v in q["calibration_by_seed"].items())
+        + ".\n\n"
+        + _scope_line(q["scope"])
+        + "\n"
         + _holm_note({f"drop against `{c.baseline}`'s": q["drop_vs_base_tests"]}, c.baseline)
     )
     sizes = sorted({t["imgsz"] for t in q["latency_settings"].values()} - {st["imgsz"]})

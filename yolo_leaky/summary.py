@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -317,24 +318,121 @@ def _metric(cells: dict, label: str, key: str, method: str | None = None) -> lis
 METRICS = ("map50", "map50_95")
 
 
-def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n_val: int | None) -> dict:
-    """The recovery protocol's accuracy, computed once: no-training rows (before, after the swap, after each
-    repair, with the share of the swap's cost each repair removes), recovered rows per method (mean ± std, the
-    difference from SiLU recovered the same way with a Welch 95% CI and verdict), and distill − finetune per
-    variant (paired by seed)."""
-    base = c.baseline
-    no_training = {}
+def reference_name(repair: str) -> str:
+    """The SiLU reference of a repair: SiLU given the same repair (``bn``; the slope fit does not apply to SiLU)."""
+    return "silu" if "bn" not in repair else "silu+bn"
+
+
+def no_training_rows(c: CompareConfig, swap: dict, baseline: dict) -> dict:
+    """The no-training rows of the recovery protocol, per variant: before and right after the swap (one figure
+    each: no calibration is involved), and each repair's metrics per seed (seed ``s`` calibrates on draw ``s``),
+    as mean ± std over seeds.
+
+    Each repair is judged against **SiLU given the same repair** on the same draw (``bn`` re-estimation of the
+    *unswapped* SiLU network moves its mAP too, so part of what ``bn`` does to a variant is not about the swap;
+    the slope fit does not apply to SiLU, so ``fit`` alone is judged against SiLU untouched):
+
+    * ``gap_to_reference``: repaired variant − SiLU + the same repair, paired by seed (draw), with a t-interval
+      over seeds (None with one seed); ``gap_values`` per seed. 0 means the repair leaves nothing of the swap's
+      cost that the same repair does not also leave SiLU with.
+    * ``share_of_cost_removed``: (repaired − after swap) / (reference − after swap), means over seeds: the
+      share of the way from the naive swap to SiLU + the same repair that the repair covers (1 = all of it); None
+      when that distance is below ``NO_SIGNAL``.
+
+    The SiLU row carries its own repairs (the references), marked ``"reference": "self"``.
+    """
+    silu = next(s.label for s in c.specs if s.name == "silu")
+    seeds = [str(s) for s in swap["seeds"]]
+    rows = {}
     for label, row in swap["variants"].items():
-        entry = {"before": baseline, "after_swap": row["after_swap"], "repairs": {}, "start": row["start"]["repair"]}
-        for repair, r in row["repairs"].items():
-            share = {}
-            for m in METRICS:
-                cost = baseline[m] - row["after_swap"][m]
-                share[m] = (r["metrics"][m] - row["after_swap"][m]) / cost if cost > NO_SIGNAL else None
-            entry["repairs"][repair] = {"metrics": r["metrics"], "share_of_cost_removed": share}
-            if "fit" in r:
-                entry["repairs"][repair]["fit"] = r["fit"]
-        no_training[label] = entry
+        entry = {
+            "before": baseline,
+            "after_swap": row["after_swap"],
+            "repairs": {},
+            "start": row["start"]["repair"],
+            "seeds": [int(s) for s in seeds],
+        }
+        for repair in row["repairs"]:
+            per = [row["seeds"][s]["repairs"][repair] for s in seeds]
+            out = {
+                "metrics": row["repairs"][repair]["metrics"],
+                "metrics_std": row["repairs"][repair]["metrics_std"],
+                "values": {m: [p["metrics"][m] for p in per] for m in METRICS},
+            }
+            if "fit" in per[0]:
+                out["fit"] = [p["fit"] for p in per]
+            if label == silu:
+                out["reference"] = "self"
+            else:
+                ref = reference_name(repair)
+                out["reference"] = ref
+                out["reference_values"] = {
+                    m: [
+                        swap["variants"][silu]["seeds"][s]["repairs"]["bn"]["metrics"][m]
+                        if ref == "silu+bn"
+                        else baseline[m]
+                        for s in seeds
+                    ]
+                    for m in METRICS
+                }
+                out["gap_values"], out["gap_to_reference"], out["share_of_cost_removed"] = {}, {}, {}
+                for m in METRICS:
+                    v, r = out["values"][m], out["reference_values"][m]
+                    out["gap_values"][m] = [a - b for a, b in zip(v, r)]
+                    out["gap_to_reference"][m] = difference(v, r, paired=True)
+                    to_go = float(np.mean(r)) - row["after_swap"][m]
+                    won = float(np.mean(v)) - row["after_swap"][m]
+                    out["share_of_cost_removed"][m] = won / to_go if to_go > NO_SIGNAL else None
+            entry["repairs"][repair] = out
+        rows[label] = entry
+    return rows
+
+
+def seed_scope(c: CompareConfig, kind: str, n_calib: int | None, n_val: int | None) -> dict:
+    """What varies across the seeds of a figure's mean ± std and CI, and what is held fixed, from the protocol.
+
+    Args:
+        c: The config.
+        kind: ``no_training`` (repairs), ``recovered`` (trained cells; also paired method differences) or ``int8``.
+        n_calib: Calibration images per draw (None: unknown).
+        n_val: Validation images (None: unknown).
+
+    Returns:
+        ``{"varies": [...], "fixed": [...]}`` (phrases).
+    """
+    draw = f"calibration draw (seed s draws {n_calib if n_calib is not None else '?'} training images)"
+    val = f"the {n_val if n_val is not None else '?'} validation images"
+    recover = c.protocol == "recover"
+    fixed = ([f"the SiLU checkpoint `{Path(str(c.weights)).name}`"] if recover else [f"the model `{c.model}`"]) + [
+        val,
+        "the training images",
+    ]
+    if kind == "no_training":
+        return {"varies": [draw], "fixed": [*fixed, "no training (no training noise)"]}
+    train = (
+        "recovery-training seed (batch order, augmentation)"
+        if recover
+        else "training seed (weight initialisation, batch order, augmentation)"
+    )
+    varies = [train]
+    if recover and c.repair != "none":
+        varies.append(f"the {draw} that sets the repaired start (`repair={c.repair}`)")
+    elif recover:
+        fixed.append("the start (`repair=none`: the naive swap, the same for every seed)")
+    if kind == "int8":
+        varies.append(f"INT8 {draw}" + (", the same images as that seed's repairs" if recover else ""))
+    return {"varies": varies, "fixed": fixed + [f"the recipe ({c.epochs} epoch(s), imgsz {c.imgsz})"]}
+
+
+def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n_val: int | None) -> dict:
+    """The recovery protocol's accuracy, computed once: no-training rows (``no_training_rows``: before, after the
+    swap, after each repair per seed, judged against SiLU given the same repair), recovered rows per method (mean ±
+    std, the difference from SiLU recovered the same way with a Welch 95% CI and verdict), distill − finetune per
+    variant (paired by seed), and what varies across seeds in each (``scope``, ``seed_scope``)."""
+    base = c.baseline
+    no_training = no_training_rows(c, swap, baseline)
+    n_calib = swap.get("calibration", {}).get("images")
+    scope = {k: seed_scope(c, k, n_calib, n_val) for k in ("no_training", "recovered")}
     recovered, tests = {}, {}
     for method in c.recovery:
         family: dict = {m: [] for m in METRICS}  # one Holm family per method and metric: one verdict column's rows
@@ -368,6 +466,7 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
         "no_training": no_training,
         "recovered": recovered,
         "distill_minus_finetune": distill_gain,
+        "scope": scope,
         "tests": tests,  # Holm family sizes (tests made): {method: {metric: n}, "distill_minus_finetune": {metric: n}}
     }
 
@@ -504,6 +603,9 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
         "skipped": first.get("skipped", {}),
         "drop_vs_base_tests": drop_tests,  # Holm family size of the deploy drop − baseline's drop verdicts
         "calibration_identical_across_seeds": len({r["calibration"]["digest"] for r in int8["seeds"].values()}) == 1,
+        # seed s calibrates on draw s (the images its repairs used, same files_digest formula as swap.json)
+        "calibration_by_seed": {seed: r["calibration"]["files_digest"] for seed, r in int8["seeds"].items()},
+        "scope": seed_scope(c, "int8", first["calibration"]["n"], n_val),
     }
 
 

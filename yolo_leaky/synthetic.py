@@ -18,9 +18,11 @@ import numpy as np
 import yaml as pyyaml
 
 CLASSES = ("circle", "square", "triangle", "cross")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the tune split came later from a third RNG stream: train and val bytes are unchanged
 MANIFEST = "manifest.json"
 YAML_NAME = "shapes.yaml"
+TUNE_YAML_NAME = "shapes-tune.yaml"  # trains on train and validates on the tune split
+SPLITS = ("train", "val", "tune")
 
 # A recipe that trains yolo11n from scratch to mAP50 0.60-0.70 on the default dataset in ~2 min per activation on
 # 2 CPU cores (see tests/test_synthetic.py). Why each setting:
@@ -49,6 +51,7 @@ def make_shapes_dataset(
     n_train: int = 256,
     n_val: int = 64,
     imgsz: int = 64,
+    n_tune: int = 64,
     seed: int = 0,
     max_objects: int = 2,
     size_range: tuple[float, float] = (0.3, 0.55),
@@ -56,11 +59,14 @@ def make_shapes_dataset(
     """Generate (or reuse) the shapes dataset under ``root`` and return its dataset YAML.
 
     Args:
-        root: Folder for ``images/{train,val}``, ``labels/{train,val}``, the manifest and ``shapes.yaml``.
+        root: Folder for ``images/{train,val,tune}``, ``labels/{train,val,tune}``, the manifest, ``shapes.yaml`` and
+            ``shapes-tune.yaml`` (``tune_yaml``).
         n_train: Training images.
-        n_val: Validation images.
+        n_val: Validation images: the images every reported score is measured on.
         imgsz: Side of the square images, 64 to 160 px.
-        seed: RNG seed; train and val use independent streams derived from it.
+        n_tune: Tuning images (0: none), for choosing settings without looking at the validation images; drawn
+            from a third stream, so adding them changes no train or val byte.
+        seed: RNG seed; train, val and tune use independent streams derived from it.
         max_objects: At most this many shapes per image (at least one).
         size_range: Shape side as a fraction of ``imgsz``, (low, high).
 
@@ -69,8 +75,8 @@ def make_shapes_dataset(
     """
     if not 64 <= imgsz <= 160:
         raise ValueError(f"imgsz must be between 64 and 160 px, got {imgsz}")
-    if n_train < 1 or n_val < 1 or max_objects < 1:
-        raise ValueError("n_train, n_val and max_objects must be at least 1")
+    if n_train < 1 or n_val < 1 or max_objects < 1 or n_tune < 0:
+        raise ValueError("n_train, n_val and max_objects must be at least 1, n_tune at least 0")
     lo, hi = (float(v) for v in size_range)
     if not 0.05 <= lo <= hi <= 0.9:
         raise ValueError(f"size_range must satisfy 0.05 <= low <= high <= 0.9, got {size_range}")
@@ -79,6 +85,7 @@ def make_shapes_dataset(
         "version": FORMAT_VERSION,
         "n_train": n_train,
         "n_val": n_val,
+        "n_tune": n_tune,
         "imgsz": imgsz,
         "seed": seed,
         "max_objects": max_objects,
@@ -112,8 +119,10 @@ def _generate(root: Path, params: dict) -> None:
     (root / MANIFEST).unlink(missing_ok=True)  # written last: its presence means a complete dataset
     for d in ("images", "labels"):
         shutil.rmtree(root / d, ignore_errors=True)
-    streams = np.random.SeedSequence(params["seed"]).spawn(2)
-    for split, n, ss in (("train", params["n_train"], streams[0]), ("val", params["n_val"], streams[1])):
+    # spawn(3)'s first two children are spawn(2)'s: the tune stream leaves the train and val bytes as they were
+    streams = np.random.SeedSequence(params["seed"]).spawn(len(SPLITS))
+    counts = (params["n_train"], params["n_val"], params["n_tune"])
+    for split, n, ss in zip(SPLITS, counts, streams):
         rng = np.random.default_rng(ss)
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
@@ -127,13 +136,26 @@ def _generate(root: Path, params: dict) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def _write_yaml(root: Path) -> Path:
-    cfg = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASSES))}
-    out = root / YAML_NAME
+def _write_yaml(root: Path, val: str = "val", name: str = YAML_NAME) -> Path:
+    cfg = {"path": str(root), "train": "images/train", "val": f"images/{val}", "names": dict(enumerate(CLASSES))}
+    out = root / name
     text = pyyaml.safe_dump(cfg, sort_keys=False)
     if not out.exists() or out.read_text() != text:
         out.write_text(text)
     return out
+
+
+def tune_yaml(data_yaml: str | Path) -> Path:
+    """A dataset YAML beside ``data_yaml`` (a shapes dataset's) that trains on its train split and validates on its
+    tune split: settings chosen by validating on it never see the validation images that reports score.
+
+    Raises:
+        ValueError: The dataset has no tune images (``n_tune=0``).
+    """
+    root = Path(data_yaml).resolve().parent
+    if not any((root / "images" / "tune").glob("*.png")):
+        raise ValueError(f"{root} has no tune split; generate it with n_tune >= 1")
+    return _write_yaml(root, val="tune", name=TUNE_YAML_NAME)
 
 
 def _label_line(cls: int, box: tuple[int, int, int, int], size: int) -> str:
