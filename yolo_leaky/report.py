@@ -320,7 +320,10 @@ def _recovery_section(c, summary: Summary) -> str:
         "and given the same repair on the same draw, so each row compares swap + recovery with just recovery. "
         "`finetune`: ordinary training. `distill`: Ultralytics' distiller with the SiLU checkpoint as the frozen "
         "teacher of its own swapped copy (feature distillation on the neck, weighted by the teacher's scores). "
-        "CI: Welch's t-interval over seeds.\n\n" + _scope_line(rec["scope"]["recovered"]) + "\n" + _table(header, body)
+        "CI: Welch's t-interval over seeds.\n\n"
+        + _scope_line(rec["scope"]["recovered"])
+        + "\n"
+        + _table(header, body)
         + "\n"
         + _holm_note({f"`{m}` rows": rec["tests"][m]["map50_95"] for m in c.recovery}, base)
     )
