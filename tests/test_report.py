@@ -97,14 +97,38 @@ def synthetic_run(
                 "results_csv": "missing.csv",
             }
     baseline = _metrics(rng)
+
+    def _seed_rows(label: str) -> dict:  # swap.json's per-seed layout (cells.swap_stage): SiLU gets bn too
+        out = {}
+        for s in c.seeds:
+            repairs = {"bn": {"metrics": _metrics(rng)}}
+            start = {"repair": "bn", "path": "start.pt", "digest": "0" * 64, "metrics": repairs["bn"]["metrics"]}
+            out[str(s)] = {"repairs": repairs, "start": start}
+        return out
+
+    per_seed = {label: _seed_rows(label) for label in labels}
     swap = {
-        "calibration": {"images": c.calib_images, "digest": f"{rng.integers(1 << 60):x}"},
+        "seeds": list(c.seeds),
+        "calibration": {
+            "images": c.calib_images,
+            "by_seed": {str(s): {"files": [], "digest": f"{rng.integers(1 << 60):x}"} for s in c.seeds},
+        },
         "ls_leaky_slope": float(rng.uniform(0.05, 0.3)),
+        "repair": "bn",
         "variants": {
             label: {
                 "after_swap": _metrics(rng),
-                "repairs": {} if label == c.baseline else {"bn": {"metrics": _metrics(rng)}},
-                "start": {"repair": "none" if label == c.baseline else "bn", "path": "start.pt"},
+                "seeds": per_seed[label],
+                "repairs": {
+                    "bn": {
+                        "metrics": {
+                            k: float(np.mean([per_seed[label][str(s)]["repairs"]["bn"]["metrics"][k] for s in c.seeds]))
+                            for k in _metrics(rng)
+                        },
+                        "metrics_std": {k: float(rng.uniform(0.001, 0.02)) for k in _metrics(rng)},
+                    }
+                },
+                "start": {"repair": "bn"},
             }
             for label in labels
         },
@@ -150,7 +174,7 @@ def synthetic_run(
             }
     # the INT8 stage: every seed scored, the first timed
     n_found = n_calib_found or c.calib_images
-    calibration = {"n": n_found, "digest": f"{rng.integers(1 << 60):x}", "split": "train"}
+    calibration = {"n": n_found, "digest": f"{rng.integers(1 << 60):x}", "split": "train"}  # per seed below
     int8_settings = {
         "imgsz": c.imgsz,
         "bench_imgsz": c.bench_imgsz,
@@ -178,6 +202,7 @@ def synthetic_run(
                     "fusion_int8": _fusion(rng, label, OV_STANDALONE.get(label, OV_STANDALONE["prelu"])),
                 },
             }
+        calibration = {**calibration, "files_digest": f"{rng.integers(1 << 60):x}"}
         seeds[str(s)] = {"calibration": calibration, "settings": int8_settings, "variants": variants_out, "skipped": {}}
     latency = {}
     for runtime in ("ort-cpu", "openvino-cpu"):
