@@ -233,6 +233,7 @@ SMALL = [
     "batch=4",
     "bench_imgsz=64",
     "bench_seconds=1",
+    "bench_blocks=2",  # each block starts a worker process: two keep the runs short
     "diagnostics=False",
 ]
 

@@ -18,10 +18,10 @@ Method (what ``benchmark`` does):
    starts empty), which builds its runners anew (ONNX Runtime sessions or OpenVINO compiled models, or the networks
    loaded from a file the parent wrote and fused again), allocates a new input and uses its own interleaving seed.
    So what varies between processes (memory layout and allocation, code and cache aliasing: Mytkowicz et al. 2009,
-   Curtsinger & Berger 2013) varies between blocks too, and the interval over blocks covers it. Measured on this
-   project's 2-core machine, blocks in one process did not: their interval covered other processes' estimates in
-   62-100% of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in the README). A worker start
-   costs about 2-4 s there (Python, torch and ONNX Runtime imports), outside the timed rounds.
+   Curtsinger & Berger 2013) varies between blocks too, and the spread over blocks includes it. Measured on two
+   2-core machines, blocks in one process did not: their interval contained other processes' estimates in 50-100%
+   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in the README). A worker start costs
+   about 2 s on an idle 2-core machine (Python, torch and ONNX Runtime imports), outside the timed rounds.
    ``isolate=False`` runs the blocks in this process instead (for tests of the protocol, not for reported figures;
    the result records which: ``settings["isolation"]`` and each block's ``settings["block_pids"]``). Within a block:
    Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
