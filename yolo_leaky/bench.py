@@ -387,7 +387,6 @@ def run_block(spec: dict, models: dict[str, nn.Module] | None = None) -> dict:
     return {"samples_ns": samples, "timing_s": spent, "pid": os.getpid()}
 
 
-# The worker imports the package from the parent's own copy (PYTHONPATH below) and runs one block.
 _WORKER = "import sys; from yolo_leaky.bench import block_worker; block_worker(sys.argv[1], sys.argv[2])"
 _REMOTE_ERRORS = {"ValueError": ValueError, "UserError": UserError, "RuntimeError": RuntimeError}
 
@@ -410,8 +409,8 @@ def _block_in_fresh_process(spec: dict, folder: Path, block: int) -> dict:
     """Run one block in a new Python interpreter (not a fork, so the address-space layout is drawn anew)."""
     spec_file, out_file = folder / f"block{block}.json", folder / f"block{block}-out.json"
     spec_file.write_text(json.dumps(spec))
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    # The parent's import path, in its order: the worker imports the same yolo_leaky, torch and runtimes.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.run(
         [sys.executable, "-c", _WORKER, str(spec_file), str(out_file)],
         stdin=subprocess.DEVNULL,
