@@ -111,6 +111,7 @@ def test_speed_section_says_what_each_interval_covers(ort_result):
     one = {**stored, "settings": {**stored["settings"], "isolation": "none"}}
     text = _speed_section(c, {}, {"timings": {"ort-cpu": one}})
     assert "95% CI over 3 blocks in one process" in text and "does not cover what varies between processes" in text
+    assert "remove `speed.json`" in text  # only an earlier version timed blocks in one process
     assert "Documentation, not this run" not in text
 
 

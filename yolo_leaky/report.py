@@ -362,7 +362,10 @@ def _speed_section(c, rows, speed) -> str:
                 body,
             )
         )
-        text.append(_speed_ci_note(settings) + "\n")
+        if not speed_ci_covers_processes(settings):
+            text.append(_speed_ci_warning(settings) + "\n")
+    if any(speed_ci_covers_processes(r["settings"]) for r in timings.values()):
+        text.append(_speed_ci_coverage() + "\n")
     text.append(
         "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture are timed "
         "side by side, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
@@ -396,21 +399,29 @@ SPEED_CI_COVERAGE = {
 }
 
 
-def _speed_ci_note(settings: dict) -> str:
-    """What one timing table's interval covers (from the run's settings) and its coverage as measured elsewhere
+def _speed_ci_warning(settings: dict) -> str:
+    """Under a timing table whose interval was taken within one process (one block, or a result timed before blocks
+    ran in fresh processes): say that it is too narrow."""
+    fix = (
+        "with `bench_blocks=` of 2 or more each block runs in a fresh process"
+        if settings.get("blocks", 1) < 2
+        else "these timings come from an earlier version; remove `speed.json` from the run folder to time them again"
+    )
+    return (
+        f"Interval: {speed_ci_scope(settings)}. It does not cover what varies between processes (memory layout, "
+        f"sessions): treat it as too narrow; {fix}."
+    )
+
+
+def _speed_ci_coverage() -> str:
+    """What an interval over blocks in fresh processes covers, and its coverage as measured elsewhere
     (documentation, labelled with where and how it was measured)."""
-    scope = speed_ci_scope(settings)
-    if not speed_ci_covers_processes(settings):
-        return (
-            f"Interval: {scope}. It does not cover what varies between processes (memory layout, sessions): treat "
-            "it as too narrow; `bench_blocks=` of 2 or more times each block in a fresh process."
-        )
     cov = SPEED_CI_COVERAGE
     measured = ", ".join(f"{label} {share}" for label, share in cov["coverage"].items())
     return (
-        f"Interval: {scope}, so its spread includes what varies between processes on the machine that ran it; not "
-        "what varies between machines, runtime builds or hours of background load. Documentation, not this run: "
-        f"with blocks in fresh processes, a run's interval contained the pooled estimate of the other runs in "
+        "An interval over blocks, each in a fresh process, has a spread that includes what varies between processes "
+        "on the machine that ran it; not what varies between machines, runtime builds or hours of background load. "
+        "Documentation, not this run: such a run's interval contained the pooled estimate of the other runs in "
         f"{measured} of runs ({cov['where']}; `{cov['command']}`). A 95% interval should do so in about 95%; so few "
         "runs on a loaded machine can neither confirm nor refute that (README: Speed confidence intervals)."
     )
