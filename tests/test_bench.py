@@ -62,21 +62,57 @@ def check_result(res, labels):
     text = res.format_table()
     assert all(label in text for label in labels) and res.runtime in text
     assert json.loads(json.dumps(res.to_dict(samples=True)))["rounds"] == res.rounds
+    check_fresh_processes(res)
+
+
+def check_fresh_processes(res):
+    """Every block ran in its own worker process, none of them this one."""
+    pids = res.settings["block_pids"]
+    assert res.settings["isolation"] == "process" and res.settings["parent_pid"] == os.getpid()
+    assert len(pids) == res.settings["blocks"] == len(set(pids)) and os.getpid() not in pids
+    assert res.settings["overhead_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def ort_result(yolos, onnx_paths):
+    models = {key: y.model for key, y in yolos.items()}
+    return benchmark(
+        models, imgsz=IMGSZ, runtime="ort-cpu", seconds=1, threads=1, warmup=2, onnx_paths=onnx_paths, blocks=3
+    )  # 3 blocks of 10+ rounds reach MIN_ROUNDS
 
 
 def test_torch_cpu_benchmark(yolos):
     models = {key: y.model for key, y in yolos.items()}
     threads_before = torch.get_num_threads()
-    res = benchmark(models, imgsz=IMGSZ, runtime="torch-cpu", seconds=1, threads=1, warmup=2)
-    check_result(res, list(ACTS))
+    res = benchmark(models, imgsz=IMGSZ, runtime="torch-cpu", seconds=1, threads=1, warmup=2, blocks=3)
+    check_result(res, list(ACTS))  # the networks reached the workers through a file
     assert torch.get_num_threads() == threads_before
 
 
-def test_ort_cpu_benchmark(yolos, onnx_paths):
-    models = {key: y.model for key, y in yolos.items()}
-    res = benchmark(models, imgsz=IMGSZ, runtime="ort-cpu", seconds=1, threads=1, warmup=2, onnx_paths=onnx_paths)
-    check_result(res, list(ACTS))
-    assert res.env["onnxruntime"]
+def test_ort_cpu_benchmark(ort_result):
+    check_result(ort_result, list(ACTS))
+    assert ort_result.env["onnxruntime"]
+
+
+def test_speed_section_says_what_each_interval_covers(ort_result):
+    """The report reads the stored result (JSON round trip) and names what the interval is taken over: blocks in
+    fresh processes here; a result timed in one process is called too narrow, not given the coverage figures."""
+    from yolo_leaky.config import CompareConfig
+    from yolo_leaky.report import SPEED_CI_COVERAGE, _speed_section
+
+    stored = json.loads(json.dumps(ort_result.to_dict(samples=True)))
+    c = CompareConfig(variants=["silu", "relu", "leaky_relu:0.1"])
+    text = _speed_section(c, {}, {"timings": {"ort-cpu": stored}})
+    assert "95% CI over 3 blocks, each in a fresh process" in text
+    assert f"`{SPEED_CI_COVERAGE['command']}`" in text and "Documentation, not this run" in text
+    for label in ("relu", "leaky"):
+        s = stored["stats"][label]
+        assert f"[{s['paired_ci_low']:.3f}, {s['paired_ci_high']:.3f}]" in text
+    one = {**stored, "settings": {**stored["settings"], "isolation": "none"}}
+    text = _speed_section(c, {}, {"timings": {"ort-cpu": one}})
+    assert "95% CI over 3 blocks in one process" in text and "does not cover what varies between processes" in text
+    assert "remove `speed.json`" in text  # only an earlier version timed blocks in one process
+    assert "Documentation, not this run" not in text
 
 
 def test_benchmark_leaves_the_callers_model_alone(yolos):
@@ -207,7 +243,10 @@ def test_raw_samples_round_trip_into_the_same_table(yolos):
     from yolo_leaky.bench import stats_from_dict
 
     nets = {k: yolos[k].model for k in ("silu", "relu")}
-    res = benchmark(nets, imgsz=IMGSZ, runtime="torch-cpu", seconds=0.3, threads=1, baseline="silu", blocks=3)
+    res = benchmark(
+        nets, imgsz=IMGSZ, runtime="torch-cpu", seconds=0.3, threads=1, baseline="silu", blocks=3, isolate=False
+    )
+    assert res.settings["isolation"] == "none" and res.settings["block_pids"] == [os.getpid()] * 3
     stored = json.loads(json.dumps(res.to_dict(samples=True)))
     assert sorted(set(stored["block_of_round"])) == [0, 1, 2] and stored["stats"]["relu"]["blocks"] == 3
     assert stats_from_dict(stored) == {k: asdict(v) for k, v in res.stats.items()}

@@ -24,6 +24,7 @@ SMALL = [
     "batch=4",
     "bench_imgsz=64",
     "bench_seconds=1",
+    "bench_blocks=2",  # each block starts a worker process: two keep the runs short
 ]
 
 
@@ -216,6 +217,8 @@ def test_report_has_every_variant_with_finite_ratios(finished):
     for runtime in ("torch-cpu", "ort-cpu"):
         stats = results["speed"]["timings"][runtime]["stats"]
         assert set(stats) == {"silu", "relu", "prelu", "identity"}
+        settings = results["speed"]["timings"][runtime]["settings"]  # every block timed in its own process
+        assert settings["isolation"] == "process" and len(set(settings["block_pids"])) == settings["blocks"] == 2
         for label, s in stats.items():
             for key in ("ratio_of_medians", "paired"):
                 value = s[key if key != "paired" else "paired_ratio"]

@@ -234,6 +234,7 @@ SMALL = [
     "batch=4",
     "bench_imgsz=64",
     "bench_seconds=1",
+    "bench_blocks=2",  # each block starts a worker process: two keep the runs short
     "diagnostics=False",
 ]
 
@@ -365,6 +366,9 @@ def test_timing_ran_as_one_ray_task_and_its_files_landed(grids):
     assert (project / "ray/speed-log.txt").stat().st_size > 0
     results = json.loads((project / "ray/results.json").read_text())
     assert set(results["speed"]["timings"]) == {"torch-cpu", "ort-cpu"}
+    for result in results["speed"]["timings"].values():  # blocks in fresh processes on the Ray worker, too
+        settings = result["settings"]
+        assert settings["isolation"] == "process" and len(set(settings["block_pids"])) == settings["blocks"] == 2
 
 
 @pytest.mark.slow

@@ -184,6 +184,7 @@ def recover_run(standin, tmp_path_factory):
         "seeds=[0,1]",
         "bench_imgsz=64",
         "bench_seconds=1",
+        "bench_blocks=2",  # each block starts a worker process: two keep the run short
         "runtimes=[ort-cpu]",
     ]
     result = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=1800, env=dict(os.environ))

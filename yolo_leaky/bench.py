@@ -13,10 +13,17 @@ Method (what ``benchmark`` does):
    plugin runs an FP32 model in bf16 on CPUs with AMX or AVX512-BF16; an INT8 model's quantized layers run in INT8
    either way). Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
 2. Warm-up: ``warmup`` untimed calls per model.
-3. Blocks. The timing budget is split into ``blocks`` independent blocks. Each block builds its runners anew (fresh
-   ONNX Runtime sessions or OpenVINO compiled models, or fresh model copies fused again), allocates a new input, and
-   uses its own interleaving seed, so what varies between sessions and processes (memory layout and allocation,
-   cache aliasing: Mytkowicz et al. 2009, Curtsinger & Berger 2013) varies between blocks too. Within a block:
+3. Blocks. The timing budget is split into ``blocks`` independent blocks. Each block runs in a fresh worker process
+   (a new Python interpreter started with ``subprocess``, not a fork: libraries are mapped at new addresses, the heap
+   starts empty), which builds its runners anew (ONNX Runtime sessions or OpenVINO compiled models, or the networks
+   loaded from a file the parent wrote and fused again), allocates a new input and uses its own interleaving seed.
+   So what varies between processes (memory layout and allocation, code and cache aliasing: Mytkowicz et al. 2009,
+   Curtsinger & Berger 2013) varies between blocks too, and the spread over blocks includes it. Measured on two
+   2-core machines, blocks in one process did not: their interval contained other processes' estimates in 50-100%
+   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in the README). A worker start costs
+   about 2 s on an idle 2-core machine (Python, torch and ONNX Runtime imports), outside the timed rounds.
+   ``isolate=False`` runs the blocks in this process instead (for tests of the protocol, not for reported figures;
+   the result records which: ``settings["isolation"]`` and each block's ``settings["block_pids"]``). Within a block:
    Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
    permutation of the models, odd rounds its reverse, so that every model sits equally often early and late and next
    to every other. Rounds go on until the block's share of ``seconds`` is spent, and for at least
@@ -30,12 +37,12 @@ Method (what ``benchmark`` does):
    the baseline's latency (100 * (hi - lo) / 2). The baseline's own ratio is exactly 1 with a zero-width CI.
    The headline is the paired ratio: per block, the median over rounds of t(variant) / t(baseline) within the same
    round; overall, the geometric mean of the block ratios, with a 95% Student-t interval over blocks (on the log
-   scale, B - 1 degrees of freedom). Why blocks and not rounds: measured on this project's 2-core machine, six
-   single-session runs of the same ONNX files gave point estimates about 5x further apart than each run's
-   round-bootstrap CI was wide, because rounds of one session never sample the session-to-session variation; the
-   coverage benchmark (``benchmarks/ci_coverage.py``) measures how often each kind of CI covers the estimate of other
-   runs in fresh processes (figures in the README). The round-bootstrap CI of the paired ratio is still computed
-   (``paired_round_ci_*``), for that comparison only.
+   scale, B - 1 degrees of freedom: ``scipy.stats.ttest_1samp`` of the log block ratios, exponentiated). Why blocks
+   and not rounds: measured on this project's 2-core machine, six single-session runs of the same ONNX files gave
+   point estimates about 5x further apart than each run's round-bootstrap CI was wide, because rounds of one session
+   never sample the session-to-session variation; the coverage benchmark (``benchmarks/ci_coverage.py``) measures
+   how often each kind of CI covers the estimate of other runs in fresh processes (figures in the README). The
+   round-bootstrap CI of the paired ratio is still computed (``paired_round_ci_*``), for that comparison only.
 
 For comparison: Ultralytics' ``ProfileModels`` times each model in its own block (no interleaving) and reports
 mean +/- std after sigma clipping, without a CI on differences between models.
@@ -46,10 +53,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +76,7 @@ from .swap import YAML_KEY
 from .testhold import hold_point
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu")
+FILE_RUNTIMES = ("ort-cpu", "openvino-cpu")  # they time model files; the torch runtimes time networks
 MIN_ROUNDS = 30  # per benchmark with one block (and the floor of a block's share)
 MIN_ROUNDS_PER_BLOCK = 10
 DEFAULT_BLOCKS = 8
@@ -173,6 +186,7 @@ class BenchResult:
             f"{self.timing_s:.1f} s | ratio = median / median({self.baseline}), "
             f"{CI_LEVEL:.0%} bootstrap CI over rounds ({self.settings.get('resamples', RESAMPLES)} resamples); "
             f"paired: {CI_LEVEL:.0%} t-interval over {self.settings.get('blocks', 1)} block(s)"
+            + (", each in a fresh process" if self.settings.get("isolation") == "process" else " in one process")
         )
         width = max(8, *(len(k) for k in self.stats))
         cols = (
@@ -212,6 +226,7 @@ def benchmark(
     seed: int = 0,
     blocks: int = DEFAULT_BLOCKS,
     openvino_paths: dict[str, str] | None = None,
+    isolate: bool = True,
 ) -> BenchResult:
     """Time several variants side by side and compare each with ``baseline`` (method: module docstring).
 
@@ -228,13 +243,16 @@ def benchmark(
         seed: Seed of the input, of the round orders and of the bootstrap (block ``b`` uses ``seed + b``).
         blocks: Independent blocks the budget is split into; the paired ratio's CI is taken over them.
         openvino_paths: Label -> OpenVINO ``.xml`` (or ``.onnx``) file, required for ``openvino-cpu``.
+        isolate: Run each block in a fresh worker process (the default; the interval then covers what varies
+            between processes). False runs the blocks in this process: for tests of the protocol only.
 
     Returns:
-        A ``BenchResult``.
+        A ``BenchResult``; ``settings`` records the isolation, each block's process id and the time spent outside
+        the timed rounds (``overhead_s``: worker starts, sessions, warm-up).
 
     Raises:
         ValueError: Unknown runtime, missing baseline or ONNX file, or an ONNX input shape that is not ``imgsz``.
-        RuntimeError: ``torch-cuda-fp16`` without CUDA.
+        RuntimeError: ``torch-cuda-fp16`` without CUDA, or a worker process that died without a result.
         UserError: ``openvino-cpu`` without OpenVINO installed.
     """
     _check_args(models, runtime, baseline, onnx_paths, threads, openvino_paths)
@@ -243,22 +261,37 @@ def benchmark(
     labels = list(models)
     before = _loadavg()
     min_rounds = MIN_ROUNDS if blocks == 1 else MIN_ROUNDS_PER_BLOCK
-    parts, block_of_round, wall = [], [], 0.0
-    for block in range(blocks):
-        with _torch_threads(threads):
-            paths = openvino_paths if runtime == "openvino-cpu" else onnx_paths
-            runners = _make_runners(models, runtime, imgsz, threads, paths, seed + block)
-            try:
-                with torch.inference_mode():
-                    part, spent = _time_rounds(runners, seconds / blocks, warmup, seed + block, min_rounds)
-            finally:
-                runners.clear()
-                if runtime == "torch-cuda-fp16":
-                    torch.cuda.empty_cache()
-        parts.append(part)
-        block_of_round += [block] * len(part[labels[0]])
-        wall += spent
-        hold_point(f"benchmark:{runtime}")  # tests only (testhold): interrupted after a timed block
+    paths = openvino_paths if runtime == "openvino-cpu" else onnx_paths
+    spec = {
+        "runtime": runtime,
+        "imgsz": imgsz,
+        "threads": threads,
+        "labels": labels,
+        "paths": {k: str(paths[k]) for k in labels} if runtime in FILE_RUNTIMES else None,
+        "warmup": warmup,
+        "seconds": seconds / blocks,
+        "min_rounds": min_rounds,
+    }
+    parts, block_of_round, wall, pids = [], [], 0.0, []
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if isolate:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="yolo-leaky-bench-")))
+            if runtime not in FILE_RUNTIMES:  # the networks travel to each worker as one file, written once
+                spec["models_file"] = str(folder / "models.pt")
+                torch.save(dict(models), spec["models_file"])
+        for block in range(blocks):
+            block_spec = {**spec, "seed": seed + block}
+            if isolate:
+                out = _block_in_fresh_process(block_spec, folder, block)
+            else:
+                out = run_block(block_spec, models)
+            parts.append(out["samples_ns"])
+            block_of_round += [block] * len(out["samples_ns"][labels[0]])
+            wall += out["timing_s"]
+            pids.append(out["pid"])
+            hold_point(f"benchmark:{runtime}")  # tests only (testhold): interrupted after a timed block
+    elapsed = time.perf_counter() - started
     samples = {k: np.concatenate([p[k] for p in parts]) for k in labels}
     blocks_index = np.asarray(block_of_round, dtype=np.int64)
     stats = latency_stats(samples, baseline, seed=seed, block_of_round=blocks_index)
@@ -279,6 +312,10 @@ def benchmark(
             "min_rounds": min_rounds,
             "seconds": seconds,
             "blocks": blocks,
+            "isolation": "process" if isolate else "none",
+            "block_pids": pids,
+            "parent_pid": os.getpid(),
+            "overhead_s": round(elapsed - wall, 3),
         },
         env={**_env(runtime), "loadavg_before": before, "loadavg_after": _loadavg()},
     )
@@ -315,6 +352,87 @@ def _check_args(
         import_openvino()
     if runtime == "torch-cuda-fp16" and not torch.cuda.is_available():
         raise RuntimeError("torch-cuda-fp16 needs a CUDA device, and torch.cuda.is_available() is False")
+
+
+# ------------------------------------------------------------------------------------------------------ blocks
+
+
+def run_block(spec: dict, models: dict[str, nn.Module] | None = None) -> dict:
+    """Time one block in this process: build the runners, warm up, time interleaved rounds.
+
+    Args:
+        spec: ``runtime``, ``imgsz``, ``threads``, ``labels``, ``paths`` (file runtimes), ``warmup``, ``seconds``
+            (this block's share), ``min_rounds``, ``seed``; and ``models_file`` when ``models`` is not given to a
+            torch runtime.
+        models: Label -> network for the torch runtimes (None: loaded from ``spec["models_file"]``).
+
+    Returns:
+        ``{"samples_ns": label -> int64 array, "timing_s": seconds in the timed rounds, "pid": this process}``.
+    """
+    runtime = spec["runtime"]
+    if models is None:
+        if runtime in FILE_RUNTIMES:
+            models = dict.fromkeys(spec["labels"])
+        else:
+            models = torch.load(spec["models_file"], map_location="cpu", weights_only=False)
+    with _torch_threads(spec["threads"]):
+        runners = _make_runners(models, runtime, spec["imgsz"], spec["threads"], spec["paths"], spec["seed"])
+        try:
+            with torch.inference_mode():
+                samples, spent = _time_rounds(
+                    runners, spec["seconds"], spec["warmup"], spec["seed"], spec["min_rounds"]
+                )
+        finally:
+            runners.clear()
+            if runtime == "torch-cuda-fp16":
+                torch.cuda.empty_cache()
+    return {"samples_ns": samples, "timing_s": spent, "pid": os.getpid()}
+
+
+_WORKER = "import sys; from yolo_leaky.bench import block_worker; block_worker(sys.argv[1], sys.argv[2])"
+_REMOTE_ERRORS = {"ValueError": ValueError, "UserError": UserError, "RuntimeError": RuntimeError}
+
+
+def block_worker(spec_file: str, out_file: str) -> None:
+    """Entry point of a block's worker process: run the block in ``spec_file`` and write its samples (or the
+    exception it raised) as JSON to ``out_file``."""
+    spec = json.loads(Path(spec_file).read_text())
+    try:
+        out = run_block(spec)
+        payload = {**out, "samples_ns": {k: v.tolist() for k, v in out["samples_ns"].items()}}
+    except Exception as e:  # handed to the parent, which raises it there
+        payload = {"error": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+    tmp = Path(out_file).with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(out_file)
+
+
+def _block_in_fresh_process(spec: dict, folder: Path, block: int) -> dict:
+    """Run one block in a new Python interpreter (not a fork, so the address-space layout is drawn anew)."""
+    spec_file, out_file = folder / f"block{block}.json", folder / f"block{block}-out.json"
+    spec_file.write_text(json.dumps(spec))
+    # The parent's import path, in its order: the worker imports the same yolo_leaky, torch and runtimes.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(spec_file), str(out_file)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if not out_file.exists():
+        raise RuntimeError(
+            f"bug or crash: benchmark block {block}'s worker process exited with {proc.returncode} and no result; "
+            f"its output ends: {(proc.stderr or proc.stdout).strip()[-1500:]}"
+        )
+    out = json.loads(out_file.read_text())
+    if "error" in out:
+        kind = _REMOTE_ERRORS.get(out["error"])
+        if kind is None:
+            raise RuntimeError(f"benchmark block {block} failed in its worker process:\n{out['traceback']}")
+        raise kind(out["message"])
+    out["samples_ns"] = {k: np.asarray(v, dtype=np.int64) for k, v in out["samples_ns"].items()}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- runners

@@ -92,7 +92,7 @@ class CompareConfig:
     bench_imgsz: int = 320
     bench_seconds: float = 60.0
     bench_threads: int = 1
-    bench_blocks: int = 8  # independent timing blocks; the speed CI is taken over them (bench.py)
+    bench_blocks: int = 8  # timing blocks, each in a fresh process; the speed CI is taken over them (bench.py)
     speed_band: float = 0.02  # practical-equivalence band: a ratio within 1 ± band is "no practical difference"
     runtimes: list = field(default_factory=lambda: ["torch-cpu", "ort-cpu"])
     diagnostics: bool = True

@@ -21,6 +21,8 @@ from .summary import (
     headline_runtime,
     paired_ratio_ci,
     seed_scope,
+    speed_ci_covers_processes,
+    speed_ci_scope,
     speed_verdict,
     untrained_note,
 )
@@ -180,7 +182,8 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
         lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
     lines.append(
         "- Speed ratios are for this machine and runtime only; an NPU or TensorRT build fuses differently. Each "
-        f"ratio has a 95% confidence interval over {c.bench_blocks} independent timing blocks. A variant is called "
+        "ratio has a 95% confidence interval over timing blocks (the speed section says what each interval covers "
+        "and how often such intervals covered fresh runs' estimates). A variant is called "
         f"faster or slower only when its whole interval lies outside 1 ± {c.speed_band:g} (`speed_band=`); "
         '"no practical difference" when it lies inside that band; "inconclusive" otherwise.'
     )
@@ -454,41 +457,86 @@ def _speed_section(c, rows, speed) -> str:
                     verdict,
                 ]
             )
+        settings = result["settings"]
         text.append(
             f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), "
-            f"{result['rounds']} rounds in {result['settings'].get('blocks', 1)} blocks, {result['timing_s']:.0f} s\n"
+            f"{result['rounds']} rounds in {settings.get('blocks', 1)} blocks, {result['timing_s']:.0f} s\n"
         )
+        scope = speed_ci_scope(settings)
         text.append(
             _table(
-                [
-                    "variant",
-                    "median ms",
-                    f"ratio vs {c.baseline}",
-                    "95% CI (over blocks)",
-                    "half-width",
-                    "ratio of medians",
-                    "verdict",
-                ],
+                ["variant", "median ms", f"ratio vs {c.baseline}", scope, "half-width", "ratio of medians", "verdict"],
                 body,
             )
         )
+        if not speed_ci_covers_processes(settings):
+            text.append(_speed_ci_warning(settings) + "\n")
+    if any(speed_ci_covers_processes(r["settings"]) for r in timings.values()):
+        text.append(_speed_ci_coverage() + "\n")
     text.append(
-        "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture run in one "
-        "process, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
-        "fixed thread count. The time is split into independent blocks, each with fresh ONNX Runtime sessions (or "
-        "fresh model copies), a new input and a new order, so that what varies between sessions and processes "
-        "(memory layout, allocation) varies between blocks too. Per block, ratio = median over rounds of "
-        "t(variant)/t(baseline) measured in the same round (slow machine drift cancels within a round); the "
-        "headline is the geometric mean over blocks, with a 95% Student-t interval over blocks. A bootstrap over "
-        "rounds of one session would be several times narrower and would not cover the run-to-run spread (README: "
-        "coverage benchmark). The ratio of median latencies, with its bootstrap CI over rounds, is shown beside it. "
-        f"Verdicts use a practical-equivalence band of ±{100 * c.speed_band:g}%. Raw per-round samples and their "
-        "blocks are in `results.json`. "
+        "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture are timed "
+        "side by side, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
+        "fixed thread count. The time is split into blocks; each block runs in its own fresh worker process (a new "
+        "interpreter: libraries mapped anew, fresh ONNX Runtime sessions or network copies, a new input and a new "
+        "order), so that what varies between processes (memory layout, allocation, code alignment) varies between "
+        "blocks too. Per block, ratio = median over rounds of t(variant)/t(baseline) measured in the same round "
+        "(slow machine drift cancels within a round); the headline is the geometric mean over blocks, with a 95% "
+        "Student-t interval over blocks. Blocks in one process, or a bootstrap over the rounds of one session, "
+        "would be narrower and would not cover the process-to-process spread (README: coverage benchmark). The "
+        "ratio of median latencies, with its bootstrap CI over rounds, is shown beside it. "
+        f"Verdicts use a practical-equivalence band of ±{100 * c.speed_band:g}%. Raw per-round samples, their "
+        "blocks and each block's process id are in `results.json`. "
         "Ultralytics' ProfileModels, by contrast, times each model alone and reports mean ± std after sigma "
         "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
         "difference.\n"
     )
     return "\n".join(text)
+
+
+# Documentation, not this run: how often the block interval (blocks in fresh processes) contained the pooled
+# estimate of other fresh runs, in two measurements; README "Speed confidence intervals" has the full tables.
+SPEED_CI_COVERAGE = {
+    "where": (
+        "6 runs per variant and measurement, so one run is 17 points; measured twice on this project's 2-core AMD "
+        "EPYC machine on 2026-12-01 while other jobs shared it, at load average about 2 and 11-13; ONNX Runtime "
+        "CPU, 1 thread, stand-in checkpoint at 320 px, 8 blocks, 10 s per run"
+    ),
+    "command": "python benchmarks/ci_coverage.py --weights <stand-in .pt> --imgsz 320 --runs 6 --seconds 10",
+    "coverage": {
+        "relu": "83% / 83%",
+        "leaky_relu0.1": "100% / 67%",
+        "prelu": "100% / 100%",
+        "identity": "50% / 83%",
+    },
+}
+
+
+def _speed_ci_warning(settings: dict) -> str:
+    """Under a timing table whose interval was taken within one process (one block, or a result timed before blocks
+    ran in fresh processes): say that it is too narrow."""
+    fix = (
+        "with `bench_blocks=` of 2 or more each block runs in a fresh process"
+        if settings.get("blocks", 1) < 2
+        else "these timings come from an earlier version; remove `speed.json` from the run folder to time them again"
+    )
+    return (
+        f"Interval: {speed_ci_scope(settings)}. It does not cover what varies between processes (memory layout, "
+        f"sessions): treat it as too narrow; {fix}."
+    )
+
+
+def _speed_ci_coverage() -> str:
+    """What an interval over blocks in fresh processes covers, and its coverage as measured elsewhere
+    (documentation, labelled with where and how it was measured)."""
+    cov = SPEED_CI_COVERAGE
+    measured = ", ".join(f"{label} {share}" for label, share in cov["coverage"].items())
+    return (
+        "An interval over blocks, each in a fresh process, has a spread that includes what varies between processes "
+        "on the machine that ran it; not what varies between machines, runtime builds or hours of background load. "
+        "Documentation, not this run: such a run's interval contained the pooled estimate of the other runs in "
+        f"{measured} of runs ({cov['where']}; `{cov['command']}`). A 95% interval should do so in about 95%; so few "
+        "runs on a loaded machine can neither confirm nor refute that (README: Speed confidence intervals)."
+    )
 
 
 def _int8_section(c, summary: Summary) -> str:

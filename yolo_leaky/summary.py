@@ -208,6 +208,26 @@ def paired_ratio_ci(stats: dict) -> tuple[float, float, float]:
     return stats["paired_ratio"], stats["paired_ci_low"], stats["paired_ci_high"]
 
 
+def speed_ci_scope(settings: dict) -> str:
+    """What the paired ratio's 95% CI of one timing result is taken over, from the result's ``settings`` (results
+    timed before blocks ran in fresh processes carry no ``isolation`` and are said to be in one process).
+
+    Examples:
+        >>> speed_ci_scope({"blocks": 8, "isolation": "process"})
+        '95% CI over 8 blocks, each in a fresh process'
+    """
+    blocks = settings.get("blocks", 1)
+    if blocks < 2:
+        return "95% bootstrap CI over the rounds of one session"
+    where = ", each in a fresh process" if speed_ci_covers_processes(settings) else " in one process"
+    return f"95% CI over {blocks} blocks{where}"
+
+
+def speed_ci_covers_processes(settings: dict) -> bool:
+    """Whether the interval's spread includes what varies between processes: two or more blocks, each in its own."""
+    return settings.get("blocks", 1) >= 2 and settings.get("isolation") == "process"
+
+
 def speed_verdict(stats: dict, baseline: str, band: float = 0.02) -> str:
     """Faster or slower only when the whole CI lies outside ``1 ± band``; "no practical difference" when it lies
     inside the band; else "inconclusive" (the CI straddles an edge of the band).
