@@ -181,3 +181,35 @@ def test_int8_reuses_only_the_seeds_whose_checkpoints_are_unchanged(tmp_path, mo
 
     measure_int8_stage(c, cells, "data.yaml")
     assert len(calls) == 4  # nothing changed: everything reused
+
+
+def test_a_completed_cell_is_reused_only_for_the_start_it_was_trained_from(tmp_path, monkeypatch):
+    """A cell is keyed on the bytes of its start checkpoint and teacher, not its name: the same cell name whose start
+    was made again with other bytes (another calibration draw, another machine) is trained again."""
+    import yolo_leaky.cells as cells_mod
+
+    start, teacher = tmp_path / "start.pt", tmp_path / "teacher.pt"
+    start.write_bytes(b"start v1")
+    teacher.write_bytes(b"teacher")
+    c = CompareConfig(
+        protocol="recover",
+        weights=str(teacher),
+        variants=["silu"],
+        seeds=[0],
+        recovery=["distill"],
+        project=str(tmp_path),
+    )
+    swap = {"variants": {"silu": {"seeds": {"0": {"start": {"path": str(start), "repair": "bn"}}}}}}
+    submitted = []
+    monkeypatch.setattr(cells_mod, "execute", lambda todo, *a, **k: submitted.extend(job.key for job in todo))
+    job = cells_mod.cell_jobs(c, "data.yaml", "cpu", swap, str(teacher))[0]
+    folder = c.run_dir / "cells" / job["key"]
+    done = {"variant": "silu", "seed": 0, "status": "ok", "metrics": {}, "input_digests": cells_mod.input_digests(job)}
+    atomic.write_json(folder / "cell.json", done)
+    assert run_cells(c, "data.yaml", "cpu", swap=swap, teacher=str(teacher))[job["key"]]["status"] == "ok"
+    assert submitted == []  # the same start and teacher: reused
+    start.write_bytes(b"start v2")  # the start made again, other bytes, same path and cell name
+    with pytest.raises(KeyError):  # nothing ran (execute is faked), so the cell has no result this time
+        run_cells(c, "data.yaml", "cpu", swap=swap, teacher=str(teacher))
+    assert submitted == [job["key"]]
+    assert set(done["input_digests"]) == {"start", "teacher"}

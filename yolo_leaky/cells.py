@@ -106,9 +106,17 @@ def cell_jobs(c: CompareConfig, data: str, device, swap: dict | None = None, tea
     return jobs
 
 
+def input_digests(job: dict) -> dict:
+    """SHA-256 of each file a cell starts from (``start``: the repaired start checkpoint or the model file;
+    ``teacher``: the distillation teacher), by input name. A completed cell is reused only when these match: a start
+    checkpoint made again with other bytes (another calibration draw, another repair, another machine) retrains the
+    cell. The dataset is pinned by the run folder's fingerprint."""
+    return {name: file_digest(path) for name, path in sorted(job["inputs"].items()) if name != "data"}
+
+
 def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, teacher: str | None = None) -> dict:
     """Train and validate every cell, here or as Ray tasks (``c.executor``); a failing cell is recorded and the
-    others go on. Completed cells are reused."""
+    others go on. A completed cell is reused when it started from the same files (``input_digests``)."""
     if c.executor == "ray" and c.device in (None, "", "auto"):
         device = 0 if c.cell_gpus else "cpu"  # the worker's device: Ray shows a task its reserved GPU as device 0
     cells, jobs, todo, number = {}, cell_jobs(c, data, device, swap, teacher), [], {}
@@ -116,7 +124,7 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
     for k, job in enumerate(jobs, 1):
         key, folder = job["key"], c.run_dir / "cells" / job["key"]
         done = atomic.read_json(folder / "cell.json")
-        if done is not None and done.get("status") == "ok":
+        if done is not None and done.get("status") == "ok" and done.get("input_digests") == input_digests(job):
             _progress(bar, f"[cell {k}/{len(jobs)}] {key}: reusing completed result")
             cells[key] = with_paths(done, folder)
             continue
@@ -206,6 +214,7 @@ def run_cell(job: dict, folder: Path) -> dict:
     folder = Path(folder).resolve()  # Ultralytics nests a relative project in its runs_dir
     train_dir = folder / "train"
     result = {"variant": spec.label, "act": str(spec), "seed": seed, "recovery": method, "status": "failed"}
+    result["input_digests"] = input_digests(job)  # before training: what this cell's result is keyed on
     try:
         if train_dir.exists():
             shutil.rmtree(train_dir)  # an interrupted attempt: start the cell again from scratch

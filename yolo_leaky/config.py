@@ -140,7 +140,7 @@ class CompareConfig:
         return {**data, **(contents or {})}
 
 
-QUICK = dict(epochs=1, imgsz=64, seeds=[0], bench_imgsz=64, bench_seconds=3.0, name="quick")
+QUICK = dict(epochs=1, imgsz=64, seeds=[0], bench_imgsz=64, bench_seconds=3.0, bench_blocks=4, name="quick")
 
 
 # Ultralytics train arguments that compare sets itself for every cell (or that would break the protocol).
