@@ -1,5 +1,6 @@
 """Shared test setup: offline Ultralytics, a private settings dir, and a writable COCO8 copy."""
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,18 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_COCO8 = REPO.parent / "shared/datasets/coco8"
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency: without it, skip here, but fail in CI, which installs ``.[dev]`` and with it
+    every extra (a skipped test in CI is a test that did not run)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} is not installed: pip install 'yolo-leaky[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI installs .[dev], which brings it: CI must run every test, not skip it)")
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

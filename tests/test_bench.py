@@ -17,6 +17,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import require  # noqa: E402
 
 from yolo_leaky import load  # noqa: E402
 from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, latency_stats, prepare_network, round_orders  # noqa: E402
@@ -254,7 +255,7 @@ def test_raw_samples_round_trip_into_the_same_table(yolos):
 
 
 def test_openvino_cpu_benchmark(yolos, onnx_paths):
-    pytest.importorskip("openvino")
+    require("openvino", "openvino")
     models = {key: y.model for key, y in yolos.items()}
     res = benchmark(
         models, imgsz=IMGSZ, runtime="openvino-cpu", seconds=1, threads=1, warmup=2, openvino_paths=onnx_paths, blocks=3

@@ -152,3 +152,30 @@ def test_callback_in_real_training(coco8_yaml, tmp_path):
     history = json.loads((tmp_path / "run" / "unit_health.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(h["sites"] == YOLO11N_SITES and h["measure"] == "negative_only" for h in history)
+
+
+def test_callback_measures_the_student_alone_when_distilling(coco8_yaml, tmp_path):
+    """A distill cell's trainer holds Ultralytics' DistillationModel (SiLU teacher, ReLU projectors, student): the
+    unit health tracked during training is the student's alone, exactly what ``unit_health`` gives for the student
+    (77 ReLU sites, all of them dead-measured), not teacher + projectors + student."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.distill_model import DistillationModel
+
+    student = load("yolo11n.yaml", act="relu").model
+    student.args = get_cfg(overrides={"imgsz": 64})  # what the trainer gives its model (imgsz, dis)
+    wrapper = DistillationModel(teacher_model=load("yolo11n.yaml").model, student_model=student)
+    assert len(activation_sites(wrapper)) > YOLO11N_SITES  # the wrapper has more sites than the student
+    batch = {
+        "img": torch.rand(2, 3, 64, 64),
+        "cls": torch.zeros(1, 1),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]]),
+        "batch_idx": torch.zeros(1),
+    }
+    wrapper.train()
+    wrapper.loss(batch)[0].sum().backward()  # a training step: its feature hooks now hold non-leaf tensors
+    trainer = SimpleNamespace(model=wrapper, epoch=0, epochs=1, save_dir=tmp_path, data=str(coco8_yaml))
+    track_unit_health(max_images=4)(trainer)
+    (tracked,) = trainer.unit_health_history
+    alone = unit_health(student, str(coco8_yaml), max_images=4)
+    assert tracked == {"epoch": 1, "measure": "dead", **alone["total"]}
+    assert tracked["sites"] == YOLO11N_SITES and tracked["channels"] == sum(e["channels"] for e in alone["per_layer"])

@@ -5,10 +5,15 @@ One SiLU yolo11n is trained for a few epochs on the synthetic shapes data (it le
 on COCO8); an untrained PReLU export covers the activation op ONNX Runtime does not quantize by default.
 """
 
+import math
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import require
 
 from yolo_leaky import UserError, load
 from yolo_leaky.bench import BenchResult, export_onnx
@@ -283,7 +288,7 @@ def test_fp32_and_int8_are_timed_in_one_interleaved_benchmark(silu_onnx, silu_de
 
 
 def test_openvino_export_and_fusion(tmp_path):
-    pytest.importorskip("openvino")
+    require("openvino", "openvino")
     from yolo_leaky.quant import export_openvino, openvino_fusion
 
     xml = export_openvino(load("yolo11n.yaml", act="relu"), tmp_path, IMGSZ, name="relu")
@@ -314,3 +319,74 @@ def test_int8_stage_scores_at_imgsz_times_at_bench_imgsz_against_the_baseline(tm
     ((weights, kw),) = calls
     assert list(weights) == ["relu", "silu"]
     assert kw["imgsz"] == 64 and kw["bench_imgsz"] == 160 and kw["baseline"] == "silu"
+
+
+@pytest.fixture(scope="module")
+def openvino_stage(standin, shapes_yaml, calib, tmp_path_factory) -> dict:
+    """``quant._measure_openvino`` (the INT8 stage's OpenVINO part) on the stand-in, a trained SiLU yolo11n: its
+    FP32 and NNCF INT8 IR exports, both scored by Ultralytics' validator, fusion census, one interleaved benchmark."""
+    require("openvino", "openvino")
+    require("nncf", "openvino")
+    from yolo_leaky.quant import _measure_openvino
+
+    result: dict = {"variants": {"silu": {}}, "latency": {}}
+    out = tmp_path_factory.mktemp("openvino")
+    _measure_openvino({"silu": str(standin[0])}, shapes_yaml, out, (IMGSZ, IMGSZ, calib, calib), 1, 1, 1, 2, 0, result)
+    return result
+
+
+def _ir_census(xml: str) -> tuple[Counter, Counter]:
+    """Op types, and element types of the constants, of an OpenVINO IR as read from disk."""
+    import openvino as ov
+
+    ops = ov.Core().read_model(xml).get_ordered_ops()
+    kinds = Counter(op.get_type_name() for op in ops)
+    constants = Counter(op.get_output_element_type(0).get_type_name() for op in ops if op.get_type_name() == "Constant")
+    return kinds, constants
+
+
+@pytest.mark.slow
+def test_openvino_int8_export_is_an_nncf_int8_ir_that_scores(openvino_stage, calib):
+    """``export_openvino(int8=True)``: a real NNCF INT8 IR (FakeQuantize on activations, int8 weights, u8 kernels),
+    calibrated on exactly the calibration images, and scored by Ultralytics' validator like the FP32 IR."""
+    entry = openvino_stage["variants"]["silu"]["openvino"]
+    fp32_xml, int8_xml = Path(entry["fp32_xml"]), Path(entry["int8_xml"])
+    assert int8_xml.is_file() and int8_xml.with_suffix(".bin").is_file()
+    assert int8_xml.parent.name == "silu-nncf_int8_openvino_model" and int8_xml.parent != fp32_xml.parent
+    kinds, constants = _ir_census(str(int8_xml))
+    assert kinds["FakeQuantize"] > 50 and constants["i8"] > 50, (kinds, constants)  # activations and weights
+    kinds32, constants32 = _ir_census(str(fp32_xml))
+    assert kinds32["FakeQuantize"] == 0 and constants32["i8"] == constants32["u8"] == 0  # the contrast is real
+    runtime = entry["fusion_int8"]["precisions"]
+    assert runtime.get("u8", 0) + runtime.get("i8", 0) > 50, runtime  # the CPU plugin runs its convolutions in INT8
+    # NNCF calibrated on the calibration set, in its order (quant.write_calibration_dataset)
+    fed = sorted((int8_xml.parents[1] / "silu-nncf_calibration/images/val").iterdir())
+    assert [p.name.split("_", 1)[1] for p in fed] == [Path(f).name for f in calib.files]
+    fp32, int8 = entry["fp32"], entry["int8"]
+    assert set(int8) == set(fp32) == {"precision", "recall", "map50", "map50_95"}
+    assert all(math.isfinite(v) for v in (*fp32.values(), *int8.values())), (fp32, int8)
+    # the stand-in scores mAP50-95 ~0.5; an INT8 IR that lost the network (bad calibration) scores near 0
+    assert fp32["map50_95"] > 0.2 and int8["map50_95"] > 0.5 * fp32["map50_95"], (fp32, int8)
+    assert int8 != fp32  # another network was scored
+
+
+@pytest.mark.slow
+def test_measure_openvino_times_fp32_and_int8_and_takes_the_fusion_census(openvino_stage):
+    latency = openvino_stage["latency"]["openvino-cpu"]
+    bench = latency["benchmark"]
+    assert bench["runtime"] == "openvino-cpu" and list(bench["stats"]) == ["silu", "silu@int8"]
+    ratio = latency["int8_vs_fp32"]["silu"]
+    for key in ("fp32_median_ms", "int8_median_ms", "paired_ratio", "paired_ci_low", "paired_ci_high"):
+        assert math.isfinite(ratio[key]) and ratio[key] > 0, (key, ratio)
+    assert ratio["paired_ci_low"] <= ratio["paired_ratio"] <= ratio["paired_ci_high"] and ratio["blocks"] == 2
+    assert ratio["int8_median_ms"] == bench["stats"]["silu@int8"]["median_ms"] and "silu@int8" in latency["table"]
+    entry = openvino_stage["variants"]["silu"]["openvino"]
+    keys = {"activations", "fused_into_conv", "standalone", "runtime_layer_types", "precisions"}
+    for fusion in (entry["fusion_fp32"], entry["fusion_int8"]):
+        assert set(fusion) == keys
+        swish = fusion["activations"]["Swish"]  # SiLU: 77 sites, each fused or not, none missing
+        assert sum(swish.values()) == 77, fusion["activations"]
+        assert fusion["fused_into_conv"] + fusion["standalone"] == sum(
+            sum(v.values()) for v in fusion["activations"].values()
+        )
+    assert entry["fusion_fp32"]["precisions"] == {"f32": entry["fusion_fp32"]["runtime_layer_types"]["Convolution"]}

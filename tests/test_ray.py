@@ -390,3 +390,114 @@ def test_ray_is_imported_only_where_executor_ray_needs_it():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] == "ray" for n in names), path.name
+
+
+# ---------------------------------------------------------------- the recovery protocol on Ray
+
+# Both recovery methods, distill first (so the distill cells track unit health), on the stand-in; calibration and
+# timing kept small. The stand-in comes from the `standin` fixture (trained once per session, or a warm cache).
+RECOVER = [  # weights: auto (cfg/compare.yaml), so the stand-in offline
+    "variants=[silu,relu]",
+    "seeds=[0]",
+    "epochs=1",
+    "recovery=[distill,finetune]",
+    "calib_images=16",
+    "bench_imgsz=64",
+    "bench_seconds=1",
+    "bench_blocks=2",
+    "runtimes=[ort-cpu]",
+]
+RECOVER_CELLS = ("silu-distill-s0", "relu-distill-s0", "silu-finetune-s0", "relu-finetune-s0")
+
+
+@pytest.fixture(scope="module")
+def recover_grids(tmp_path_factory, ray_cluster, standin):
+    """The recovery grid twice from one swap stage: locally, and on Ray, where every cell gets its start.pt (and a
+    distill cell its SiLU teacher) shipped to the worker; then the INT8 stage of the Ray run, as one Ray task."""
+    import dataclasses
+
+    from yolo_leaky.cells import run_cells, swap_stage
+    from yolo_leaky.compare import measure_int8_stage, prepare_run_dir, resolve_weights
+    from yolo_leaky.config import load_config
+    from yolo_leaky.data import resolve_data
+
+    project = tmp_path_factory.mktemp("recover")
+    local = load_config([f"project={project}", "name=local", *RECOVER])
+    teacher, _ = resolve_weights(local)
+    local = dataclasses.replace(local, weights=teacher)
+    prepare_run_dir(local, force=False)
+    data = resolve_data(local.data, out_dir=local.run_dir)
+    swap = swap_stage(local, data, "cpu")
+    starts = {label: row["start"]["path"] for label, row in swap["variants"].items()}
+    there = dataclasses.replace(local, name="ray", executor="ray")
+    prepare_run_dir(there, force=False)
+    cells = {c.name: run_cells(c, data, "cpu", starts=starts, teacher=teacher) for c in (local, there)}
+    int8 = measure_int8_stage(dataclasses.replace(there, int8=True), cells["ray"], data)
+    return project, cells, int8, data, teacher
+
+
+@needs_ray
+@pytest.mark.slow
+def test_recover_grid_on_ray_matches_the_local_grid_with_both_methods(recover_grids):
+    """start.pt and the distillation teacher reach the worker (as shipped copies) and the Ray cells are bit-identical
+    to the local ones; the distill cells' unit health is tracked on the student alone, the same on both."""
+    import torch
+
+    project, cells, _, _, teacher = recover_grids
+    runs = ("local", "ray")
+    for key in RECOVER_CELLS:
+        here, there = _cell(project, "local", key), _cell(project, "ray", key)
+        assert here["status"] == there["status"] == "ok", (here.get("error"), there.get("error"))
+        assert here["executor"]["executor"] == "local" and there["executor"]["executor"] == "ray"
+        assert here["executor"]["torch_threads"] == there["executor"]["torch_threads"]
+        assert here["metrics"] == there["metrics"] and here["census_in_trainer"] == there["census_in_trainer"]
+        args = {run: yaml.safe_load((project / run / "cells" / key / "train/args.yaml").read_text()) for run in runs}
+        assert args["local"]["model"] == str(project / "local/swap" / key.split("-")[0] / "start.pt")
+        assert args["ray"]["model"] != args["local"]["model"] and args["ray"]["model"].endswith("/start.pt")
+        if "distill" in key:  # the teacher, shipped: same weights at the start and the end, frozen
+            assert args["local"]["distill_model"] == teacher and args["ray"]["distill_model"] != teacher
+            assert here["teacher"] == there["teacher"] and here["teacher"]["sites"] == {"SiLU": 77}
+            assert here["teacher"]["digest_start"] == here["teacher"]["digest_end"]
+            health = [
+                json.loads((project / run / "cells" / key / "train/unit_health.json").read_text()) for run in runs
+            ]
+            assert health[0] == health[1] and health[0][0]["sites"] == 77  # the student's 77 sites, not 77 + teacher
+            assert health[0][0]["measure"] == ("dead" if key.startswith("relu") else "negative_only")
+        else:
+            assert "distill_model" not in args["ray"] or not args["ray"]["distill_model"]
+            assert "teacher" not in there and not (project / "ray/cells" / key / "train/unit_health.json").exists()
+        csv = {run: (project / run / "cells" / key / "train/results.csv").read_text().splitlines() for run in runs}
+        rows = [[line.split(",")[:1] + line.split(",")[2:] for line in csv[run]] for run in runs]
+        assert rows[0] == rows[1] and len(rows[0]) == 2  # every column but the epoch's wall time
+        weights = [
+            torch.load(project / run / "cells" / key / "train/weights/last.pt", weights_only=False)["model"]
+            for run in runs
+        ]
+        mine, theirs = (w.state_dict() for w in weights)
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_int8_ran_as_one_ray_task_and_its_files_landed(recover_grids):
+    """The INT8 stage under executor=ray: one task quantized, scored and timed every variant; int8.json names the
+    driver's checkpoints and the files that came back into the run folder, and a landed INT8 file scores here what
+    the worker reported."""
+    from yolo_leaky.quant import validate_onnx
+
+    project, cells, int8, data, _ = recover_grids
+    run = project / "ray"
+    assert int8["executor"]["executor"] == "ray" and int8["fresh"]
+    assert json.loads((run / "int8.json").read_text()) == {k: v for k, v in int8.items() if k != "fresh"}
+    assert "Ultralytics" in (run / "int8-log.txt").read_text()  # the worker's output, sent back
+    seed = int8["seeds"]["0"]
+    assert set(seed["variants"]) == {"silu", "relu"} and seed["calibration"]["data"] == data
+    for label, entry in seed["variants"].items():
+        assert entry["weights"] == cells["ray"][f"{label}-distill-s0"]["weights"]  # the driver's checkpoint
+        files = [entry["fp32_onnx"], *(q["path"] for q in entry["int8"].values())]
+        files += [entry["openvino"][k] for k in ("fp32_xml", "int8_xml")] if "openvino" in entry else []
+        for path in files:
+            assert Path(path).is_file() and run / "int8/s0" / label in Path(path).parents, path
+    assert set(int8["latency"]) >= {"ort-cpu"} and set(int8["latency"]["ort-cpu"]["int8_vs_fp32"]) == {"silu", "relu"}
+    relu = seed["variants"]["relu"]["int8"]["deploy"]
+    assert validate_onnx(relu["path"], data, 64) == relu["metrics"]

@@ -64,3 +64,21 @@ def test_ruff_is_clean():
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run([ruff, *args], cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_ci_installs_every_extra_the_tests_need():
+    """CI installs ``.[dev]`` (scripts/setup.sh), and with ``CI`` set a test whose extra is missing fails instead of
+    skipping (conftest.require): so ``dev`` must bring every optional extra, and .ci/run must set ``CI``."""
+    import re
+
+    text = (REPO / "pyproject.toml").read_text()
+    block = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = set(re.findall(r"^(\w[\w-]*)\s*=", block, flags=re.M)) - {"dev"}
+    dev = re.search(r"^dev\s*=\s*\[(.*)\]", block, flags=re.M).group(1)
+    brought = {e.strip() for m in re.findall(r"yolo-leaky\[([^\]]*)\]", dev) for e in m.split(",")}
+    assert extras == {"ray", "openvino"} and brought == extras, (extras, dev)
+    assert '-e ".[dev]"' in (REPO / "scripts/setup.sh").read_text()
+    assert re.search(r"^export CI=", (REPO / ".ci/run").read_text(), flags=re.M)
+    skip = "pytest." + "importorskip("  # spelled in two parts, so that this file does not match itself
+    for path in (REPO / "tests").glob("test_*.py"):
+        assert skip not in path.read_text(), f"{path.name}: use conftest.require (CI must not skip)"

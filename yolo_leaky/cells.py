@@ -26,6 +26,7 @@ from .executor import Job, execute
 from .loading import load, save_checkpoint
 from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
 from .spec import ActSpec, parse_act
+from .swap import trained_network
 from .testhold import hold_point, requested
 
 METRIC_KEYS = {
@@ -245,11 +246,6 @@ def run_cell(job: dict, folder: Path) -> dict:
         result["traceback"] = traceback.format_exc(limit=8)
         print(f"  cell {job['key']} FAILED: {result['error']}", file=sys.stderr, flush=True)  # into the cell's log
     return result
-
-
-def trained_network(trainer) -> torch.nn.Module:
-    """The network the trainer optimises: the student inside Ultralytics' ``DistillationModel``, else the model."""
-    return getattr(trainer.model, "student_model", trainer.model)
 
 
 def _record_census(result: dict):

@@ -344,7 +344,10 @@ def measure_units(c: CompareConfig, models: dict, data: str) -> dict:
 def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
     """INT8 post-training quantization of every completed cell (headline recovery method), seed by seed, with the
     same calibration images for every variant (seed s: draw s, the images its repairs used); FP32 and INT8 timed
-    side by side on the first seed's models (``quant.measure_int8``). Only with ``int8=true``.
+    side by side on the first seed's models (``quant.measure_int8``). Only with ``int8=true``. Here, or with
+    ``executor=ray`` as ONE Ray task (``int8_job``) that quantizes, scores and times on one node, like
+    ``speed_stage``: the checkpoints travel as its inputs, and int8.json and the exported files come back into the
+    run folder.
 
     Each seed's result records the SHA-256 of every checkpoint it quantized (``checkpoints``); a rerun reuses a
     seed only when its cells' checkpoints are exactly those (a retrained or newly completed cell redoes its seed)."""
@@ -363,7 +366,7 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
     ran = []
 
     def compute() -> dict:
-        seeds = {}
+        seeds, todo = {}, {}
         for seed in c.seeds:
             weights = weights_of(seed)
             if not weights:
@@ -371,38 +374,105 @@ def measure_int8_stage(c: CompareConfig, cells: dict, data: str) -> dict:
             if before.get(str(seed), {}).get("checkpoints") == current[str(seed)]:
                 say(f"[int8] seed {seed}: reusing the result measured on these exact checkpoints")
                 seeds[str(seed)] = before[str(seed)]
-                continue
-            first = seed == c.seeds[0]
-            ran.append(first)  # the first seed's result carries the INT8 vs FP32 timing
-            say(
-                f"[int8] seed {seed}: quantizing {len(weights)} variants (deploy and conv-only schemes), scoring them"
-                + (", timing INT8 against FP32" if first else "")
-            )
-            seeds[str(seed)] = measure_int8(
-                weights,
-                data,
-                c.run_dir / "int8" / f"s{seed}",
-                imgsz=c.imgsz,  # scored at the training size, timed at the speed tables' size
-                bench_imgsz=c.bench_imgsz,
-                baseline=c.baseline,
-                batch=c.batch,
-                n_calib=c.calib_images,
-                seed=seed,  # calibration draw ``seed``: the images this seed's repairs used (cells.swap_stage)
-                seconds=c.bench_seconds,
-                threads=c.bench_threads,
-                blocks=c.bench_blocks,
-                schemes=("deploy", "conv-only"),
-                runtimes=("ort-cpu", "openvino-cpu") if first else (),
-            )
-            seeds[str(seed)]["checkpoints"] = current[str(seed)]
+            else:
+                todo[str(seed)] = weights
+        ran.extend(seed == str(c.seeds[0]) for seed in todo)  # the first seed's result carries the timing
+        done: dict = {}
+        if todo:
+            inputs = {"data": str(data)}
+            for seed, weights in todo.items():
+                inputs.update({_int8_input(seed, label): str(pt) for label, pt in weights.items()})
+            args = {
+                "config": c,
+                "run_dir": str(c.run_dir),
+                "inputs": inputs,
+                "driver_inputs": dict(inputs),
+                "labels": {seed: list(weights) for seed, weights in todo.items()},
+            }
+            if c.executor != "ray":
+                done = int8_job(args, c.run_dir)
+            else:
+                say("[int8] one Ray task: every variant quantized and scored, and timed against FP32 on one node")
+                job = Job(
+                    "int8", int8_job, args, c.run_dir, result_file="int8.json", log="int8-log.txt", own_folder=False
+                )
+                cpus = max(c.cell_cpus, c.bench_threads)
+                options = {
+                    "ray_address": c.ray_address,
+                    "cell_cpus": cpus,
+                    "cell_gpus": c.cell_gpus,
+                    "verbose": c.verbose,
+                }
+                done = execute([job], "ray", **options)["int8"]
+        for seed, result in done.get("seeds", {}).items():
+            seeds[seed] = {**result, "checkpoints": current[seed]}
+        seeds = {str(s): seeds[str(s)] for s in c.seeds if str(s) in seeds}
         latency = seeds.get(str(c.seeds[0]), {}).get("latency", {})
-        return {"seeds": seeds, "latency": latency}
+        extra = {k: v for k, v in done.items() if k not in ("seeds", "latency")}  # e.g. the Ray node (executor)
+        return {"seeds": seeds, "latency": latency, **extra}
 
     def reusable(cached: dict) -> bool:
         return {seed: r.get("checkpoints") for seed, r in cached.get("seeds", {}).items()} == current
 
     result = cached_stage(path, compute, reuse=reusable)
     return {**result, "fresh": any(ran)}  # timed rounds count in this invocation's clock only when run now
+
+
+def _int8_input(seed: int, label: str) -> str:
+    return f"s{seed}-{label}"
+
+
+def int8_job(args: dict, folder: Path) -> dict:
+    """The INT8 stage's work (``measure_int8_stage``), in ``folder``: the run folder here, or a Ray task's own
+    folder on a worker, whose files land in the run folder. The paths it returns are the driver's: the shipped
+    checkpoints' original paths, and the exported files where they will lie in the run folder."""
+    c: CompareConfig = args["config"]
+    inputs, data = args["inputs"], args["inputs"]["data"]
+    seeds = {}
+    for seed in c.seeds:
+        weights = {label: inputs[_int8_input(seed, label)] for label in args["labels"].get(str(seed), [])}
+        if not weights:
+            continue
+        first = seed == c.seeds[0]
+        say(
+            f"[int8] seed {seed}: quantizing {len(weights)} variants (deploy and conv-only schemes), scoring them"
+            + (", timing INT8 against FP32" if first else "")
+        )
+        seeds[str(seed)] = measure_int8(
+            weights,
+            data,
+            Path(folder) / "int8" / f"s{seed}",
+            imgsz=c.imgsz,  # scored at the training size, timed at the speed tables' size
+            bench_imgsz=c.bench_imgsz,
+            baseline=c.baseline,
+            batch=c.batch,
+            n_calib=c.calib_images,
+            seed=seed,  # calibration draw ``seed``: the images this seed's repairs used (cells.swap_stage)
+            seconds=c.bench_seconds,
+            threads=c.bench_threads,
+            blocks=c.bench_blocks,
+            schemes=("deploy", "conv-only"),
+            runtimes=("ort-cpu", "openvino-cpu") if first else (),
+        )
+    latency = seeds.get(str(c.seeds[0]), {}).get("latency", {})
+    moved = {inputs[k]: args["driver_inputs"][k] for k in inputs}
+    return _relocated({"seeds": seeds, "latency": latency}, moved, Path(folder), args["run_dir"])
+
+
+def _relocated(value, moved: dict, folder: Path, run_dir: str):
+    """``value`` with every string that names a shipped input (``moved``: worker path -> driver path) or a file under
+    ``folder`` rewritten to the driver's path; unchanged when the job ran in the run folder on the driver."""
+    if isinstance(value, dict):
+        return {k: _relocated(v, moved, folder, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relocated(v, moved, folder, run_dir) for v in value]
+    if isinstance(value, str):
+        if value in moved:
+            return moved[value]
+        for root in dict.fromkeys((str(folder), str(folder.resolve()))):
+            if value.startswith(root + "/"):
+                return str(Path(run_dir) / value[len(root) + 1 :])
+    return value
 
 
 # ---------------------------------------------------------------- entry points

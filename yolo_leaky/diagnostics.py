@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,16 @@ from . import atomic
 from .data import resolve_data
 from .errors import UserError
 from .spec import DEFAULT_PRELU_INIT
-from .swap import YAML_KEY, child_slots, in_loss_only, is_activation_module, network_of, prelu_stats, spec_from_yaml
+from .swap import (
+    YAML_KEY,
+    child_slots,
+    in_loss_only,
+    is_activation_module,
+    network_of,
+    prelu_stats,
+    spec_from_yaml,
+    trained_network,
+)
 
 # A channel's gradient counts as ~0 when its mean |g| over batch and positions is below this. Measured with
 # Ultralytics' loss on yolo11n at imgsz 64 (log10 histograms of per-channel mean |dL/d output|):
@@ -56,8 +66,11 @@ def activation_sites(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _private_copy(net: nn.Module) -> tuple[nn.Module, list[tuple[str, nn.Module]]]:
-    """Deep-copy ``net``, give each site its own out-of-place module, and return the copy with its sites."""
-    net = copy.deepcopy(net)
+    """Deep-copy ``net`` without its forward hooks, give each site its own out-of-place module, and return the copy
+    with its sites."""
+    # The caller's forward hooks stay with the caller: distillation's feature hooks hold the last batch's features,
+    # non-leaf tensors that cannot be deep-copied, and a measurement must not feed them.
+    net = copy.deepcopy(net, {id(m._forward_hooks): OrderedDict() for m in net.modules()})
     seen: set[int] = set()
     for path, module in activation_sites(net):
         if id(module) in seen:  # a shared instance (stock Conv.default_act): one clone per site, so hooks see one site
@@ -379,7 +392,8 @@ def summarize_slopes(slopes_or_model) -> dict:
 def track_unit_health(data: str | Path | dict | None = None, every: int = 1, **kwargs) -> Callable:
     """A callback for ``yolo.add_callback("on_fit_epoch_end", cb)`` that tracks unit health while training.
 
-    Every ``every`` epochs (and at the last) it measures the raw (non-EMA) training network, appends
+    Every ``every`` epochs (and at the last) it measures the raw (non-EMA) training network (``trained_network``:
+    the student alone when distilling), appends
     ``{"epoch": n, **total}`` to ``trainer.unit_health_history`` and rewrites ``trainer.save_dir/unit_health.json``
     atomically. It works on a copy and restores the RNG state, so the training run is not disturbed.
 
@@ -393,7 +407,7 @@ def track_unit_health(data: str | Path | dict | None = None, every: int = 1, **k
         epoch, last = int(trainer.epoch) + 1, int(trainer.epochs)
         if epoch > last or (epoch % max(1, every) and epoch != last):
             return  # epoch > last: Ultralytics' final_eval re-fires the event (epoch + 1) after validating best.pt
-        net = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+        net = trained_network(trainer)  # a distill cell's student, not the teacher and projectors around it
         with _rng_preserved():
             health = unit_health(net, data if data is not None else trainer.data, **kwargs)
         history = getattr(trainer, "unit_health_history", [])

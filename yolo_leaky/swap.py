@@ -140,6 +140,13 @@ def network_of(model) -> nn.Module:
     raise TypeError(f"expected an Ultralytics YOLO object or a torch.nn.Module, got {type(model).__name__}")
 
 
+def trained_network(trainer) -> nn.Module:
+    """The network a trainer optimises: unwrapped from DDP, and the student alone inside Ultralytics'
+    ``DistillationModel`` (whose teacher and projectors are not the network being trained and compared)."""
+    net = getattr(trainer.model, "module", trainer.model)
+    return getattr(net, "student_model", net)
+
+
 def child_slots(net: nn.Module) -> Iterator[tuple[str, nn.Module, str, nn.Module]]:
     """The one walk over a network's module slots: ``(path, parent, attribute name, child)`` for every child of every
     parent (a shared child once per parent, i.e. once per site), outside loss-only helpers. The list is taken up
