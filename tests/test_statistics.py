@@ -20,6 +20,7 @@ from yolo_leaky.summary import (
     holm,
     int8_tables,
     recovery_tables,
+    seed_scope,
     variant_rows,
     verdicts,
 )
@@ -241,7 +242,13 @@ def test_recovery_and_accuracy_tables_adjust_per_family_and_agree():
     assert [s.label for s in c.specs] == list(MAPS)
     cells = _cells(MAPS, c.recovery)
     metric = {"map50": 0.7, "map50_95": 0.5}
-    swap = {"variants": {label: {"after_swap": metric, "start": {"repair": "fit+bn"}, "repairs": {}} for label in MAPS}}
+    swap = {  # swap.json's per-seed layout (cells.swap_stage), with no repairs: these tests are about recovery
+        "seeds": list(c.seeds),
+        "calibration": {"images": 4, "by_seed": {}},
+        "variants": {
+            label: {"after_swap": metric, "start": {"repair": "none"}, "repairs": {}, "seeds": {}} for label in MAPS
+        },
+    }
     rec = recovery_tables(c, cells, swap, metric, N_VAL)
     leaky = rec["recovered"]["leaky_relu0.1/finetune"]
     assert leaky["map50_95_verdict"].startswith("not significant (Welch p=0.03")  # lower before the correction
@@ -259,7 +266,7 @@ def test_recovery_and_accuracy_tables_adjust_per_family_and_agree():
             assert rows[label]["verdict_accuracy"] == rec["recovered"][f"{label}/finetune"]["map50_95_verdict"]
             assert rows[label]["accuracy_holm_tests"] == 3
     assert "(the variants against `silu`, as in the `finetune` rows of the recovery table: 3 tests)" in (
-        _accuracy_section(c, rows, cells)
+        _accuracy_section(c, rows, cells, seed_scope(c, "recovered", 4, N_VAL))
     )
     text = _recovery_section(c, SimpleNamespace(recovery=rec, swap={}))
     assert "Holm–Bonferroni-adjusted within each family (`finetune` rows: 3 tests; `distill` rows: 3 tests)" in text
@@ -280,7 +287,11 @@ def _int8(drops: dict) -> dict:
             scheme = {"metrics": {"map50_95": fp32 + d[seed]}, "nodes": {"QuantizeLinear": 1, "DequantizeLinear": 1}}
             scheme["nodes"]["QLinear"] = 0
             variants[label] = {"fp32": {"map50_95": fp32}, "int8": {"deploy": scheme, "conv-only": scheme}}
-        seeds[str(seed)] = {"variants": variants, "calibration": {"digest": "x", "n": 4}, "settings": {}}
+        seeds[str(seed)] = {
+            "variants": variants,
+            "calibration": {"digest": "x", "files_digest": f"d{seed}", "n": 4},
+            "settings": {},
+        }
     return {"seeds": seeds}
 
 
