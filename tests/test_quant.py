@@ -329,7 +329,7 @@ def openvino_stage(standin, shapes_yaml, calib, tmp_path_factory) -> dict:
     require("nncf", "openvino")
     from yolo_leaky.quant import _measure_openvino
 
-    result: dict = {"variants": {"silu": {}}, "latency": {}}
+    result: dict = {"variants": {"silu": {}}, "latency": {}, "settings": {"baseline": "silu"}}
     out = tmp_path_factory.mktemp("openvino")
     _measure_openvino({"silu": str(standin[0])}, shapes_yaml, out, (IMGSZ, IMGSZ, calib, calib), 1, 1, 1, 2, 0, result)
     return result
