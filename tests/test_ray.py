@@ -412,7 +412,7 @@ RECOVER_CELLS = ("silu-distill-s0", "relu-distill-s0", "silu-finetune-s0", "relu
 
 @pytest.fixture(scope="module")
 def recover_grids(tmp_path_factory, ray_cluster, standin):
-    """The recovery grid twice from one swap stage: locally, and on Ray, where every cell gets its start.pt (and a
+    """The recovery grid twice from one swap stage: locally, and on Ray, where each cell gets its seed's start.pt (and a
     distill cell its SiLU teacher) shipped to the worker; then the INT8 stage of the Ray run, as one Ray task."""
     import dataclasses
 
@@ -428,10 +428,9 @@ def recover_grids(tmp_path_factory, ray_cluster, standin):
     prepare_run_dir(local, force=False)
     data = resolve_data(local.data, out_dir=local.run_dir)
     swap = swap_stage(local, data, "cpu")
-    starts = {label: row["start"]["path"] for label, row in swap["variants"].items()}
     there = dataclasses.replace(local, name="ray", executor="ray")
     prepare_run_dir(there, force=False)
-    cells = {c.name: run_cells(c, data, "cpu", starts=starts, teacher=teacher) for c in (local, there)}
+    cells = {c.name: run_cells(c, data, "cpu", swap=swap, teacher=teacher) for c in (local, there)}
     int8 = measure_int8_stage(dataclasses.replace(there, int8=True), cells["ray"], data)
     return project, cells, int8, data, teacher
 
@@ -452,7 +451,7 @@ def test_recover_grid_on_ray_matches_the_local_grid_with_both_methods(recover_gr
         assert here["executor"]["torch_threads"] == there["executor"]["torch_threads"]
         assert here["metrics"] == there["metrics"] and here["census_in_trainer"] == there["census_in_trainer"]
         args = {run: yaml.safe_load((project / run / "cells" / key / "train/args.yaml").read_text()) for run in runs}
-        assert args["local"]["model"] == str(project / "local/swap" / key.split("-")[0] / "start.pt")
+        assert args["local"]["model"] == str(project / "local/swap" / key.split("-")[0] / "s0/start.pt")
         assert args["ray"]["model"] != args["local"]["model"] and args["ray"]["model"].endswith("/start.pt")
         if "distill" in key:  # the teacher, shipped: same weights at the start and the end, frozen
             assert args["local"]["distill_model"] == teacher and args["ray"]["distill_model"] != teacher
