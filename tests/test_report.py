@@ -349,3 +349,25 @@ def test_int8_pareto_pairs_each_runtime_latency_with_its_own_map():
     # nothing is plotted against a baseline the benchmark did not time
     c, summary, raw = synthetic_run(7, variants=("relu", "silu"), timing_baseline="relu")
     assert int8_pareto_points(summary.int8, raw) == []
+
+
+def test_accuracy_axes_name_the_stand_in_as_not_coco():
+    """Both Pareto plots say what their mAP was scored on: a stand-in run's figure, shown on its own, is never read
+    as COCO."""
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from yolo_leaky.plots import _pareto, _pareto_int8
+
+    c, summary, _ = synthetic_run(5)
+    for standin, words in (({"what": "stand-in"}, "synthetic stand-in data, not COCO"), (None, "validation images")):
+        run = dataclasses.replace(summary, standin=standin)
+        for draw in (_pareto, _pareto_int8):
+            fig, ax = plt.subplots()
+            draw(ax, c, run)
+            assert words in ax.get_ylabel(), (draw.__name__, ax.get_ylabel())
+            plt.close(fig)

@@ -66,6 +66,11 @@ def _save(fig, path: Path) -> None:
     atomic.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
 
 
+def _data_name(summary: Summary) -> str:
+    """What the accuracy axis was scored on, as a plot names it: a stand-in is never mistaken for COCO."""
+    return "the synthetic stand-in data, not COCO" if summary.standin else "the validation images"
+
+
 def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
     runtime = summary.runtime
     if runtime is None:
@@ -82,7 +87,7 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
         ax.axvline(floor, ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
-    ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
+    ax.set_ylabel(f"mAP50-95 on {_data_name(summary)} (mean ± std over seeds)")
     ax.set_title("Accuracy vs speed (left is faster, higher is more accurate)")
     return None
 
@@ -118,7 +123,7 @@ def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
     )
     ov_seeds = sorted({s for p in points if p["runtime"] == "openvino-cpu" for s in p["seeds"]})
     ax.set_ylabel(
-        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']}\nORT: mean ± std over seeds"
+        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']} on {_data_name(summary)}\nORT: mean ± std over seeds"
         + (f"; OpenVINO: seed {', '.join(map(str, ov_seeds))}" if ov_seeds else ""),
         fontsize=8,
     )
