@@ -179,14 +179,14 @@ def test_a_folder_in_use_is_refused_and_a_killed_run_leaves_it_free(finished):
 
 
 HOLDS_AND_FORKS = """
-import os, signal, sys, time
+import os, signal, sys
 from pathlib import Path
 from yolo_leaky.compare import lock_run_dir
 run = Path(sys.argv[1])
 lock_run_dir(run)
 child = os.fork()  # as a DataLoader worker is forked
 if child == 0:
-    time.sleep(600)
+    signal.pause()  # lives until the test kills it
     os._exit(0)
 (run.parent / "child.pid").write_text(str(child))
 os.kill(os.getpid(), signal.SIGKILL)
