@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from ultralytics.utils import LOGGER  # noqa: E402
 
 from yolo_leaky import load, parse_act  # noqa: E402
-from yolo_leaky.bench import benchmark, export_onnx  # noqa: E402
-from yolo_leaky.onnx_check import check_export  # noqa: E402
+from yolo_leaky.measure.bench import benchmark, export_onnx  # noqa: E402
+from yolo_leaky.measure.onnx_check import check_export  # noqa: E402
 
 ACTS = ("silu", "relu", "leaky_relu:0.1", "prelu", "identity")
 

@@ -36,7 +36,7 @@ import numpy as np
 MODES = ("process", "one-process", "session")
 RUN = """
 import json, os, sys
-from yolo_leaky.bench import benchmark
+from yolo_leaky.measure.bench import benchmark
 paths, baseline, imgsz, seconds, blocks, isolate, seed = json.loads(sys.argv[1])
 result = benchmark(dict.fromkeys(paths), imgsz=imgsz, runtime="ort-cpu", seconds=seconds, threads=1,
                    baseline=baseline, onnx_paths=paths, blocks=blocks, seed=seed, isolate=isolate)
@@ -70,7 +70,7 @@ def coverage(runs: list[dict], label: str) -> tuple[float, list[float], list[flo
 def export_variants(weights: str, variants: list[str], imgsz: int, out: Path) -> dict[str, str]:
     """ONNX files of ``weights`` swapped to each variant (label -> path), with Ultralytics' exporter."""
     from yolo_leaky import load, parse_act
-    from yolo_leaky.bench import export_onnx
+    from yolo_leaky.measure.bench import export_onnx
 
     return {parse_act(v).label: str(export_onnx(load(weights, act=v), out, imgsz)) for v in variants}
 

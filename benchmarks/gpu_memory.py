@@ -9,7 +9,7 @@ import sys
 import torch
 
 from yolo_leaky import load, swap_activations
-from yolo_leaky.memory import output_sum
+from yolo_leaky.core.memory import output_sum
 
 
 def peak_step_bytes(net, batch: int, imgsz: int, amp: bool) -> int:

@@ -3,7 +3,7 @@
 For each checkpoint: an FP32 ONNX export, one INT8 ONNX per scheme (ONNX Runtime QDQ; the same calibration images
 for every variant), each scored by Ultralytics' validator; one interleaved ORT CPU benchmark of every FP32 and
 ``deploy`` INT8 file; and, with ``yolo-leaky[openvino]`` installed, the same for OpenVINO (FP32 IR and NNCF INT8 IR)
-plus which activations OpenVINO's CPU plugin fuses (``yolo_leaky.quant.measure_int8``).
+plus which activations OpenVINO's CPU plugin fuses (``yolo_leaky.measure.quant.measure_int8``).
 
     YOLO_OFFLINE=1 python benchmarks/int8_table.py --weights silu=a.pt relu=b.pt leaky_relu:0.1=c.pt prelu=d.pt \\
         --data shapes.yaml --imgsz 64 [--n-calib 64] [--seconds 20] [--json out.json]
@@ -25,7 +25,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 from ultralytics.utils import LOGGER  # noqa: E402
 
-from yolo_leaky.quant import CALIBRATION_METHODS, DEFAULT_METHOD, SCHEMES, measure_int8  # noqa: E402
+from yolo_leaky.measure.quant import CALIBRATION_METHODS, DEFAULT_METHOD, SCHEMES, measure_int8  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

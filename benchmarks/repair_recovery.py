@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from yolo_leaky.summary import difference, verdicts
+from yolo_leaky.harness.summary import difference, verdicts
 
 FIXED = ["recovery=[finetune]", "diagnostics=False", "runtimes=[ort-cpu]", "bench_seconds=2", "bench_imgsz=64"]
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from yolo_leaky import atomic
-from yolo_leaky.cells import cell_jobs, run_cell, swap_stage
-from yolo_leaky.config import DEFAULT_CONFIG, load_config
-from yolo_leaky.console import quiet
-from yolo_leaky.standin import standin_checkpoint
-from yolo_leaky.synthetic import make_shapes_dataset, tune_yaml
+from yolo_leaky.data.standin import standin_checkpoint
+from yolo_leaky.data.synthetic import make_shapes_dataset, tune_yaml
+from yolo_leaky.harness.cells import cell_jobs, run_cell, swap_stage
+from yolo_leaky.harness.config import DEFAULT_CONFIG, load_config
+from yolo_leaky.utils import atomic
+from yolo_leaky.utils.console import quiet
 
 DEFAULTS = {"variants": "relu,prelu", "seeds": "0", "lr0": "0.0002,0.0005,0.001", "epochs": "2", "out": "runs/tune-lr0"}
 

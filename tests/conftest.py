@@ -48,7 +48,7 @@ def coco8(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def coco8_yaml(coco8, tmp_path_factory) -> Path:
-    from yolo_leaky.data import write_coco8_yaml
+    from yolo_leaky.core.offline import write_coco8_yaml
 
     return write_coco8_yaml(coco8, tmp_path_factory.mktemp("datayaml"))
 
@@ -62,6 +62,6 @@ TRAIN_KW = dict(
 @pytest.fixture(scope="session")
 def standin():
     """The offline stand-in: (checkpoint path, record), trained on first use in the session's cache."""
-    from yolo_leaky.standin import standin_checkpoint
+    from yolo_leaky.data.standin import standin_checkpoint
 
     return standin_checkpoint(log=lambda line: None)

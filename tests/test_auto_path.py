@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_leaky.config import load_config
+from yolo_leaky.harness.config import load_config
 
 
 def test_offline_takes_the_standin_and_says_why(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_connected_machine_downloads_yolo11n_and_takes_the_coco_path(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("YOLO_OFFLINE")
-    monkeypatch.setattr("yolo_leaky.data.is_offline", lambda: False)
+    monkeypatch.setattr("yolo_leaky.core.offline.is_offline", lambda: False)
     fetched = []
 
     def download(name):
@@ -49,7 +49,7 @@ def test_a_failed_download_falls_back_to_the_standin_and_says_why(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("YOLO_OFFLINE")
-    monkeypatch.setattr("yolo_leaky.data.is_offline", lambda: False)
+    monkeypatch.setattr("yolo_leaky.core.offline.is_offline", lambda: False)
 
     def download(name):
         raise ConnectionError("github.com unreachable")
@@ -66,8 +66,9 @@ def test_yolo11n_in_ultralytics_weights_dir_is_used_by_its_full_path_and_pinned(
     import ultralytics.utils
     from ultralytics import YOLO
 
-    from yolo_leaky.compare import check_weights, content_fingerprint
-    from yolo_leaky.data import COCO8_ENV, file_digest, locate_data
+    from yolo_leaky.core.offline import COCO8_ENV
+    from yolo_leaky.data.datasets import file_digest, locate_data
+    from yolo_leaky.harness.compare import check_weights, content_fingerprint
 
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()

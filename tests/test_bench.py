@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from conftest import require  # noqa: E402
 
 from yolo_leaky import load  # noqa: E402
-from yolo_leaky.bench import MIN_ROUNDS, benchmark, export_onnx, latency_stats, prepare_network, round_orders  # noqa: E402
+from yolo_leaky.measure.bench import MIN_ROUNDS, benchmark, export_onnx, latency_stats, prepare_network, round_orders  # noqa: E402
 
 IMGSZ = 64
 ACTS = {"silu": "silu", "relu": "relu", "leaky": "leaky_relu:0.1"}
@@ -98,8 +98,8 @@ def test_ort_cpu_benchmark(ort_result):
 def test_speed_section_says_what_each_interval_covers(ort_result):
     """The report reads the stored result (JSON round trip) and names what the interval is taken over: blocks in
     fresh processes here; a result timed in one process is called too narrow, not given the coverage figures."""
-    from yolo_leaky.config import CompareConfig
-    from yolo_leaky.report import SPEED_CI_COVERAGE, _speed_section
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.harness.report import SPEED_CI_COVERAGE, _speed_section
 
     stored = json.loads(json.dumps(ort_result.to_dict(samples=True)))
     c = CompareConfig(variants=["silu", "relu", "leaky_relu:0.1"])
@@ -231,7 +231,7 @@ def test_block_ci_covers_a_between_block_shift_that_the_round_ci_misses():
     ],
 )
 def test_speed_verdict_uses_the_practical_band(ci, verdict):
-    from yolo_leaky.summary import speed_verdict
+    from yolo_leaky.harness.summary import speed_verdict
 
     stats = {"label": "relu", "paired_ratio": ci[0], "paired_ci_low": ci[1], "paired_ci_high": ci[2]}
     assert speed_verdict(stats, "silu", band=0.02) == verdict
@@ -241,7 +241,7 @@ def test_speed_verdict_uses_the_practical_band(ci, verdict):
 def test_raw_samples_round_trip_into_the_same_table(yolos):
     from dataclasses import asdict
 
-    from yolo_leaky.bench import stats_from_dict
+    from yolo_leaky.measure.bench import stats_from_dict
 
     nets = {k: yolos[k].model for k in ("silu", "relu")}
     res = benchmark(

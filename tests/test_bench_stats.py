@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from yolo_leaky.bench import block_interval, latency_stats
-from yolo_leaky.summary import speed_ci_covers_processes, speed_ci_scope
+from yolo_leaky.harness.summary import speed_ci_covers_processes, speed_ci_scope
+from yolo_leaky.measure.bench import block_interval, latency_stats
 
 BLOCK_RATIOS = {
     2: [0.912, 0.947],

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from yolo_leaky.testhold import ENV as HOLD_ENV
-from yolo_leaky.testhold import marker
+from yolo_leaky.utils.testhold import ENV as HOLD_ENV
+from yolo_leaky.utils.testhold import marker
 
 pytestmark = pytest.mark.slow
 SMALL = [
@@ -37,7 +37,7 @@ def run(cmd, cwd, timeout=900):
 
 
 def _kill_at(cmd, cwd, hold, sig, while_held=None):
-    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.testhold``): the run stops inside the
+    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.utils.testhold``): the run stops inside the
     stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
     ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU.
 
@@ -181,7 +181,7 @@ def test_a_folder_in_use_is_refused_and_a_killed_run_leaves_it_free(finished):
 HOLDS_AND_FORKS = """
 import os, signal, sys
 from pathlib import Path
-from yolo_leaky.compare import lock_run_dir
+from yolo_leaky.harness.compare import lock_run_dir
 run = Path(sys.argv[1])
 lock_run_dir(run)
 child = os.fork()  # as a DataLoader worker is forked
@@ -191,7 +191,7 @@ if child == 0:
 (run.parent / "child.pid").write_text(str(child))
 os.kill(os.getpid(), signal.SIGKILL)
 """
-TAKES = "import sys, pathlib, yolo_leaky.compare as c; c.lock_run_dir(pathlib.Path(sys.argv[1]))"
+TAKES = "import sys, pathlib, yolo_leaky.harness.compare as c; c.lock_run_dir(pathlib.Path(sys.argv[1]))"
 
 
 def test_a_forked_child_does_not_keep_a_killed_runs_folder_locked(tmp_path):
@@ -269,9 +269,9 @@ def test_cells_record_census_inside_training(finished):
 def test_failing_cell_is_reported_and_others_kept(tmp_path, monkeypatch):
     """A cell whose training folder cannot be created fails; it is recorded and the other cell completes.
     The project is relative, as in the default config: outputs must land under it, not in Ultralytics' runs_dir."""
-    from yolo_leaky.cells import run_cells
-    from yolo_leaky.config import CompareConfig
-    from yolo_leaky.data import resolve_data
+    from yolo_leaky.data.datasets import resolve_data
+    from yolo_leaky.harness.cells import run_cells
+    from yolo_leaky.harness.config import CompareConfig
 
     monkeypatch.chdir(tmp_path)
     config = CompareConfig(
@@ -301,7 +301,7 @@ def test_recover_protocol_with_a_local_checkpoint_on_coco8(tmp_path, coco8_yaml)
     from conftest import TRAIN_KW
 
     from yolo_leaky import load
-    from yolo_leaky.quant import onnx_input
+    from yolo_leaky.measure.quant import onnx_input
 
     load("yolo11n.yaml").train(data=str(coco8_yaml), project=str(tmp_path), name="base", exist_ok=True, **TRAIN_KW)
     weights = tmp_path / "base/weights/last.pt"

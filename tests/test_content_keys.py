@@ -8,15 +8,15 @@ import time
 import pytest
 import torch
 
-from yolo_leaky import atomic
-from yolo_leaky.cells import run_cells, variant_models
-from yolo_leaky.compare import measure_cost, measure_int8_stage, measure_speed, measure_units
-from yolo_leaky.config import CompareConfig
-from yolo_leaky.data import file_digest, resolve_data
-from yolo_leaky.diagnostics import unit_health
-from yolo_leaky.loading import load
-from yolo_leaky.report import render_markdown
-from yolo_leaky.summary import summarize
+from yolo_leaky.core.loading import load
+from yolo_leaky.data.datasets import file_digest, resolve_data
+from yolo_leaky.harness.cells import run_cells, variant_models
+from yolo_leaky.harness.compare import measure_cost, measure_int8_stage, measure_speed, measure_units
+from yolo_leaky.harness.config import CompareConfig
+from yolo_leaky.harness.report import render_markdown
+from yolo_leaky.harness.summary import summarize
+from yolo_leaky.measure.diagnostics import unit_health
+from yolo_leaky.utils import atomic
 
 UNTRAINED = "untrained (cell relu-s0 failed)"
 
@@ -146,7 +146,7 @@ def _fake_int8(monkeypatch) -> list:
         calls.append({label: file_digest(w) for label, w in weights.items()})
         return {"variants": {label: {"weights": w} for label, w in weights.items()}, "latency": dict.fromkeys(runtimes)}
 
-    monkeypatch.setattr("yolo_leaky.compare.measure_int8", fake)
+    monkeypatch.setattr("yolo_leaky.harness.compare.measure_int8", fake)
     return calls
 
 
@@ -186,7 +186,7 @@ def test_int8_reuses_only_the_seeds_whose_checkpoints_are_unchanged(tmp_path, mo
 def test_a_completed_cell_is_reused_only_for_the_start_it_was_trained_from(tmp_path, monkeypatch):
     """A cell is keyed on the bytes of its start checkpoint and teacher, not its name: the same cell name whose start
     was made again with other bytes (another calibration draw, another machine) is trained again."""
-    import yolo_leaky.cells as cells_mod
+    import yolo_leaky.harness.cells as cells_mod
 
     start, teacher = tmp_path / "start.pt", tmp_path / "teacher.pt"
     start.write_bytes(b"start v1")

@@ -9,7 +9,7 @@ from conftest import TRAIN_KW
 from torch import nn
 
 from yolo_leaky import load
-from yolo_leaky.diagnostics import (
+from yolo_leaky.measure.diagnostics import (
     activation_sites,
     format_unit_health,
     prelu_slopes,

@@ -5,7 +5,7 @@ import copy
 import torch
 
 from yolo_leaky import load, swap_activations
-from yolo_leaky.memory import saved_tensor_bytes
+from yolo_leaky.core.memory import saved_tensor_bytes
 
 
 def test_saved_tensor_bytes_yolo11n():

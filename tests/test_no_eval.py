@@ -128,7 +128,7 @@ def test_trainer_refuses_code_in_a_yaml_it_is_handed(evil, tmp_path):
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from yolo_leaky import UserError
-    from yolo_leaky.train import swap_aware
+    from yolo_leaky.core.train import swap_aware
 
     path, marker = evil[1]["yaml-keyed"]
     cls = swap_aware(DetectionTrainer)

@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from yolo_leaky import load  # noqa: E402
-from yolo_leaky.bench import export_onnx  # noqa: E402
-from yolo_leaky.onnx_check import QUICKGELU_KEY, check_export, op_counts, ort_fusion, silu_patterns  # noqa: E402
+from yolo_leaky.measure.bench import export_onnx  # noqa: E402
+from yolo_leaky.measure.onnx_check import QUICKGELU_KEY, check_export, op_counts, ort_fusion, silu_patterns  # noqa: E402
 
 IMGSZ = 64
 ACTS = {"silu": "silu", "relu": "relu", "leaky": "leaky_relu:0.1", "prelu": "prelu"}

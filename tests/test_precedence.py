@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import TRAIN_KW
 
-from yolo_leaky import UserError, load, loading, take_census
+from yolo_leaky import UserError, load, take_census
 from yolo_leaky import cli as cli_module
+from yolo_leaky.core import loading
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +156,7 @@ def test_in_memory_swap_beats_the_file_key(coco8_yaml, tmp_path):
 
 def test_multi_dataset_training_keeps_the_swap(coco8, tmp_path):
     """``train(data=[a, b])``: Ultralytics' multi-dataset route must not fall back to stock subprocesses."""
-    from yolo_leaky.data import write_coco8_yaml
+    from yolo_leaky.core.offline import write_coco8_yaml
 
     first = write_coco8_yaml(coco8, tmp_path / "a")
     second = write_coco8_yaml(coco8, tmp_path / "b").rename(tmp_path / "b/other.yaml")

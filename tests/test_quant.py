@@ -16,8 +16,8 @@ import torch
 from conftest import require
 
 from yolo_leaky import UserError, load
-from yolo_leaky.bench import BenchResult, export_onnx
-from yolo_leaky.quant import (
+from yolo_leaky.measure.bench import BenchResult, export_onnx
+from yolo_leaky.measure.quant import (
     SCHEMES,
     Calibration,
     calibration_images,
@@ -35,7 +35,7 @@ N_CALIB = 16
 
 @pytest.fixture(scope="session")
 def shapes_yaml(tmp_path_factory) -> str:
-    from yolo_leaky.synthetic import make_shapes_dataset
+    from yolo_leaky.data.synthetic import make_shapes_dataset
 
     return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes")))
 
@@ -48,7 +48,7 @@ def calib(shapes_yaml) -> Calibration:
 @pytest.fixture(scope="session")
 def silu_pt(shapes_yaml, tmp_path_factory) -> str:
     """yolo11n with SiLU after 4 epochs of the shapes recipe: mAP50-95 0.035 measured (3 epochs: 0.003)."""
-    from yolo_leaky.synthetic import TRAIN_RECIPE
+    from yolo_leaky.data.synthetic import TRAIN_RECIPE
 
     project = tmp_path_factory.mktemp("train")
     yolo = load("yolo11n.yaml")
@@ -257,7 +257,7 @@ def test_int8_ratio_is_taken_within_the_benchmark_rounds():
         block_of_round=blocks,
         settings={"seed": 0},
     )
-    from yolo_leaky.bench import latency_stats
+    from yolo_leaky.measure.bench import latency_stats
 
     result.stats = latency_stats(samples, "silu", block_of_round=blocks)
     ratios = int8_vs_fp32(result)
@@ -269,7 +269,7 @@ def test_int8_ratio_is_taken_within_the_benchmark_rounds():
 
 @pytest.mark.slow
 def test_fp32_and_int8_are_timed_in_one_interleaved_benchmark(silu_onnx, silu_deploy, prelu_onnx, prelu_schemes):
-    from yolo_leaky.quant import benchmark_fp32_int8
+    from yolo_leaky.measure.quant import benchmark_fp32_int8
 
     files = {
         "silu": {"fp32": silu_onnx, "int8": silu_deploy["path"]},
@@ -289,7 +289,7 @@ def test_fp32_and_int8_are_timed_in_one_interleaved_benchmark(silu_onnx, silu_de
 
 def test_openvino_export_and_fusion(tmp_path):
     require("openvino", "openvino")
-    from yolo_leaky.quant import export_openvino, openvino_fusion
+    from yolo_leaky.measure.quant import export_openvino, openvino_fusion
 
     xml = export_openvino(load("yolo11n.yaml", act="relu"), tmp_path, IMGSZ, name="relu")
     assert xml.name == "relu.xml" and xml.with_suffix(".bin").is_file()
@@ -305,8 +305,8 @@ def test_openvino_export_and_fusion(tmp_path):
 def test_int8_stage_scores_at_imgsz_times_at_bench_imgsz_against_the_baseline(tmp_path, monkeypatch):
     """compare's INT8 stage asks measure_int8 to time at the speed tables' size and against the configured
     baseline (silu), whichever variant comes first."""
-    from yolo_leaky import compare
-    from yolo_leaky.config import CompareConfig
+    from yolo_leaky.harness import compare
+    from yolo_leaky.harness.config import CompareConfig
 
     calls = []
     monkeypatch.setattr(compare, "measure_int8", lambda weights, data, out, **kw: calls.append((weights, kw)) or {})
@@ -327,7 +327,7 @@ def openvino_stage(standin, shapes_yaml, calib, tmp_path_factory) -> dict:
     FP32 and NNCF INT8 IR exports, both scored by Ultralytics' validator, fusion census, one interleaved benchmark."""
     require("openvino", "openvino")
     require("nncf", "openvino")
-    from yolo_leaky.quant import _measure_openvino
+    from yolo_leaky.measure.quant import _measure_openvino
 
     result: dict = {"variants": {"silu": {}}, "latency": {}, "settings": {"baseline": "silu"}}
     out = tmp_path_factory.mktemp("openvino")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolo_leaky.data import file_digest
-from yolo_leaky.errors import UserError
-from yolo_leaky.executor import RAY_MISSING, Job, execute
+from yolo_leaky.data.datasets import file_digest
+from yolo_leaky.harness.executor import RAY_MISSING, Job, execute
+from yolo_leaky.utils.errors import UserError
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 if not HAVE_RAY and os.environ.get("CI"):
@@ -124,7 +124,7 @@ def test_executor_ray_without_ray_names_the_install_command(tmp_path, monkeypatc
     ],
 )
 def test_bad_executor_settings_are_one_line_errors(tokens, message):
-    from yolo_leaky.config import load_config
+    from yolo_leaky.harness.config import load_config
 
     with pytest.raises(UserError) as raised:
         load_config(["protocol=scratch", *tokens])
@@ -135,7 +135,7 @@ def test_bad_executor_settings_are_one_line_errors(tokens, message):
 def test_executor_settings_do_not_change_the_run_fingerprint():
     """A rerun under the other executor reuses completed cells: the settings that only say where cells run are
     not part of the run folder's fingerprint."""
-    from yolo_leaky.config import load_config
+    from yolo_leaky.harness.config import load_config
 
     here = load_config(["protocol=scratch"])
     there = load_config(["protocol=scratch", "executor=ray", "ray_address=auto", "cell_cpus=4", "cell_gpus=0.5"])
@@ -154,7 +154,7 @@ def ray_cluster():
         pytest.skip("Ray is not installed: pip install 'yolo-leaky[ray]'")
     import ray
 
-    from yolo_leaky import executor
+    from yolo_leaky.harness import executor
 
     executor.connect(None)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
@@ -243,7 +243,7 @@ SMALL = [
 DIES_MID_LANDING = """
 import os, sys
 from pathlib import Path
-import yolo_leaky.atomic as atomic
+import yolo_leaky.utils.atomic as atomic
 write_file, landed, next_cell = atomic.write_file, [], []
 def dying(path, write, suffix=".tmp"):
     path = Path(path)
@@ -274,10 +274,10 @@ def cell_files(run_dir: Path) -> dict:
 def grids(tmp_path_factory, ray_cluster):
     """The small grid three times: locally (in this process), on Ray with a driver that dies mid-grid, and on Ray
     again, resuming; the Ray drivers connect to this module's cluster as to an existing one."""
-    from yolo_leaky.cells import run_cells
-    from yolo_leaky.compare import prepare_run_dir
-    from yolo_leaky.config import load_config
-    from yolo_leaky.data import resolve_data
+    from yolo_leaky.data.datasets import resolve_data
+    from yolo_leaky.harness.cells import run_cells
+    from yolo_leaky.harness.compare import prepare_run_dir
+    from yolo_leaky.harness.config import load_config
 
     project = tmp_path_factory.mktemp("grid")
     local = load_config([f"project={project}", "name=local", *SMALL])
@@ -416,10 +416,10 @@ def recover_grids(tmp_path_factory, ray_cluster, standin):
     distill cell its SiLU teacher) shipped to the worker; then the INT8 stage of the Ray run, as one Ray task."""
     import dataclasses
 
-    from yolo_leaky.cells import run_cells, swap_stage
-    from yolo_leaky.compare import measure_int8_stage, prepare_run_dir, resolve_weights
-    from yolo_leaky.config import load_config
-    from yolo_leaky.data import resolve_data
+    from yolo_leaky.data.datasets import resolve_data
+    from yolo_leaky.harness.cells import run_cells, swap_stage
+    from yolo_leaky.harness.compare import measure_int8_stage, prepare_run_dir, resolve_weights
+    from yolo_leaky.harness.config import load_config
 
     project = tmp_path_factory.mktemp("recover")
     local = load_config([f"project={project}", "name=local", *RECOVER])
@@ -482,7 +482,7 @@ def test_int8_ran_as_one_ray_task_and_its_files_landed(recover_grids):
     """The INT8 stage under executor=ray: one task quantized, scored and timed every variant; int8.json names the
     driver's checkpoints and the files that came back into the run folder, and a landed INT8 file scores here what
     the worker reported."""
-    from yolo_leaky.quant import validate_onnx
+    from yolo_leaky.measure.quant import validate_onnx
 
     project, cells, int8, data, _ = recover_grids
     run = project / "ray"

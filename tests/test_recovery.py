@@ -36,7 +36,7 @@ STANDIN_PATH = yaml.safe_load((Path(__file__).parents[1] / "cfg/compare.yaml").r
 
 @pytest.fixture(scope="module")
 def shapes_yaml(standin, tmp_path_factory):
-    from yolo_leaky.synthetic import make_shapes_dataset
+    from yolo_leaky.data.synthetic import make_shapes_dataset
 
     return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "shapes"))
 
@@ -51,8 +51,8 @@ def test_standin_is_a_detector_that_learned(standin):
 @pytest.fixture(scope="module")
 def swapped(standin, shapes_yaml, tmp_path_factory):
     """The swap stage of the recovery protocol on the stand-in (no training): (config, before, swap.json)."""
-    from yolo_leaky.cells import pretrained_baseline, swap_stage
-    from yolo_leaky.config import CompareConfig
+    from yolo_leaky.harness.cells import pretrained_baseline, swap_stage
+    from yolo_leaky.harness.config import CompareConfig
 
     c = CompareConfig(
         protocol="recover",
@@ -101,7 +101,7 @@ def test_swap_costs_accuracy_and_repairs_win_some_back(swapped):
     )
     assert 0.0 < swap["ls_leaky_slope"] < 0.3
     from yolo_leaky import load
-    from yolo_leaky.cells import start_checkpoint
+    from yolo_leaky.harness.cells import start_checkpoint
 
     start = load(start_checkpoint(swap, "prelu", 0)["path"])  # the checkpoint recovery starts from: fitted slopes
     slopes = [m.weight.float() for m in start.model.modules() if type(m).__name__ == "PReLU"]
@@ -123,7 +123,7 @@ def test_silu_control_gets_the_same_repair_and_it_moves_its_map(swapped):
 def test_each_seed_draws_its_own_calibration_images_and_start(swapped):
     """Seed s calibrates the repairs on draw s: two seeds give two calibration sets, and so two repaired starts
     (and two repaired scores) for every variant whose start is repaired."""
-    from yolo_leaky.cells import start_checkpoint
+    from yolo_leaky.harness.cells import start_checkpoint
 
     c, _, swap = swapped
     draws = swap["calibration"]["by_seed"]
@@ -141,7 +141,7 @@ def test_saved_start_scores_exactly_what_was_recorded(swapped, shapes_yaml):
     import torch
 
     from yolo_leaky import load
-    from yolo_leaky.cells import start_checkpoint, validate_metrics
+    from yolo_leaky.harness.cells import start_checkpoint, validate_metrics
 
     c, _, swap = swapped
     start = start_checkpoint(swap, "prelu", 1)
@@ -156,8 +156,8 @@ def test_saved_start_scores_exactly_what_was_recorded(swapped, shapes_yaml):
 def test_one_recovery_epoch_beats_the_naive_swap(swapped, shapes_yaml, act, tmp_path):
     """LeakyReLU and PReLU (ReLU is covered end to end below): one fine-tuning epoch from the repaired start scores
     above the naive swap. Run through ``run_cell``, the job function every executor calls."""
-    from yolo_leaky.cells import cell_jobs, run_cell
-    from yolo_leaky.spec import parse_act
+    from yolo_leaky.core.spec import parse_act
+    from yolo_leaky.harness.cells import cell_jobs, run_cell
 
     c, _, swap = swapped
     label = parse_act(act).label
@@ -236,7 +236,7 @@ def test_recovery_beats_the_naive_swap_and_reaches_the_significance_test(recover
 def start_map50_95(results: dict, label: str, seed: int) -> float:
     """mAP50-95 of the checkpoint the recovery cell of ``label`` and ``seed`` started from (seed ``s`` starts from
     the repair calibrated on draw ``s``), as scored in the precision it was saved in."""
-    from yolo_leaky.cells import start_checkpoint
+    from yolo_leaky.harness.cells import start_checkpoint
 
     return start_checkpoint(results["swap"], label, seed)["metrics"]["map50_95"]
 
@@ -265,7 +265,7 @@ def test_recovery_keeps_what_the_start_checkpoint_had(recover_run):
 
 def test_distillation_trains_against_a_frozen_silu_teacher(recover_run):
     run_dir = recover_run[0]
-    from yolo_leaky.plots import _read_csv
+    from yolo_leaky.harness.plots import _read_csv
 
     for seed in (0, 1):
         cell = json.loads((run_dir / f"cells/relu-distill-s{seed}/cell.json").read_text())
@@ -307,8 +307,8 @@ def test_identity_floor_is_the_same_network(recover_run):
     import torch
 
     from yolo_leaky import load, take_census
-    from yolo_leaky.cells import variant_models
-    from yolo_leaky.config import CompareConfig
+    from yolo_leaky.harness.cells import variant_models
+    from yolo_leaky.harness.config import CompareConfig
 
     run_dir = recover_run[0]
     results = json.loads((run_dir / "results.json").read_text())

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_leaky.bench import BenchResult, latency_stats
-from yolo_leaky.cells import cell_key
-from yolo_leaky.config import CompareConfig
-from yolo_leaky.quant import int8_vs_fp32
-from yolo_leaky.report import render_markdown
-from yolo_leaky.summary import Summary, int8_tables, paired_ratio_ci, recovery_tables, variant_rows
+from yolo_leaky.harness.cells import cell_key
+from yolo_leaky.harness.config import CompareConfig
+from yolo_leaky.harness.report import render_markdown
+from yolo_leaky.harness.summary import Summary, int8_tables, paired_ratio_ci, recovery_tables, variant_rows
+from yolo_leaky.measure.bench import BenchResult, latency_stats
+from yolo_leaky.measure.quant import int8_vs_fp32
 
 REPO = Path(__file__).resolve().parents[1]
 # a figure with 3+ decimals (0.486, 99.999, 0.0025) or a decimal percentage (61.6%): distinctive enough that the
@@ -329,7 +329,7 @@ def test_openvino_standalone_ops_come_from_the_runs_fusion_census():
 
 
 def test_int8_pareto_pairs_each_runtime_latency_with_its_own_map():
-    from yolo_leaky.summary import int8_pareto_points
+    from yolo_leaky.harness.summary import int8_pareto_points
 
     c, summary, raw = synthetic_run(7)
     points = {(p["runtime"], p["variant"], p["precision"]): p for p in int8_pareto_points(summary.int8, raw)}
@@ -361,7 +361,7 @@ def test_accuracy_axes_name_the_stand_in_as_not_coco():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from yolo_leaky.plots import _pareto, _pareto_int8
+    from yolo_leaky.harness.plots import _pareto, _pareto_int8
 
     c, summary, _ = synthetic_run(5)
     for standin, words in (({"what": "stand-in"}, "synthetic stand-in data, not COCO"), (None, "validation images")):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from yolo_leaky.config import CompareConfig
+from yolo_leaky.harness.config import CompareConfig
 
 BEFORE = {"map50": 0.70, "map50_95": 0.50}
 AFTER = {"silu": BEFORE, "relu": {"map50": 0.46, "map50_95": 0.28}, "prelu": {"map50": 0.18, "map50_95": 0.09}}
@@ -56,7 +56,7 @@ def config(**kw) -> CompareConfig:
 
 
 def test_each_repair_is_judged_against_silu_given_the_same_repair():
-    from yolo_leaky.summary import no_training_rows
+    from yolo_leaky.harness.summary import no_training_rows
 
     rows = no_training_rows(config(), fake_swap(), BEFORE)
     relu = rows["relu"]["repairs"]["bn"]
@@ -82,7 +82,7 @@ def test_each_repair_is_judged_against_silu_given_the_same_repair():
 
 
 def test_one_seed_gives_no_interval():
-    from yolo_leaky.summary import no_training_rows
+    from yolo_leaky.harness.summary import no_training_rows
 
     rows = no_training_rows(config(seeds=[0]), fake_swap(seeds=(0,)), BEFORE)
     relu = rows["relu"]["repairs"]["bn"]
@@ -91,7 +91,7 @@ def test_one_seed_gives_no_interval():
 
 def test_int8_calibrates_each_seed_on_its_own_draw(tmp_path, monkeypatch):
     """Seed s of the INT8 stage calibrates on draw s, the images seed s's repairs used (not draw 0 for every seed)."""
-    from yolo_leaky import compare
+    from yolo_leaky.harness import compare
 
     seen = []
 
@@ -130,7 +130,7 @@ def test_int8_calibrates_each_seed_on_its_own_draw(tmp_path, monkeypatch):
     ],
 )
 def test_scope_says_what_varies_and_what_is_fixed(kw, varies, fixed):
-    from yolo_leaky.summary import seed_scope
+    from yolo_leaky.harness.summary import seed_scope
 
     scope = seed_scope(config(**kw), "recovered", 64, 64)
     for phrase in varies:
@@ -147,8 +147,8 @@ def test_scope_says_what_varies_and_what_is_fixed(kw, varies, fixed):
 
 
 def test_report_states_the_scope_next_to_each_interval():
-    from yolo_leaky.report import _recovery_section
-    from yolo_leaky.summary import recovery_tables
+    from yolo_leaky.harness.report import _recovery_section
+    from yolo_leaky.harness.summary import recovery_tables
 
     c = config()
     cells = {
@@ -177,8 +177,8 @@ def test_report_says_how_the_learning_rate_was_chosen():
     is not credited with that tuning."""
     import yaml
 
-    from yolo_leaky.config import DEFAULT_CONFIG
-    from yolo_leaky.report import _lr0_line
+    from yolo_leaky.harness.config import DEFAULT_CONFIG
+    from yolo_leaky.harness.report import _lr0_line
 
     tuned = yaml.safe_load(DEFAULT_CONFIG.read_text())["auto"]["standin"]["lr0"]
     line = _lr0_line(config(data="shapes", train_args={"lr0": tuned}))

@@ -13,8 +13,8 @@ def test_epoch_time_leaves_out_validation_and_diagnostics(tmp_path, coco8_yaml):
     from conftest import TRAIN_KW
 
     from yolo_leaky import load
-    from yolo_leaky.cells import EpochTimer
-    from yolo_leaky.diagnostics import track_unit_health
+    from yolo_leaky.harness.cells import EpochTimer
+    from yolo_leaky.measure.diagnostics import track_unit_health
 
     yolo = load("yolo11n.yaml", act="relu")
     timer = EpochTimer()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from yolo_leaky.config import CompareConfig
-from yolo_leaky.report import _accuracy_section, _diff, _recovery_section
-from yolo_leaky.summary import (
+from yolo_leaky.harness.config import CompareConfig
+from yolo_leaky.harness.report import _accuracy_section, _diff, _recovery_section
+from yolo_leaky.harness.summary import (
     NO_SPREAD,
     accuracy_verdict,
     difference,

@@ -9,9 +9,9 @@ from torch import nn
 from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
 
 from yolo_leaky import load, swap_activations, take_census
-from yolo_leaky.census import count_functional_silu
-from yolo_leaky.modelcfg import stock_route_gaps
-from yolo_leaky.swap import SITE_MARK
+from yolo_leaky.core.census import count_functional_silu
+from yolo_leaky.core.modelcfg import stock_route_gaps
+from yolo_leaky.core.swap import SITE_MARK
 
 MODELS_DIR = Path(ultralytics.__file__).parent / "cfg/models"
 # TorchVision backbones download ImageNet weights when built: they cannot build offline.
@@ -153,7 +153,7 @@ def test_plain_module_and_unknown_channels():
 
 
 def test_stock_route_gaps():
-    from yolo_leaky.modelcfg import stock_model_yaml
+    from yolo_leaky.core.modelcfg import stock_model_yaml
 
     assert stock_route_gaps(stock_model_yaml("yolo11n")) == {}
     assert stock_route_gaps(stock_model_yaml("yolov9t")) == {"RepConv": 42}

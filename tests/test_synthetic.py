@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_leaky.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_dataset
+from yolo_leaky.data.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_dataset
 
 # What this test claims: each swapped network learns (far above chance), not which activation is better.
 # Design: one seed per activation, with a threshold derived from the measured spread, because one seed of a short
@@ -60,7 +60,7 @@ def test_tune_split_is_disjoint_from_val_and_leaves_train_and_val_unchanged(shap
     the stand-in pretrained before it existed stays valid; and the same seed gives the same tune bytes."""
     from ultralytics.data.utils import check_det_dataset
 
-    from yolo_leaky.synthetic import tune_yaml
+    from yolo_leaky.data.synthetic import tune_yaml
 
     root = shapes_yaml.parent
     tune, val, train = (image_digests(root, split) for split in ("tune", "val", "train"))
@@ -136,7 +136,7 @@ import json, sys, time
 import torch
 torch.set_num_threads(1)
 from yolo_leaky import load
-from yolo_leaky.synthetic import TRAIN_RECIPE
+from yolo_leaky.data.synthetic import TRAIN_RECIPE
 act, data, project = sys.argv[1:4]
 start = time.perf_counter()
 metrics = load("yolo11n.yaml", act=act).train(

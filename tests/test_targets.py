@@ -12,10 +12,10 @@ from torch import nn
 from ultralytics import YOLO
 
 from yolo_leaky import UserError, load, parse_act, swap_activations, take_census, write_act_yaml
-from yolo_leaky.census import Census
-from yolo_leaky.spec import LEAKY_PRESETS
-from yolo_leaky.swap import spec_from_yaml
-from yolo_leaky.targets import (
+from yolo_leaky.core.census import Census
+from yolo_leaky.core.spec import LEAKY_PRESETS
+from yolo_leaky.core.swap import spec_from_yaml
+from yolo_leaky.targets.table import (
     STATUSES,
     TABLE_ACTS,
     TARGETS,
@@ -136,7 +136,7 @@ def test_readme_table_is_the_rendered_table():
 
 def test_readme_names_the_activations_that_run_on_every_target():
     """The README's advice on which activations are fused or native everywhere is what TARGETS says."""
-    from yolo_leaky.targets import fused_or_native_everywhere
+    from yolo_leaky.targets.table import fused_or_native_everywhere
 
     readme = (REPO / "README.md").read_text()
     (line,) = [ln for ln in readme.splitlines() if "on every target in the table" in ln]

@@ -213,7 +213,7 @@ def test_prelu_slopes_are_trained_without_weight_decay(case, runs, coco8_yaml, t
     elif case in ("resume", "resume-pre-exemption"):
         if case == "resume-pre-exemption":
             with monkeypatch.context() as m:
-                m.setattr("yolo_leaky.train.exempt_slopes_from_decay", lambda optimizer, model: 0)
+                m.setattr("yolo_leaky.core.train.exempt_slopes_from_decay", lambda optimizer, model: 0)
                 last, saved_state = interrupted_prelu_run(coco8_yaml, tmp_path)
         else:
             last, saved_state = interrupted_prelu_run(coco8_yaml, tmp_path)

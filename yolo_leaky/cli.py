@@ -21,17 +21,17 @@ from pathlib import Path
 
 import torch
 
-from .census import take_census
-from .compare import compare_from_cli
-from .config import check_ultralytics_args, parse_kv, ultralytics_keys
-from .data import resolve_data
-from .diagnostics import format_unit_health, unit_health
-from .errors import UserError
-from .loading import load
-from .modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
-from .spec import parse_act
-from .swap import spec_from_yaml
-from .targets import check_target, get_target, leaky_slopes
+from .core.census import take_census
+from .core.loading import load
+from .core.modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
+from .core.spec import parse_act
+from .core.swap import spec_from_yaml
+from .data.datasets import resolve_data
+from .harness.compare import compare_from_cli
+from .harness.config import check_ultralytics_args, parse_kv, ultralytics_keys
+from .measure.diagnostics import format_unit_health, unit_health
+from .targets.table import check_target, get_target, leaky_slopes
+from .utils.errors import UserError
 
 ULTRA_MODES = ("train", "val", "predict", "export")
 MODES = (*ULTRA_MODES, "cfg", "inspect", "compare")

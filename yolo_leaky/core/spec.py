@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .errors import UserError
+from ..utils.errors import UserError
 
 DEFAULT_LEAKY_SLOPE = 0.1  # YOLO practice (darknet, YOLOv3/v4); torch's own default is 0.01
 DEFAULT_PRELU_INIT = 0.25  # torch's default

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from . import atomic  # noqa: E402
+from ..core.spec import parse_act  # noqa: E402
+from ..utils import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
 from .config import CompareConfig  # noqa: E402
-from .spec import parse_act  # noqa: E402
 from .summary import Summary, headline_recovery, int8_pareto_points  # noqa: E402
 
 

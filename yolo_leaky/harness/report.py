@@ -8,7 +8,9 @@ import io
 import math
 from pathlib import Path
 
-from . import atomic
+from ..data.synthetic import CLASSES as SHAPE_CLASSES
+from ..utils import atomic
+from ..utils.testhold import hold_point
 from .config import CompareConfig, default_path_of
 from .plots import write_plots
 from .summary import (
@@ -26,8 +28,6 @@ from .summary import (
     speed_verdict,
     untrained_note,
 )
-from .synthetic import CLASSES as SHAPE_CLASSES
-from .testhold import hold_point
 
 # the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
 DOC_LABEL = "Documentation (from"

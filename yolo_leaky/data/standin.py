@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 import ultralytics
 
-from . import atomic
-from .data import file_digest
-from .loading import load
+from ..core.loading import load
+from ..utils import atomic
+from .datasets import file_digest
 from .synthetic import FORMAT_VERSION, TRAIN_RECIPE, make_shapes_dataset
 
 STANDIN = "standin"  # the value of ``weights=`` that names this checkpoint

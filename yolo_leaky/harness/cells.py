@@ -15,19 +15,19 @@ import numpy as np
 import torch
 from ultralytics.utils import TQDM
 
-from . import atomic
-from .census import take_census
+from ..core.census import take_census
+from ..core.loading import load, save_checkpoint
+from ..core.repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
+from ..core.spec import ActSpec, parse_act
+from ..core.swap import trained_network
+from ..data.datasets import file_digest
+from ..measure.diagnostics import track_unit_health
+from ..utils import atomic
+from ..utils.console import interactive, say
+from ..utils.errors import UserError
+from ..utils.testhold import hold_point, requested
 from .config import CompareConfig
-from .console import interactive, say
-from .data import file_digest
-from .diagnostics import track_unit_health
-from .errors import UserError
 from .executor import Job, execute
-from .loading import load, save_checkpoint
-from .repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
-from .spec import ActSpec, parse_act
-from .swap import trained_network
-from .testhold import hold_point, requested
 
 METRIC_KEYS = {
     "precision": "metrics/precision(B)",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from torch import nn
 from ultralytics.engine.model import Model
 
-from .errors import UserError
-from .spec import LEAKY_PRESETS, TORCH_CLASSES, format_number
+from ..core.spec import LEAKY_PRESETS, TORCH_CLASSES, format_number
+from ..utils.errors import UserError
 
 STATUSES = {
     "fused": "fused into the convolution",

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import yaml as pyyaml
 
-from . import atomic
-from .console import quiet
-from .errors import UserError
+from ..utils import atomic
+from ..utils.console import quiet
+from ..utils.errors import UserError
 
 RAY_MISSING = "executor=ray needs Ray: pip install 'yolo-leaky[ray]'"
 FORWARDED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL")  # settings a worker must share with the driver; not paths

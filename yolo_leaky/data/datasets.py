@@ -1,47 +1,17 @@
-"""Dataset resolution: ``coco8.yaml`` finds a local COCO8 copy before Ultralytics would try to download it."""
+"""Dataset resolution: COCO8 (a local copy first, ``core.offline``), the synthetic shapes, or a checked YAML."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import yaml as pyyaml
 from ultralytics.data.utils import IMG_FORMATS
 
-from . import atomic
-from .errors import UserError
+from ..core.offline import COCO8_NAMES, locate_coco8, write_coco8_yaml
+from ..utils.errors import UserError
 
-COCO8_NAMES = ("coco8", "coco8.yaml")
 SHAPES_NAMES = ("shapes", "shapes.yaml")  # the synthetic sanity dataset, generated on first use
-COCO8_ENV = "YOLO_LEAKY_COCO8"
-
-
-def is_offline() -> bool:
-    """True when ``YOLO_OFFLINE`` is set or Ultralytics finds no network."""
-    from ultralytics.utils import is_online
-
-    return os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes") or not is_online()
-
-
-def coco8_candidates() -> list[Path]:
-    """Where a local COCO8 may be: $YOLO_LEAKY_COCO8, ../shared/datasets/coco8 (beside the checkout or cwd), and
-    Ultralytics' datasets_dir."""
-    from ultralytics.utils import SETTINGS
-
-    if os.environ.get(COCO8_ENV):
-        return [Path(os.environ[COCO8_ENV])]  # an explicit location is the only one looked at
-    repo = Path(__file__).resolve().parents[1]
-    found = [Path.cwd().parent / "shared/datasets/coco8", repo.parent / "shared/datasets/coco8"]
-    found.append(Path(SETTINGS["datasets_dir"]) / "coco8")
-    return found
-
-
-def find_local_coco8() -> Path | None:
-    for path in coco8_candidates():
-        if (path / "images/val").is_dir() and any((path / "images/val").iterdir()):
-            return path.resolve()
-    return None
 
 
 def locate_data(data: str) -> str | Path:
@@ -50,16 +20,7 @@ def locate_data(data: str) -> str | Path:
     if str(data) in SHAPES_NAMES:
         return "shapes"
     if str(data) in COCO8_NAMES:
-        local = find_local_coco8()
-        if local is not None:
-            return local
-        if not is_offline():
-            return "coco8.yaml"
-        looked = ", ".join(str(p) for p in coco8_candidates())
-        raise UserError(
-            f"COCO8 not found (looked in {looked}) and this machine is offline; put it at ../shared/datasets/coco8 "
-            f"(images/ and labels/ with train/ and val/) or set {COCO8_ENV}=/path/to/coco8"
-        )
+        return locate_coco8()
     check_data_yaml(Path(data))
     return str(data)
 
@@ -78,20 +39,6 @@ def resolve_data(data: str, out_dir: str | Path = "runs/data") -> str:
 
         return str(make_shapes_dataset(Path(out_dir) / "shapes"))
     return str(write_coco8_yaml(source, out_dir)) if isinstance(source, Path) else source
-
-
-def write_coco8_yaml(root: Path, out_dir: str | Path) -> Path:
-    """Write a COCO8 dataset YAML pointing at ``root``, with Ultralytics' class names and no download key."""
-    from ultralytics.utils import ROOT
-
-    names = pyyaml.safe_load((ROOT / "cfg/datasets/coco8.yaml").read_text())["names"]
-    out = Path(out_dir) / "coco8.yaml"
-    text = pyyaml.safe_dump(
-        {"path": str(root), "train": "images/train", "val": "images/val", "names": names}, sort_keys=False
-    )
-    if not out.exists() or out.read_text() != text:
-        atomic.write_text(out, text)
-    return out
 
 
 def check_data_yaml(path: Path) -> dict:

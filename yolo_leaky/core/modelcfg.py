@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml as pyyaml
 from torch import nn
 
-from . import atomic
-from .errors import UserError
+from ..utils import atomic
+from ..utils.errors import UserError
 from .spec import ActSpec, parse_act
 from .swap import YAML_KEY, child_slots, spec_from_yaml
 

@@ -25,8 +25,19 @@ import torch
 import ultralytics
 from ultralytics.utils.torch_utils import get_flops, get_num_params
 
-from . import atomic
-from .bench import benchmark, export_onnx
+from ..core.loading import check_model_source, load, save_checkpoint
+from ..core.memory import saved_tensor_bytes
+from ..data.datasets import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
+from ..data.standin import STANDIN, cache_root, recipe_key, standin_checkpoint
+from ..data.synthetic import FORMAT_VERSION
+from ..measure.bench import benchmark, export_onnx
+from ..measure.diagnostics import prelu_slopes, summarize_slopes, unit_health
+from ..measure.onnx_check import check_export
+from ..measure.quant import measure_int8
+from ..utils import atomic
+from ..utils.console import quiet, say
+from ..utils.errors import UserError
+from ..version import __version__
 from .cells import (
     Models,
     cached_stage,
@@ -39,20 +50,9 @@ from .cells import (
     variant_models,
 )
 from .config import CompareConfig, load_config
-from .console import quiet, say
-from .data import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
-from .diagnostics import prelu_slopes, summarize_slopes, unit_health
-from .errors import UserError
 from .executor import Job, execute
-from .loading import check_model_source, load, save_checkpoint
-from .memory import saved_tensor_bytes
-from .onnx_check import check_export
-from .quant import measure_int8
 from .report import write_report
-from .standin import STANDIN, cache_root, recipe_key, standin_checkpoint
 from .summary import Summary, headline_recovery, summarize
-from .synthetic import FORMAT_VERSION
-from .version import __version__
 
 try:
     import fcntl

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml as pyyaml
 
-from .errors import UserError
-from .repair import REPAIRS
-from .spec import ActSpec, parse_act
+from ..core.repair import REPAIRS
+from ..core.spec import ActSpec, parse_act
+from ..utils.errors import UserError
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
 OUR_KEYS = {"act"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments
@@ -66,7 +66,7 @@ def check_ultralytics_args(args: dict) -> None:
         raise UserError(str(e).splitlines()[0]) from None
 
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "cfg/compare.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "cfg/compare.yaml"
 PROTOCOLS = ("recover", "scratch")
 RECOVERIES = ("finetune", "distill")
 AUTO = "auto"  # weights=auto: yolo11n.pt on COCO8 where it can be had, else the offline stand-in
@@ -234,7 +234,7 @@ def choose_auto_path() -> tuple[str, str, str | None]:
     ``standin.py``; no file yet)."""
     from ultralytics.utils import SETTINGS
 
-    from .data import is_offline
+    from ..core.offline import is_offline
 
     local = [p for p in (Path(COCO_WEIGHTS), Path(SETTINGS["weights_dir"]) / COCO_WEIGHTS) if p.is_file()]
     if local:

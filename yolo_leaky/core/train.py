@@ -25,8 +25,8 @@ from ultralytics.nn.tasks import yaml_model_load
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .data import COCO8_NAMES, is_offline, resolve_data
-from .errors import UserError
+from ..utils.errors import UserError
+from .offline import COCO8_NAMES, is_offline, resolve_coco8
 from .spec import ACTIVATIONS, ActSpec
 from .swap import YAML_KEY, set_trainer_hook, spec_from_yaml, swap_activations
 
@@ -196,7 +196,7 @@ def _offline_amp_check():
 def attach_trainer(yolo) -> None:
     """Make ``yolo.train()`` use a swap-aware trainer (per object; stock Ultralytics is left untouched).
 
-    ``train(data="coco8.yaml")`` finds a local COCO8 copy first, as the CLI does (``data.resolve_data``).
+    ``train(data="coco8.yaml")`` finds a local COCO8 copy first, as the CLI does (``offline.resolve_coco8``).
     ``train(data=[...])`` (Ultralytics' multi-dataset route) is sent through the same swap-aware trainer class:
     left to itself, Ultralytics would run each dataset as a stock ``yolo train`` subprocess that rebuilds the network
     from ``activation:`` alone (one shared module: a per-channel PReLU would become one slope).
@@ -214,7 +214,7 @@ def attach_trainer(yolo) -> None:
         if trainer is None and isinstance(kwargs.get("data"), (list, tuple)):
             trainer = smart_load("trainer")
         if kwargs.get("data") in COCO8_NAMES:
-            kwargs["data"] = resolve_data(kwargs["data"])  # a local COCO8 copy, as the CLI finds it (no download)
+            kwargs["data"] = resolve_coco8()  # a local COCO8 copy, as the CLI finds it (no download)
         return stock_train(trainer=trainer, **kwargs)
 
     yolo._smart_load = smart_load

@@ -21,11 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import atomic
-from .data import resolve_data
-from .errors import UserError
-from .spec import DEFAULT_PRELU_INIT
-from .swap import (
+from ..core.spec import DEFAULT_PRELU_INIT
+from ..core.swap import (
     YAML_KEY,
     child_slots,
     in_loss_only,
@@ -35,6 +32,9 @@ from .swap import (
     spec_from_yaml,
     trained_network,
 )
+from ..data.datasets import resolve_data
+from ..utils import atomic
+from ..utils.errors import UserError
 
 # A channel's gradient counts as ~0 when its mean |g| over batch and positions is below this. Measured with
 # Ultralytics' loss on yolo11n at imgsz 64 (log10 histograms of per-channel mean |dL/d output|):

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 import yaml as pyyaml
 
-from .data import is_offline
-from .errors import UserError
+from ..utils.errors import UserError
+from .offline import is_offline
 from .spec import ActSpec
 from .swap import spec_from_yaml, swap_activations
 from .train import attach_trainer
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # yolo_leaky/, with its subpackages
 
 
 def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = False):
@@ -92,7 +92,7 @@ def _construct(path: Path, verbose: bool):
 def raised_in_package(e: BaseException) -> bool:
     """True if ``e`` passed through yolo-leaky's own code below the frame that caught it (that frame is skipped)."""
     frames = traceback.extract_tb(e.__traceback__)[1:]
-    return any(Path(f.filename).resolve().parent == PACKAGE_DIR for f in frames)
+    return any(PACKAGE_DIR in Path(f.filename).resolve().parents for f in frames)
 
 
 def _load_error(path: Path, e: Exception) -> str:

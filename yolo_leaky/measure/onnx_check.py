@@ -28,8 +28,8 @@ from pathlib import Path
 
 import onnx
 
+from ..core.spec import ACTIVATIONS, parse_act
 from .bench import ort_session
-from .spec import ACTIVATIONS, parse_act
 
 # activation ops counted when left standalone: ours (from spec.ACTIVATIONS, less SiLU's Mul) and others that
 # exports of other architectures contain

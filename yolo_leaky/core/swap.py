@@ -17,7 +17,7 @@ from ultralytics.engine.model import Model
 from ultralytics.nn.modules.block import BottleneckCSP, RepVGGDW, SwiGLUFFN
 from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
 
-from .errors import UserError
+from ..utils.errors import UserError
 from .spec import ACTIVATION_TYPES, ActSpec, parse_act
 
 SITE_MARK = "_yolo_leaky_site"  # attribute set on every module we install, so a later swap finds the sites again

@@ -53,6 +53,11 @@ import numpy as np
 import onnx
 import yaml as pyyaml
 
+from ..core.loading import load
+from ..core.repair import calibration_set, files_digest
+from ..core.spec import ACTIVATIONS
+from ..data.datasets import check_data_yaml
+from ..utils.errors import UserError
 from .bench import (
     BenchResult,
     benchmark,
@@ -62,12 +67,7 @@ from .bench import (
     latency_stats,
     openvino_config,
 )
-from .data import check_data_yaml
-from .errors import UserError
-from .loading import load
 from .onnx_check import optimize_with_ort, summarize_fusion
-from .repair import calibration_set, files_digest
-from .spec import ACTIVATIONS
 
 # Ultralytics' result keys, as ``cells.METRIC_KEYS`` names them (cells sits above this module in the import order)
 METRIC_KEYS = {

@@ -70,10 +70,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UserError
-from .spec import parse_act
-from .swap import YAML_KEY
-from .testhold import hold_point
+from ..core.spec import parse_act
+from ..core.swap import YAML_KEY
+from ..utils.errors import UserError
+from ..utils.testhold import hold_point
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu")
 FILE_RUNTIMES = ("ort-cpu", "openvino-cpu")  # they time model files; the torch runtimes time networks
@@ -389,7 +389,7 @@ def run_block(spec: dict, models: dict[str, nn.Module] | None = None) -> dict:
     return {"samples_ns": samples, "timing_s": spent, "pid": os.getpid()}
 
 
-_WORKER = "import sys; from yolo_leaky.bench import block_worker; block_worker(sys.argv[1], sys.argv[2])"
+_WORKER = "import sys; from yolo_leaky.measure.bench import block_worker; block_worker(sys.argv[1], sys.argv[2])"
 _REMOTE_ERRORS = {"ValueError": ValueError, "UserError": UserError, "RuntimeError": RuntimeError}
 
 

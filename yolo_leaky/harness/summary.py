@@ -14,10 +14,10 @@ import onnxruntime
 import torch
 import ultralytics
 
-from .bench import machine
+from ..data.datasets import dataset_info
+from ..measure.bench import machine
+from ..version import __version__
 from .config import CompareConfig
-from .data import dataset_info
-from .version import __version__
 
 SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
 NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
