@@ -46,6 +46,29 @@ def test_missing_names_the_setup_script(tmp_path, monkeypatch):
     assert "found none" in problem and "scripts/setup_rknn.sh" in problem
 
 
+# Lines as rknn-toolkit2 2.5.0 writes them in its verbose build log (stand-in builds, shortened lists)
+LOG = """D fuse_ops results:
+D     fuse_sigmoid_mul_to_exswish: remove node = ['/model.0/act/Sigmoid', '/model.0/act/Mul'], add node = ['x']
+D     fuse_sigmoid_mul_to_exswish: remove node = ['/model.1/act/Sigmoid', '/model.1/act/Mul'], add node = ['y']
+D     fuse_concat_conv: remove node = ['/model.12/Concat', '/model.13/cv1/conv/Conv'], add node = ['z']
+D quant_optimizer results:
+D     adjust_relu: ['/model.23/cv3.2/cv3.2.1/cv3.2.1.1/act/Relu', '/model.23/cv3.2/cv3.2.1/cv3.2.1.0/act/Relu']
+D     adjust_no_change_node: ['/model.9/m/MaxPool#1']
+D quant_optimizer done.
+"""
+
+
+def test_fusions_are_counted_from_both_kinds_of_log_line(tmp_path):
+    (tmp_path / "rknn-build.log").write_text(LOG)
+    assert rknpu2.fusions_from_log(tmp_path / "rknn-build.log") == {
+        "adjust_no_change_node": 1,
+        "adjust_relu": 2,
+        "fuse_concat_conv": 1,
+        "fuse_sigmoid_mul_to_exswish": 2,
+    }
+    assert rknpu2.fusions_from_log(tmp_path / "absent.log") == {}
+
+
 @pytest.fixture(scope="module")
 def built(standin, tmp_path_factory):
     """The stand-in built and scored as ``deploy`` and as ``naive``: {scheme: (Build, score)}."""

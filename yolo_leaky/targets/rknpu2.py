@@ -302,21 +302,30 @@ def agreement(reference: list[np.ndarray], other: list[np.ndarray], nc: int | No
 
 
 def fusions_from_log(log: Path) -> dict[str, int]:
-    """How often each of the toolkit's graph-fusion rules fired, from the ``fuse_ops results`` of its verbose log.
+    """What the toolkit's graph optimizers did, from its verbose log: each rule with the nodes it rewrote.
 
-    This is what rknn-toolkit2 reports on a host about what its compiler does with an activation (e.g. SiLU's
-    ``Sigmoid`` + ``Mul`` become one ``exSwish`` op by ``fuse_sigmoid_mul_to_exswish``); it prints no per-layer
-    NPU/CPU placement without a board.
+    Two kinds of lines are counted: ``fuse_ops`` results (``<rule>: remove node = [...]``, one per rewrite), and
+    ``quant_optimizer`` results (``<rule>: ['node', ...]``, one per listed node). This is what rknn-toolkit2 reports
+    on a host about what its compiler does with an activation (e.g. SiLU's ``Sigmoid`` + ``Mul`` become one exSwish
+    op by ``fuse_sigmoid_mul_to_exswish``; a ReLU is folded into its producer's INT8 range by ``adjust_relu``); it
+    prints no per-layer NPU/CPU placement without a board.
 
     >>> import tempfile; f = Path(tempfile.mkdtemp()) / "log"
-    >>> _ = f.write_text("D     fuse_sigmoid_mul_to_exswish: remove node = ['a'], add node = ['b']\\nD other\\n")
+    >>> _ = f.write_text("D     fuse_sigmoid_mul_to_exswish: remove node = ['a'], add node = ['b']\\n"
+    ...                  "D     adjust_relu: ['/m.0/act/Relu', '/m.1/act/Relu']\\nD other\\n")
     >>> fusions_from_log(f)
-    {'fuse_sigmoid_mul_to_exswish': 1}
+    {'adjust_relu': 2, 'fuse_sigmoid_mul_to_exswish': 1}
     """
     if not Path(log).is_file():
         return {}
-    rule = re.compile(r"^D\s+(?P<rule>[a-z][a-z0-9_]+): remove node = ")
-    found = Counter(m["rule"] for line in Path(log).read_text(errors="replace").splitlines() if (m := rule.match(line)))
+    fused = re.compile(r"^D\s+(?P<rule>[a-z][a-z0-9_]+): remove node = ")
+    listed = re.compile(r"^D\s+(?P<rule>[a-z][a-z0-9_]+): \[(?P<nodes>.*)\]\s*$")
+    found: Counter = Counter()
+    for line in Path(log).read_text(errors="replace").splitlines():
+        if m := fused.match(line):
+            found[m["rule"]] += 1
+        elif m := listed.match(line):
+            found[m["rule"]] += len(re.findall(r"'[^']*'", m["nodes"]))
     return dict(sorted(found.items()))
 
 
