@@ -27,8 +27,9 @@ How it is built and scored:
   (``agreement``).
 * Placement: on a host the toolkit prints no per-layer NPU/CPU placement (that comes from the runtime on a board), so
   ``placement`` is None; what its verbose build log does say is which graph-fusion rules fired (``fusions`` in
-  ``rknpu2.json``: e.g. SiLU's Sigmoid and Mul fused into one exSwish op). Its performance estimate (``eval_perf``)
-  also needs a board, so ``estimate`` is None.
+  ``rknpu2.json``: e.g. SiLU's Sigmoid and Mul fused into one exSwish op). Its performance and memory estimates
+  (``eval_perf``, ``eval_memory``) refuse to run in the simulator ("Not support in simulator environment"), so
+  ``estimate`` is None.
 
 Examples:
     >>> from yolo_leaky.targets.base import backends
