@@ -434,4 +434,9 @@ def _sha256(path: Path) -> str:
 def _main_versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"ultralytics": version("ultralytics"), "onnx": version("onnx"), "python": sys.version.split()[0]}
+    return {
+        "ultralytics": version("ultralytics"),
+        "onnx": version("onnx"),
+        "onnxruntime": version("onnxruntime"),  # runs the decode part on the CPU
+        "python": sys.version.split()[0],
+    }
