@@ -139,8 +139,9 @@ class Rknpu2(Backend):
             "rknn": str(out_dir / f"{stem}-{PLATFORM}.rknn"),
             "log": str(out_dir / "rknn-build.log"),
         }
-        resp = _run_worker(request, out_dir)
         artifact = Path(request["rknn"])
+        artifact.unlink(missing_ok=True)  # a rejected rebuild must not leave an older artifact looking current
+        resp = _run_worker(request, out_dir)
         meta = {
             "scheme": scheme,
             "description": SCHEMES[scheme],
