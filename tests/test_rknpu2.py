@@ -1,7 +1,7 @@
 """The rknpu2 target (issue 19, item 2): rknn-toolkit2 in its own venv, INT8 for the RK3588, scored in its simulator.
 
-The slow tests build and score the stand-in twice with the real toolkit (7.4 min for both, 9.1 min for the module,
-measured on 2 cores under a load of about 10 from other jobs; a score runs the validator twice and the simulator): the
+The slow tests build and score the stand-in twice with the real toolkit (the module took 3.9 and 9.1 min in two runs
+on 2 cores under a load of 10-13 from other jobs; a score runs the validator twice and the simulator): the
 ``deploy`` artifact (decode on the CPU) must agree with the float ONNX within the tolerances below, and the
 ``naive`` one (decode and its concatenated pixel/score output quantized too) must not.
 """
