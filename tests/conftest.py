@@ -65,3 +65,18 @@ def standin():
     from yolo_leaky.data.standin import standin_checkpoint
 
     return standin_checkpoint(log=lambda line: None)
+
+
+def require_target(name: str):
+    """A deployment target (``yolo_leaky.targets``) whose toolchain may be absent, such as one in a venv of its own
+    that no import can probe: its backend when ``missing()`` finds nothing; otherwise skip here and fail in CI, which
+    installs every toolchain (``scripts/setup.sh``)."""
+    from yolo_leaky.targets.base import backends
+
+    backend = backends()[name]()
+    problem = backend.missing()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem + " (CI runs scripts/setup.sh, which installs it: CI must run every test, not skip it)")
+        pytest.skip(problem)
+    return backend
