@@ -102,7 +102,7 @@ def test_openvino_cpu_artifact_is_int8_and_keeps_fp32_accuracy(shapes, calib, tm
     assert build.artifact.suffix == ".xml" and build.reference.suffix == ".xml"
     assert not (tmp_path / f"{weights.stem}_calibration").exists()  # the copied images are not shipped
     precisions = build.details["runtime_graph"]["precisions"]
-    assert any(p in ("I8", "U8") for p in precisions), precisions  # NNCF's INT8 convolutions
+    assert any(p.lower() in ("i8", "u8") for p in precisions), precisions  # NNCF's INT8 convolutions
     artifact, fp32 = backend.score(build, data, IMGSZ), validate_onnx(build.reference, data, IMGSZ)
     assert abs(artifact["map50_95"] - fp32["map50_95"]) <= TOLERANCE and artifact != fp32, (artifact, fp32)
 
@@ -246,3 +246,98 @@ def test_deploy_warns_for_an_activation_the_target_cannot_run_and_reports_a_reje
     card = (project / "dpu/deploy.md").read_text()
     assert "warning (targets table)" in card and "ops on cpu: 2 (LeakyRelu 2)" in card
     assert "estimate (the vendor's own estimate" in card and "Not timed" in card
+
+
+# ------------------------------------------------------------------------------------ compare targets=[...] (item 3)
+
+
+def _stage(maps: dict, times: dict | None, cpu_ops: dict) -> dict:
+    """A targets.json with one compiled target (``npu``) over three seeds and one whose toolchain is missing."""
+    seeds = {}
+    for s in range(3):
+        seeds[str(s)] = {
+            label: {
+                "checkpoint": f"{label}{s}",
+                "metrics": {"map50_95": values[s]},
+                "placement": {"accelerator": {"CONV_2D": 60}, "cpu": {"LOGISTIC": cpu_ops[label]}},
+                "estimate": {"time_ms": times[label][s]} if times else None,
+            }
+            for label, values in maps.items()
+        }
+    return {
+        "targets": {
+            "npu": {"install": "pip install npu-compiler", "seeds": seeds},
+            "absent": {"install": "pip install yolo-leaky[absent]", "missing": "absent needs x", "seeds": {}},
+        }
+    }
+
+
+MAPS = {"silu": [0.50, 0.52, 0.51], "relu": [0.49, 0.515, 0.505]}
+TIMES = {"silu": [2.0, 2.0, 2.0], "relu": [1.3, 1.3, 1.3]}
+
+
+def test_which_activation_line_follows_the_numbers():
+    from scipy import stats
+
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.harness.target_compare import target_tables, targets_section
+
+    c = CompareConfig(variants=["silu", "relu"], seeds=[0, 1, 2])
+    tables = target_tables(c, _stage(MAPS, TIMES, {"silu": 12, "relu": 0}), n_val=64)
+    relu = tables["npu"]["rows"]["relu"]
+    welch = stats.ttest_ind(MAPS["relu"], MAPS["silu"], equal_var=False)
+    assert relu["diff"]["p"] == pytest.approx(welch.pvalue, rel=1e-9)
+    ci = welch.confidence_interval(0.95)
+    assert (relu["diff"]["low"], relu["diff"]["high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    line = tables["npu"]["line"]
+    assert line.startswith("npu: relu, 1.54x faster by the vendor's estimate, -0.007 mAP50-95 [")
+    assert line.endswith("] not significant (Welch p=0.514, 3 seeds), all ops on the accelerator"), line
+    assert tables["absent"]["line"] == (
+        "absent: not run here, its toolchain is missing; install it with: pip install yolo-leaky[absent]"
+    )
+    section = targets_section(tables)
+    assert "## Which activation for which target" in section and line in section and "absent: not run" in section
+    # change a number, the line changes: ReLU only 1% faster by the estimate -> no reason to swap
+    slow = target_tables(c, _stage(MAPS, {**TIMES, "relu": [1.98] * 3}, {"silu": 12, "relu": 0}), n_val=64)
+    assert slow["npu"]["line"].startswith("npu: no measurable reason to swap: no variant is more than 2% faster")
+    # ReLU's artifact clearly less accurate on this target -> not recommended, however fast
+    worse = {**MAPS, "relu": [0.30, 0.31, 0.305]}
+    lost = target_tables(c, _stage(worse, TIMES, {"silu": 12, "relu": 0}), n_val=64)
+    assert lost["npu"]["rows"]["relu"]["verdict"].startswith("lower")
+    assert lost["npu"]["line"].startswith("npu: no measurable reason to swap: no variant with a vendor time")
+    # ops left on the CPU are named
+    partial = target_tables(c, _stage(MAPS, TIMES, {"silu": 12, "relu": 3}), n_val=64)
+    assert partial["npu"]["line"].endswith("3 ops fall back to the CPU")
+    # no vendor estimate (a host runtime): accuracy only, never a speed claim
+    host = target_tables(c, _stage(MAPS, None, {"silu": 0, "relu": 0}), n_val=64)
+    assert host["npu"]["line"].startswith("npu: no measurable reason to swap from this target's evidence")
+    assert "faster" not in host["npu"]["line"]
+
+
+@pytest.mark.slow
+def test_compare_targets_end_to_end_lists_a_missing_toolchain(tmp_path):
+    """``compare targets=[ort-cpu,openvino-cpu] --quick`` on the stand-in, OpenVINO hidden: ort-cpu's artifacts are
+    built from the recovered cells and scored, openvino-cpu is listed with its install step."""
+    hidden = tmp_path / "hide"
+    (hidden / "openvino").mkdir(parents=True)
+    (hidden / "openvino/__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    pre = f"sys.path.insert(0, {str(hidden)!r})"
+    base = ["compare", "--quick", "weights=standin", "data=shapes", "variants=[silu,relu]", "recovery=[finetune]"]
+    base += ["runtimes=[torch-cpu]", "diagnostics=false"]
+    assert_user_error(run_cli([*base, "targets=[ort-cpux]"], tmp_path, pre), "did you mean ort-cpu")
+    result = run_cli([*base, "targets=[ort-cpu,openvino-cpu]"], tmp_path, pre)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    run = tmp_path / "runs/compare/quick"
+    results = json.loads((run / "results.json").read_text())
+    stage, tables = results["targets_stage"]["targets"], results["targets"]
+    ort = stage["ort-cpu"]["seeds"]["0"]
+    assert set(ort) == {"silu", "relu"} and all((tmp_path / v["artifact"]).is_file() for v in ort.values())
+    for label, row in tables["ort-cpu"]["rows"].items():
+        assert row["values"] == [ort[label]["metrics"]["map50_95"]]
+    assert ort["relu"]["metrics"] != ort["silu"]["metrics"]
+    assert "openvino-cpu needs openvino" in stage["openvino-cpu"]["missing"]
+    report = (run / "report.md").read_text()
+    assert "## Which activation for which target" in report
+    assert tables["ort-cpu"]["line"] in report and tables["openvino-cpu"]["line"] in report
+    missing = "openvino-cpu: not run here, its toolchain is missing; install it with: pip install yolo-leaky[openvino]"
+    assert missing in report
