@@ -7,6 +7,7 @@
     yolo-leaky cfg     model=yolo11n,yolov8n act=leaky_relu,prelu,relu out=cfg
     yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [act=...] [target=dpu] [--json]
     yolo-leaky compare [cfg=cfg/compare.yaml] [key=value ...]
+    yolo-leaky deploy  model=best.pt target=ort-cpu data=coco8.yaml [act=relu] [repair=bn] [imgsz=320] [name=...]
 
 User errors print one line and exit 2; ``--debug`` or ``YOLO_LEAKY_DEBUG=1`` shows the traceback.
 """
@@ -29,12 +30,13 @@ from .core.swap import spec_from_yaml
 from .data.datasets import resolve_data
 from .harness.compare import compare_from_cli
 from .harness.config import check_ultralytics_args, parse_kv, ultralytics_keys
+from .harness.deploy import deploy_from_cli
 from .measure.diagnostics import format_unit_health, unit_health
 from .targets.table import check_target, get_target, leaky_slopes
 from .utils.errors import UserError
 
 ULTRA_MODES = ("train", "val", "predict", "export")
-MODES = (*ULTRA_MODES, "cfg", "inspect", "compare")
+MODES = (*ULTRA_MODES, "cfg", "inspect", "compare", "deploy")
 FLAGS = ("--json", "--debug", "--force", "--quick", "--help", "-h")
 CFG_KEYS = {"model", "act", "out"}
 INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device", "target"}
@@ -147,6 +149,8 @@ def dispatch(argv: list[str]) -> int:
         run_cfg(parse_kv(rest, CFG_KEYS), force="--force" in flags)
     elif mode == "inspect":
         run_inspect(parse_kv(rest, INSPECT_KEYS), as_json="--json" in flags)
+    elif mode == "deploy":
+        deploy_from_cli(rest, force="--force" in flags)
     else:
         return compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
     return 0

@@ -53,6 +53,7 @@ from .config import CompareConfig, load_config
 from .executor import Job, execute
 from .report import write_report
 from .summary import Summary, headline_recovery, summarize
+from .target_compare import target_tables, targets_stage
 
 try:
     import fcntl
@@ -553,6 +554,8 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
             units = measure_units(c, models, data)
         with clock("int8"):
             int8 = measure_int8_stage(c, cells, data)
+        with clock("targets"):
+            targets = targets_stage(c, cells, data)
         say("[report] writing report.md, results.csv, results.json and plots")
         fresh = [v for k, v in cells.items() if k not in before and v.get("status") == "ok"]
         clock.work = sum(v["train_seconds"] + v.get("validate_seconds", 0.0) for v in fresh)
@@ -573,6 +576,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
             standin=standin,
             int8=int8,
         )
+        summary.targets, summary.targets_raw = target_tables(c, targets, summary.n_val), targets or None
         report = write_report(c, run, summary)
     say(final_table(c, summary))
     say(f"report: {report}")

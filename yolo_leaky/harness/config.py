@@ -97,6 +97,7 @@ class CompareConfig:
     runtimes: list = field(default_factory=lambda: ["torch-cpu", "ort-cpu"])
     diagnostics: bool = True
     int8: bool = False  # INT8 post-training quantization per variant and seed (quant.py); a stage of its own
+    targets: list = field(default_factory=list)  # deployment targets (targets/ backends): artifact per variant x seed
     name: str = "coco8"
     project: str = "runs/compare"
     verbose: bool = False  # show Ultralytics' own output on the terminal instead of the run folder's log files
@@ -118,6 +119,7 @@ class CompareConfig:
         "cell_cpus",
         "cell_gpus",
         "int8",  # adds the INT8 stage (int8.json); the cells it reads are the same
+        "targets",  # adds the targets stage (targets.json); the cells it reads are the same
     )
 
     @property
@@ -309,11 +311,29 @@ def _validated(c: CompareConfig) -> CompareConfig:
     bad = [r for r in c.runtimes if r not in RUNTIMES]
     if bad:
         raise UserError(f"unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
+    _check_targets(c)
     _check_executor(c)
     return c
 
 
 EXECUTORS = ("local", "ray")
+
+
+def _check_targets(c: CompareConfig) -> None:
+    """Each ``targets`` entry names a backend (a typo gets a suggestion); a missing toolchain is not an error here:
+    the report lists that target with its install step."""
+    from ..targets.base import backends
+
+    raw = c.targets if isinstance(c.targets, list) else str(c.targets or "").split(",")
+    c.targets = [str(t).strip() for t in raw if str(t).strip()]
+    known = backends()
+    for name in c.targets:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=2)
+            hint = f"did you mean {' or '.join(near)}? " if near else ""
+            raise UserError(f"unknown target {name!r} in targets=; {hint}known targets: {', '.join(known)}")
+    if len(set(c.targets)) != len(c.targets):
+        raise UserError(f"targets={c.targets} repeats a target; list each once")
 
 
 def _check_executor(c: CompareConfig) -> None:

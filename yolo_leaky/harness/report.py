@@ -28,6 +28,7 @@ from .summary import (
     speed_verdict,
     untrained_note,
 )
+from .target_compare import targets_section
 
 # the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
 DOC_LABEL = "Documentation (from"
@@ -51,6 +52,8 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "standin": summary.standin,
             "int8": summary.int8,
             "int8_stage": summary.int8_raw,
+            "targets": summary.targets,
+            "targets_stage": summary.targets_raw,
             "cost": summary.cost,
             "speed": summary.speed,
             "units": summary.units,
@@ -88,6 +91,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _accuracy_section(c, rows, cells, _accuracy_scope(c, summary)),
         _speed_section(c, rows, speed),
         _int8_section(c, summary),
+        targets_section(summary.targets),
         _export_section(speed),
         _cost_section(c, rows, env),
         _units_section(c, units),

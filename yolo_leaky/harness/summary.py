@@ -702,6 +702,8 @@ class Summary:
     standin: dict | None = None  # the stand-in checkpoint's record, when it was used
     int8: dict | None = None  # int8_tables, with int8=true
     int8_raw: dict | None = None  # the INT8 stage's own result (int8.json)
+    targets: dict | None = None  # target_compare.target_tables, with targets=[...] (set by compare)
+    targets_raw: dict | None = None  # the targets stage's own result (targets.json)
 
     @property
     def runtime(self) -> str | None:

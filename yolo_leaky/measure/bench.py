@@ -451,6 +451,21 @@ def _make_runners(models, runtime, imgsz, threads, paths, seed) -> dict[str, Cal
     return {k: _torch_runner(prepare_network(m, device, dtype), x, cuda) for k, m in models.items()}
 
 
+def file_runner(runtime: str, path: str | Path, imgsz: int, threads: int = 1, seed: int = 0) -> Callable[[], object]:
+    """One inference of the model file ``path`` per call, set up exactly as a benchmark block sets it up
+    (``ort-cpu``: ``ort_session``; ``openvino-cpu``: ``openvino_config``), on the block's seeded input.
+
+    Examples:
+        >>> file_runner("torch-cpu", "m.onnx", 64)
+        Traceback (most recent call last):
+        ...
+        ValueError: file_runner times model files on ort-cpu or openvino-cpu, not 'torch-cpu'
+    """
+    if runtime not in FILE_RUNTIMES:
+        raise ValueError(f"file_runner times model files on {' or '.join(FILE_RUNTIMES)}, not {runtime!r}")
+    return _make_runners({"model": None}, runtime, imgsz, threads, {"model": str(path)}, seed)["model"]
+
+
 def prepare_network(
     model: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> nn.Module:

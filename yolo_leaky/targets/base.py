@@ -19,15 +19,17 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ..utils.errors import UserError
 
 NOT_BACKENDS = {"base", "table"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Build:
         estimate: The vendor's own performance estimate (e.g. cycles, ms at its default clock, SRAM, flash), each
             value as the tool reports it. It is an estimate by the vendor's tool, never a measurement on a device.
         files: Every other file the build wrote (reports, CSVs), for the run folder.
+        reference: The float (FP32) model in the artifact's own format and runtime, where the backend makes one: the
+            FP32 score beside the artifact's and the paired latency are taken against it (same runtime, same
+            preprocessing), so the difference is the quantization alone.
+        details: Anything else the backend reports (its quantizer's settings, the runtime's fused graph), JSON-ready.
     """
 
     target: str
@@ -55,10 +61,12 @@ class Build:
     placement: dict | None = None
     estimate: dict | None = None
     files: list[Path] = field(default_factory=list)
+    reference: Path | None = None
+    details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("artifact", "log"):
+        for key in ("artifact", "log", "reference"):
             d[key] = None if d[key] is None else str(d[key])
         d["files"] = [str(f) for f in self.files]
         return d
@@ -71,11 +79,14 @@ class Backend(ABC):
         name: The target's name (``target=`` on the CLI; a key of ``targets.table.TARGETS`` where the table has it).
         install: The one step that brings the toolchain (an extra or a script), shown when it is missing.
         runs_on_host: True when the artifact can be timed on this machine (``runner``).
+        bench_runtime: The ``measure.bench`` runtime that times the artifact and ``Build.reference`` in one
+            interleaved benchmark (fresh process per block, block CIs), or None where bench has no such runtime.
     """
 
     name: ClassVar[str]
     install: ClassVar[str]
     runs_on_host: ClassVar[bool] = False
+    bench_runtime: ClassVar[str | None] = None
 
     @abstractmethod
     def missing(self) -> str | None:
@@ -96,6 +107,46 @@ class Backend(ABC):
         """A no-argument call that runs one inference of the artifact on the host, for timing; None when the
         artifact does not run here."""
         return None
+
+
+class ToolchainRejected(UserError):
+    """The vendor's toolchain refused the model: one line with its message and where its full log is.
+
+    Attributes:
+        log: The full log (``deploy`` moves it out of the discarded build folder and names the new place).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> str(ToolchainRejected("ort-cpu", "quantize_static", "Unsupported op\\nmore", Path("q.log")))
+        'ort-cpu: quantize_static rejected the model: Unsupported op; full log: q.log'
+    """
+
+    def __init__(self, target: str, tool: str, message: str, log: Path) -> None:
+        first = next((line.strip() for line in str(message).splitlines() if line.strip()), "no message")
+        self.target, self.tool, self.first_line, self.log = target, tool, first, Path(log)
+        super().__init__(f"{target}: {tool} rejected the model: {first}; full log: {log}")
+
+    def moved(self, log: Path) -> ToolchainRejected:
+        """The same rejection, its log now at ``log``."""
+        return ToolchainRejected(self.target, self.tool, self.first_line, log)
+
+
+def run_tool(target: str, tool: str, log: Path, call: Callable[[], T]) -> T:
+    """``call()`` (one call into a vendor's toolchain); when it raises, its traceback goes to ``log`` and a
+    ``ToolchainRejected`` (one line, the log's path) replaces it. A ``UserError`` passes through unchanged.
+
+    Examples:
+        >>> run_tool("ort-cpu", "sum", Path("unused.log"), lambda: sum([1, 2]))
+        3
+    """
+    try:
+        return call()
+    except UserError:
+        raise
+    except Exception as e:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(f"{tool} raised, called by the {target} backend:\n{traceback.format_exc()}")
+        raise ToolchainRejected(target, tool, f"{type(e).__name__}: {e}", log) from None
 
 
 def backends() -> dict[str, type[Backend]]:

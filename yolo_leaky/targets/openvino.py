@@ -1,0 +1,112 @@
+"""``openvino-cpu``: OpenVINO's CPU plugin, INT8 IR from NNCF.
+
+The artifact is what ``compare``'s INT8 stage measures for OpenVINO (``measure.quant.export_openvino``):
+Ultralytics' OpenVINO exporter with ``quantize=8`` (NNCF post-training quantization, MIXED preset, the Detect
+decoding and every Sigmoid left in float by Ultralytics' ignored scope), calibrated on exactly the calibration
+set's images. The FP32 IR is kept as ``Build.reference``. Scores and timings run the CPU plugin at FP32 inference
+precision (``measure.bench.openvino_config``), so an FP32 IR is not silently run in bf16.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..utils.errors import UserError
+from .base import Backend, Build, run_tool
+
+
+class OpenvinoCpu(Backend):
+    """OpenVINO on the host CPU, INT8 IR quantized by NNCF through Ultralytics' exporter.
+
+    Examples:
+        >>> OpenvinoCpu.install
+        'pip install yolo-leaky[openvino]'
+    """
+
+    name = "openvino-cpu"
+    install = "pip install yolo-leaky[openvino]"
+    runs_on_host = True
+    bench_runtime = "openvino-cpu"
+
+    def missing(self) -> str | None:
+        """None when OpenVINO and NNCF import; else one line with the install step."""
+        for module in ("openvino", "nncf"):
+            try:
+                __import__(module)
+            except ImportError:
+                return f"openvino-cpu needs {module}, which is not installed; {self.install}"
+        return None
+
+    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> Build:
+        """FP32 IR and NNCF INT8 IR (on ``calibration``'s images) from Ultralytics' exporter."""
+        import nncf
+        import openvino
+        import torch
+        import ultralytics
+
+        from ..core.loading import load
+        from ..measure.quant import export_openvino, openvino_fusion
+
+        out_dir = Path(out_dir)
+        stem = Path(weights).stem
+        log = out_dir / "toolchain.log"
+        if calibration.imgsz != imgsz:
+            raise UserError(f"calibration images are {calibration.imgsz} px but imgsz={imgsz}; match them")
+        fp32 = run_tool(
+            self.name,
+            "Ultralytics OpenVINO export",
+            log,
+            lambda: export_openvino(load(weights), out_dir, imgsz, name=f"{stem}-fp32"),
+        )
+        int8 = run_tool(
+            self.name,
+            "Ultralytics OpenVINO export with NNCF INT8",
+            log,
+            lambda: export_openvino(load(weights), out_dir, imgsz, int8=True, calib=calibration, name=stem),
+        )
+        shutil.rmtree(out_dir / f"{stem}_calibration", ignore_errors=True)  # a copy of the images listed in deploy.json
+        fusion = openvino_fusion(int8)
+        commands = [
+            f"yolo-leaky export model={weights} format=openvino imgsz={imgsz} dynamic=False batch=1 device=cpu",
+            f"yolo-leaky export model={weights} format=openvino quantize=8 data=<a dataset YAML whose val split is "
+            f"the {len(calibration.files)} calibration images listed in deploy.json> imgsz={imgsz} dynamic=False "
+            "batch=1 device=cpu",
+            "or, the same in one call: yolo_leaky.measure.quant.export_openvino(load(weights), out_dir, "
+            f"{imgsz}, int8=True, calib=calibration_images(data, n={len(calibration.files)}, imgsz={imgsz}, "
+            f"seed={calibration.seed}))",
+        ]
+        return Build(
+            target=self.name,
+            artifact=int8,
+            tools={
+                "openvino": openvino.__version__,
+                "nncf": nncf.__version__,
+                "ultralytics": ultralytics.__version__,
+                "torch": torch.__version__,
+            },
+            commands=commands,
+            log=log if log.exists() else None,
+            reference=fp32,
+            details={
+                "quantization": "NNCF post-training INT8 through Ultralytics' exporter (MIXED preset; the Detect "
+                "decoding and every Sigmoid left in float by Ultralytics' ignored scope)",
+                "runtime_graph": {
+                    "what": "OpenVINO CPU plugin's runtime graph of the artifact (FP32 inference precision)",
+                    **fusion,
+                },
+            },
+        )
+
+    def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
+        """Ultralytics' validator on the INT8 IR itself, the CPU plugin at FP32 inference precision."""
+        from ..measure.quant import validate_onnx
+
+        return validate_onnx(build.artifact, data_yaml, imgsz)
+
+    def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
+        """One OpenVINO inference of the artifact, in the benchmark's compile setup."""
+        from ..measure.bench import file_runner
+
+        return file_runner("openvino-cpu", build.artifact, imgsz, threads, seed)
