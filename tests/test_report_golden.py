@@ -11,13 +11,14 @@ The fixtures (tests/fixtures/report/):
 - ``scratch``, ``user``: the real run edited to reach the other branches (scratch on COCO8, no signal, warm-up, a
   failed cell, one timing block, a GPU; a user checkpoint, unresolved data, the COCO path's learning rate).
 
-Regenerate a golden file (after a deliberate wording change):
-``python -c "from tests.test_report_golden import render; import sys; sys.stdout.write(render('quick'))"``.
+After a deliberate wording change, ``YOLO_LEAKY_REGOLDEN=1 python -m pytest tests/test_report_golden.py`` rewrites
+the golden files; review their diff.
 """
 
 import dataclasses
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -69,8 +70,10 @@ def render(name: str) -> str:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_report_is_word_for_word_the_golden_one(name):
-    want = (FIXTURES / f"{name}.md").read_text()
     got = render(name)
+    if os.environ.get("YOLO_LEAKY_REGOLDEN"):
+        (FIXTURES / f"{name}.md").write_text(got)
+    want = (FIXTURES / f"{name}.md").read_text()
     diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True), "golden", "rendered", n=0))
     assert got == want, f"report {name} differs from tests/fixtures/report/{name}.md:\n{diff[:4000]}"
 
