@@ -36,8 +36,6 @@ from .summary import (
     untrained_note,
 )
 
-# the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
-DOC_LABEL = "Documentation (from"
 TEXT_FILE = Path(__file__).with_name("report_text.md")  # the report's words; this module fills in the figures
 _ENTRY = re.compile(r"^<!-- ([\w.]+) -->$", re.MULTILINE)
 
