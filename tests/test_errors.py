@@ -59,6 +59,7 @@ def workdir(tmp_path_factory, coco8):
 
     load("yolo11n.yaml").save(str(d / "good.pt"))
     load("yolo11n.yaml", act="prelu").save(str(d / "prelu.pt"))
+    load("yolo11n-seg.yaml").save(str(d / "seg.pt"))  # a segmentation checkpoint, for compare's task check
     (d / "trunc.pt").write_bytes((d / "good.pt").read_bytes()[:300_000])
     (d / "empty.pt").write_bytes(b"")
     (d / "garbage.pt").write_bytes(b"\x00not a checkpoint" * 64)
@@ -118,6 +119,17 @@ CASES = [
     ("compare-bad-recovery", ["compare", "recovery=[finetune,retrain]"], "recovery=", None),
     ("compare-bad-runtime", ["compare", "runtimes=[tensorrt]"], "unknown runtime", None),
     ("compare-repeated-seed", ["compare", "seeds=[0,0]"], "repeats seed 0; list each seed once", None),
+    # issue 21: a task compare does not support yet is refused before any cell trains (it used to die after them)
+    *(
+        (f"compare-{task}", ["compare", f"model=yolo11n-{task}.yaml", "protocol=scratch", "--quick"], words, None)
+        for task, words in [
+            ("seg", "is a segmentation model (segment); yolo-leaky compare supports only detection"),
+            ("pose", "is a pose model (pose); yolo-leaky compare supports only detection"),
+            ("obb", "is an oriented-box (OBB) model (obb); yolo-leaky compare supports only detection"),
+            ("cls", "is a classification model (classify); yolo-leaky compare supports only detection"),
+        ]
+    ),
+    ("compare-seg-weights", ["compare", "weights=seg.pt", "--quick"], "seg.pt is a segmentation model", None),
 ]
 
 

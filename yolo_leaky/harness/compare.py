@@ -479,14 +479,71 @@ def _relocated(value, moved: dict, folder: Path, run_dir: str):
 # ---------------------------------------------------------------- entry points
 
 
+SUPPORTED_TASKS = ("detect",)  # what compare's data, validators, metrics, INT8 scheme and report handle today
+TASK_NAMES = {"segment": "a segmentation", "classify": "a classification", "obb": "an oriented-box (OBB)"}
+
+
+def model_task(model: str | Path) -> str:
+    """The Ultralytics task of a model YAML or checkpoint, read without training: a YAML's head (Ultralytics'
+    ``guess_model_task`` on the parsed file, nothing built), a checkpoint's own ``task``.
+
+    Args:
+        model: A model YAML (a stock name such as ``yolo11n-seg.yaml``, or a file) or a ``.pt`` checkpoint.
+
+    Returns:
+        ``detect``, ``segment``, ``pose``, ``obb``, ``classify`` ...
+
+    Raises:
+        UserError: For a file ``check_model_source`` or ``load`` refuses, or a YAML name Ultralytics does not know.
+
+    >>> model_task("yolo11n-pose.yaml")
+    'pose'
+    """
+    path = check_model_source(model)
+    if path.suffix == ".pt":
+        return load(path).task
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
+
+    try:
+        cfg = yaml_model_load(path)
+    except FileNotFoundError:
+        raise UserError(
+            f"model {model!r} is neither a file here nor a stock Ultralytics model YAML; check the name"
+        ) from None
+    return guess_model_task(cfg)
+
+
+def check_task(model: str | Path, task: str | None = None) -> None:
+    """Refuse, before any work, a model whose task ``compare`` does not support yet (issue 21: a segmentation model
+    trained and timed every cell, then died in the diagnostics); the swap itself supports every task.
+
+    Args:
+        model: The model YAML or checkpoint, as the user named it.
+        task: Its task if already known (a loaded checkpoint's ``.task``); read from ``model`` otherwise.
+
+    Raises:
+        UserError: For a task outside ``SUPPORTED_TASKS``.
+
+    >>> check_task("yolo11n.yaml")
+    """
+    task = task or model_task(model)
+    if task not in SUPPORTED_TASKS:
+        kind = TASK_NAMES.get(task, f"a {task}")
+        raise UserError(
+            f"{model} is {kind} model ({task}); yolo-leaky compare supports only detection models today, so use "
+            f"one such as model=yolo11n.yaml. The swap itself works for every task: "
+            f"load('{model}', act='relu') in Python, or yolo-leaky train model={model} act=relu"
+        )
+
+
 def check_weights(c: CompareConfig, located) -> None:
     """Check the recovery protocol's SiLU checkpoint before anything is written: the user's checkpoint is loaded
-    once, so that a missing (offline), corrupt or non-YOLO file stops here with one line; the stand-in needs the
-    data it was pretrained on."""
+    once, so that a missing (offline), corrupt or non-YOLO file, or one of a task compare does not support, stops
+    here with one line; the stand-in needs the data it was pretrained on."""
     if c.protocol != "recover":
         return
     if c.weights != STANDIN:
-        load(c.weights)
+        check_task(c.weights, load(c.weights).task)
     elif located != "shapes":
         raise UserError(
             f"weights=standin was pretrained on the synthetic shapes data, not {c.data}; use data=shapes, "
@@ -516,7 +573,7 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
 
 def _run_compare(c: CompareConfig, force: bool) -> Path:
     located = locate_data(c.data)  # every check that can fail on user input runs before anything is written
-    check_model_source(c.model)  # a missing file, or a YAML that carries code, stops here
+    check_task(c.model)  # a missing file, a YAML that carries code, or a task compare cannot handle stops here
     if c.path_note:
         say(f"yolo-leaky compare: weights=auto -> {c.weights} on {c.data}: {c.path_note}")
     check_weights(c, located)

@@ -1,11 +1,18 @@
 """The comparison report: results.json, results.csv, plots and a report.md that says what the numbers can and
-cannot support."""
+cannot support.
+
+The report's words (what each method is, what a figure can and cannot say) live in ``report_text.md``, one entry per
+paragraph or sentence; this module keeps the structure (headings, tables) and fills the entries with what the run
+computed. ``tests/test_report_golden.py`` renders saved runs and compares them with their report.md word for word.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
+import re
 from pathlib import Path
 
 from ..data.synthetic import CLASSES as SHAPE_CLASSES
@@ -30,8 +37,40 @@ from .summary import (
 )
 from .target_compare import targets_section
 
-# the first words of a report paragraph that quotes figures measured elsewhere (README, docstrings), not in this run
-DOC_LABEL = "Documentation (from"
+TEXT_FILE = Path(__file__).with_name("report_text.md")  # the report's words; this module fills in the figures
+_ENTRY = re.compile(r"^<!-- ([\w.]+) -->$", re.MULTILINE)
+
+
+@functools.cache
+def report_text() -> dict[str, str]:
+    """The entries of ``report_text.md`` by key, each unwrapped: a line that continues the previous one (not blank,
+    not a list item or heading) joins it with one space; blank lines separate paragraphs.
+
+    >>> report_text()["caveats.one_seed"]
+    '- One seed per variant: no spread is known, so no accuracy verdict can be significant.'
+    """
+    parts = _ENTRY.split(TEXT_FILE.read_text(encoding="utf-8"))[1:]  # [key, body, key, body, ...]
+    entries = {}
+    for key, body in zip(parts[::2], parts[1::2]):
+        lines: list[str] = []
+        for line in body.strip("\n").splitlines():
+            line = line.strip()
+            if line and lines and lines[-1] and not line.startswith(("- ", "#")):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        entries[key] = "\n".join(lines)
+    return entries
+
+
+def text(key: str, **values) -> str:
+    """The entry ``key`` of ``report_text.md`` with its ``{placeholders}`` filled from ``values``.
+
+    >>> text("caveats.small_val", n_val=8)
+    '- Only 8 validation images: no accuracy difference is called significant.'
+    """
+    return report_text()[key].format(**values)
+
 
 # ---------------------------------------------------------------- writing
 
@@ -115,82 +154,79 @@ def _pm(mean, std, digits=3) -> str:
 
 
 def _settings_section(c, env, n_val, seconds) -> str:
-    return (
-        "## What was compared\n\n"
-        f"- Model `{c.model}`, activation variants {', '.join(f'`{s}`' for s in c.specs)}, baseline `{c.baseline}`.\n"
-        f"- Protocol **{c.protocol}**"
-        + (
-            f" from the SiLU checkpoint `{c.weights}`: swap, repair (`{c.repair}`), then {c.epochs} epoch(s) of "
-            f"recovery by {' and by '.join(c.recovery)}, SiLU included as the control"
-            if c.protocol == "recover"
-            else " (every variant trained from the model YAML)"
+    how = (
+        text(
+            "settings.recover",
+            weights=c.weights,
+            repair=c.repair,
+            epochs=c.epochs,
+            recovery=" and by ".join(c.recovery),
         )
-        + f"; data `{c.data}` ({n_val if n_val is not None else '?'} validation images); "
-        f"{c.epochs} epoch(s), imgsz {c.imgsz}, "
-        f"batch {c.batch}, seeds {c.seeds}; the same seed, hyperparameters and data in every column of a row.\n"
-        "- Every activation site was swapped by yolo-leaky (one module per site), and the trainer was checked to "
-        "keep it.\n"
-        f"- Environment: yolo-leaky {env['yolo_leaky']}, Ultralytics {env['ultralytics']}, torch {env['torch']}, "
-        f"ONNX Runtime {env['onnxruntime']}, Python {env['python']}; {env['cpu']} ({env['cpus']} CPUs)"
-        + (f", GPU {env['gpu']}" if env["gpu"] else ", no GPU")
-        + f". Run time {seconds / 60:.1f} min (reused cells excluded).\n"
+        if c.protocol == "recover"
+        else text("settings.scratch")
     )
+    body = text(
+        "settings",
+        model=c.model,
+        variants=", ".join(f"`{s}`" for s in c.specs),
+        baseline=c.baseline,
+        protocol=c.protocol,
+        protocol_how=how,
+        data=c.data,
+        n_val=n_val if n_val is not None else "?",
+        epochs=c.epochs,
+        imgsz=c.imgsz,
+        batch=c.batch,
+        seeds=c.seeds,
+        **{k: env[k] for k in ("yolo_leaky", "ultralytics", "torch", "onnxruntime", "python", "cpu", "cpus")},
+        gpu=f", GPU {env['gpu']}" if env["gpu"] else ", no GPU",
+        minutes=seconds / 60,
+    )
+    return "## What was compared\n\n" + body + "\n"
 
 
 def _caveats_section(c, rows, n_val, overlap) -> str:
     lines = ["## What these numbers cannot say\n"]
     all_maps = [r["map50_95_mean"] for r in rows.values() if not math.isnan(r["map50_95_mean"])]
     if all_maps and max(all_maps) < NO_SIGNAL:
-        lines.append(
-            f"- **mAP is ~0 for every variant** (max mAP50-95 {max(all_maps):.4f}). This says nothing about which "
-            "activation is more accurate: the models have not learned enough to be told apart."
-        )
+        lines.append(text("caveats.no_signal", max_map=max(all_maps)))
     if "unknown" in overlap:
-        lines.append(
-            f"- The dataset could not be resolved here ({overlap['unknown']}): its validation image count "
-            "is unknown, so no accuracy difference is called significant."
-        )
+        lines.append(text("caveats.data_unknown", why=overlap["unknown"]))
     coco8_scratch = (
         overlap.get("val_instances") is not None and "coco8" in str(c.data).lower() and c.protocol == "scratch"
     )
     if coco8_scratch:
         lines.append(
-            f"- COCO8 has {n_val} validation images; only {overlap['val_instances_of_train_classes']} of their "
-            f"{overlap['val_instances']} objects belong to classes that appear in its {overlap['train_images']} "
-            f"training images (val: {', '.join(overlap['val_classes'])}; train: "
-            f"{', '.join(overlap['train_classes'])}). From scratch, COCO8 cannot show what an activation does to "
-            "accuracy. The default `protocol=recover` (what the swap costs a pretrained model, and what recovery wins "
-            "back) measures that."
+            text(
+                "caveats.coco8_scratch",
+                n_val=n_val,
+                val_instances_of_train_classes=overlap["val_instances_of_train_classes"],
+                val_instances=overlap["val_instances"],
+                train_images=overlap["train_images"],
+                val_classes=", ".join(overlap["val_classes"]),
+                train_classes=", ".join(overlap["train_classes"]),
+            )
         )
     elif str(c.data) in ("shapes", "shapes.yaml"):
-        lines.append(
-            f"- **Synthetic data, not COCO.** This is yolo-leaky's generated shapes dataset ({len(SHAPE_CLASSES)} "
-            "classes of drawn shapes): its "
-            "accuracy shows how each swapped network behaves on a detector that has learned, not how it does on "
-            "real images. Never read these figures as COCO mAP, nor scale them to COCO: the published COCO figures "
-            "are in the anchors table."
-        )
+        lines.append(text("caveats.synthetic", n_classes=len(SHAPE_CLASSES)))
     if n_val is not None and n_val < SMALL_VAL and not coco8_scratch:
-        lines.append(f"- Only {n_val} validation images: no accuracy difference is called significant.")
+        lines.append(text("caveats.small_val", n_val=n_val))
     steps = c.epochs * math.ceil(overlap.get("train_images", 0) / c.batch) if overlap.get("train_images") else None
     warmup = c.train_args.get("warmup_epochs", 3.0) > 0
     if steps is not None and steps <= WARMUP_STEPS and warmup:
         lines.append(
-            f"- This run made only {steps} optimizer steps ({overlap['train_images']} training images, "
-            f"batch {c.batch}, "
-            f"{c.epochs} epochs), all inside Ultralytics' warm-up (at least {WARMUP_STEPS} steps, learning rate "
-            "ramping up from 0): the weights, the PReLU slopes and the unit statistics are still close to their "
-            "initial values. Cost and speed are measured properly; learning is not."
+            text(
+                "caveats.warmup",
+                steps=steps,
+                train_images=overlap["train_images"],
+                batch=c.batch,
+                epochs=c.epochs,
+                warmup_steps=WARMUP_STEPS,
+            )
         )
     if len(c.seeds) < 2:
-        lines.append("- One seed per variant: no spread is known, so no accuracy verdict can be significant.")
-    lines.append(
-        "- Speed ratios are for this machine and runtime only; an NPU or TensorRT build fuses differently. Each "
-        "ratio has a 95% confidence interval over timing blocks (the speed section says what each interval covers "
-        "and how often such intervals covered fresh runs' estimates). A variant is called "
-        f"faster or slower only when its whole interval lies outside 1 ± {c.speed_band:g} (`speed_band=`); "
-        '"no practical difference" when it lies inside that band; "inconclusive" otherwise.'
-    )
+        lines.append(text("caveats.one_seed"))
+    lines.append(text("caveats.speed", band=c.speed_band))
     return "\n".join(lines) + "\n"
 
 
@@ -202,18 +238,23 @@ def _path_section(c, summary: Summary) -> str:
     if summary.standin:
         st = summary.standin
         lines.append(
-            f"- **Offline stand-in, not COCO.** {st['what']}. Recipe: {st['recipe']['epochs']} epochs at imgsz "
-            f"{st['recipe']['imgsz']}, batch {st['recipe']['batch']}, seed {st['recipe']['seed']}, "
-            f"{st['recipe']['optimizer']} lr0 {st['recipe']['lr0']}; weights SHA-256 `{st['weights_sha256'][:16]}…`; "
-            f"dataset digest `{st['data_digest'][:16]}…`; its own mAP50 {st['metrics']['map50']:.3f}, mAP50-95 "
-            f"{st['metrics']['map50_95']:.3f}; trained in {st['train_seconds']:.0f} s with Ultralytics "
-            f"{st['versions']['ultralytics']}, torch {st['versions']['torch']} (README: deterministic on one machine; "
-            "another CPU gives other digits)."
+            text(
+                "path.standin",
+                what=st["what"],
+                **{k: st["recipe"][k] for k in ("epochs", "imgsz", "batch", "seed", "optimizer", "lr0")},
+                weights_sha256=st["weights_sha256"][:16],
+                data_digest=st["data_digest"][:16],
+                map50=st["metrics"]["map50"],
+                map50_95=st["metrics"]["map50_95"],
+                train_seconds=st["train_seconds"],
+                ultralytics=st["versions"]["ultralytics"],
+                torch=st["versions"]["torch"],
+            )
         )
     else:
-        lines.append(f"- SiLU checkpoint `{c.weights}`, evaluated on `{c.data}`.")
+        lines.append(text("path.weights", weights=c.weights, data=c.data))
     if c.path_note:
-        lines.append(f"- Chosen by `weights=auto`: {c.path_note}.")
+        lines.append(text("path.auto", note=c.path_note))
     lines.append(_lr0_line(c))
     return "\n".join(lines) + "\n"
 
@@ -222,16 +263,8 @@ def _lr0_line(c) -> str:
     """How the recovery learning rate was chosen (documentation where it is the configured default)."""
     lr0, path = c.train_args.get("lr0"), default_path_of(c)
     if lr0 is None:
-        return "- Recovery learning rate: Ultralytics' default for the optimizer (not tuned here)."
-    if path == "standin":
-        return (
-            f"- Recovery learning rate lr0 {lr0:g}: the stand-in path's default, chosen on the shapes data's *tune* "
-            "split (64 images of their own, never the validation images scored here) by `benchmarks/tune_lr0.py`; "
-            "documentation, not measured in this run: the figures are in `cfg/compare.yaml`'s comment."
-        )
-    if path == "coco":
-        return f"- Recovery learning rate lr0 {lr0:g}: the COCO8 path's default in `cfg/compare.yaml`, not tuned here."
-    return f"- Recovery learning rate lr0 {lr0:g}: set for this run (not tuned by yolo-leaky)."
+        return text("lr0.ultralytics")
+    return text(f"lr0.{path if path in ('standin', 'coco') else 'user'}", lr0=lr0)
 
 
 def _recovery_section(c, summary: Summary) -> str:
@@ -239,7 +272,7 @@ def _recovery_section(c, summary: Summary) -> str:
     if not rec:
         return ""
     base = c.baseline
-    text = ["## What the swap costs, and what recovery wins back\n"]
+    out = ["## What the swap costs, and what recovery wins back\n"]
     swap = summary.swap or {}
     cal = swap.get("calibration", {})
     repairs = ["bn", "fit", "fit+bn"]
@@ -254,13 +287,10 @@ def _recovery_section(c, summary: Summary) -> str:
         cells.append(row["start"] if label != base or row["start"] == "none" else f"{row['start']} (as the variants)")
         body.append(cells)
     digests = ", ".join(f"s{k} `{v['digest'][:8]}`" for k, v in cal.get("by_seed", {}).items())
-    text.append(
+    out.append(
         f"### Before any training (mAP50 / mAP50-95; repairs: mean ± std over seeds {seeds})\n\n"
-        "The swap keeps every weight and needs no images: one figure per variant. `bn`: BatchNorm statistics "
-        "re-estimated; `fit`: per-channel PReLU slopes fitted by least squares to SiLU (PReLU only); both without a "
-        f"gradient step, on {cal.get('images', '?')} training images drawn with the seed (seed s: draw s, the same "
-        f"images for every variant; digests {digests}). The `{base}` row is the control given the same repair "
-        "(the slope fit does not apply to it).\n\n"
+        + text("recovery.repairs", images=cal.get("images", "?"), digests=digests, baseline=base)
+        + "\n\n"
         + _scope_line(rec["scope"]["no_training"])
         + "\n"
         + _table(header, body)
@@ -283,27 +313,11 @@ def _recovery_section(c, summary: Summary) -> str:
                 ]
             )
     if body:
-        text.append(
-            "Each repair is judged against the SiLU network given the same repair on the same draw (BatchNorm "
-            "re-estimation moves the unswapped network's mAP too, so part of what `bn` does is not about the swap; "
-            "`fit` alone is judged against SiLU untouched). **mAP50-95 − reference**: the repaired variant minus "
-            "SiLU + the same repair, paired by seed, with a t-interval over seeds: what the repair leaves of the "
-            "swap's cost (0: nothing). **Share of the way**: (repaired − after swap) / (reference − after swap), on "
-            "the means over seeds: how much of the distance from the naive swap to the reference the repair covers."
-            "\n\n" + _table(header, body)
-        )
-    text.append(
-        f"Recovery here starts from `repair={c.repair}`, seed s from the start repaired on draw s (saved in float32, "
-        "as scored), the SiLU control included, so that the recovered rows differ in the activation alone. "
-        "Whether that start speeds recovery up compared with the naive swap takes a second run from `repair=none`: "
-        "`benchmarks/repair_recovery.py` runs both and pairs the cells by seed.\n"
-    )
+        out.append(text("recovery.reference") + "\n\n" + _table(header, body))
+    out.append(text("recovery.start", repair=c.repair) + "\n")
     slope = swap.get("ls_leaky_slope")
     if slope is not None:
-        text.append(
-            f"For information: the single LeakyReLU slope that matches SiLU best on these images (least squares, mean "
-            f"over the draws) is {slope:.3f}; the variants above keep the slopes they were asked for.\n"
-        )
+        out.append(text("recovery.leaky_slope", slope=slope) + "\n")
     header = ["variant", "recovery", "mAP50", "mAP50-95", f"mAP50-95 − {base} [95% CI]", "verdict"]
     body = []
     for r in rec["recovered"].values():
@@ -321,13 +335,10 @@ def _recovery_section(c, summary: Summary) -> str:
             ]
         )
     seeds = sorted({s for r in rec["recovered"].values() for s in r["seeds"]})
-    text.append(
+    out.append(
         f"### After {c.epochs} epoch(s) of recovery (mean ± std over seeds {seeds}; final epoch)\n\n"
-        "Every variant, SiLU included, is recovered for the same epochs from the same SiLU checkpoint, swapped "
-        "and given the same repair on the same draw, so each row compares swap + recovery with just recovery. "
-        "`finetune`: ordinary training. `distill`: Ultralytics' distiller with the SiLU checkpoint as the frozen "
-        "teacher of its own swapped copy (feature distillation on the neck, weighted by the teacher's scores). "
-        "CI: Welch's t-interval over seeds.\n\n"
+        + text("recovery.recovered")
+        + "\n\n"
         + _scope_line(rec["scope"]["recovered"])
         + "\n"
         + _table(header, body)
@@ -340,7 +351,7 @@ def _recovery_section(c, summary: Summary) -> str:
             [f"`{label}`", _diff(r["map50"]), _diff(r["map50_95"]), r["map50_95_verdict"]]
             for label, r in rec["distill_minus_finetune"].items()
         ]
-        text.append(
+        out.append(
             "### What distillation buys over fine-tuning (same epochs, same seeds, paired by seed)\n\n"
             + _scope_line(rec["scope"]["recovered"], paired=True)
             + "\n"
@@ -348,11 +359,11 @@ def _recovery_section(c, summary: Summary) -> str:
             + "\n"
             + _holm_note({"the variants, mAP50-95": rec["tests"]["distill_minus_finetune"]["map50_95"]}, None)
         )
-    text.append(
+    out.append(
         "### Published anchors at COCO scale (context only; ours are never scaled to these)\n\n"
         + _table(["model", "change", "COCO mAP50-95", "source"], [list(a) for a in PUBLISHED_ANCHORS])
     )
-    return "\n".join(text)
+    return "\n".join(out)
 
 
 def _map_pair(m: dict | None) -> str:
@@ -365,8 +376,8 @@ def _map_pm(m: dict, std: dict) -> str:
 
 def _scope_line(scope: dict, paired: bool = False) -> str:
     """What varies across the seeds behind a table's mean ± std and CIs, and what is held fixed."""
-    both = " (both arms of a pair share it, so the paired difference isolates the method)" if paired else ""
-    return f"Across seeds, varies: {'; '.join(scope['varies'])}{both}. Held fixed: {'; '.join(scope['fixed'])}.\n"
+    both = " " + text("scope.paired") if paired else ""
+    return text("scope", varies="; ".join(scope["varies"]), paired=both, fixed="; ".join(scope["fixed"])) + "\n"
 
 
 def _diff(d: dict | None) -> str:
@@ -381,17 +392,10 @@ def _holm_note(families: dict[str, int], control: str | None) -> str:
     """One line under a table of verdicts: the correction they use, and over how many tests (counted in this run);
     ``control``: the variant every test of a family compares against, if there is one."""
     if not any(families.values()):
-        return "No comparison in this table reached a test (each verdict says why), so no correction applies.\n"
+        return text("holm.none") + "\n"
     counts = "; ".join(f"{what}: {n} test{'s' if n != 1 else ''}" for what, n in families.items())
-    return (
-        f"Significance is Holm–Bonferroni-adjusted within each family ({counts}): a difference is called only when "
-        "its adjusted p < 0.05, which keeps the chance of any false call in a family at 5% whatever the dependence "
-        "between its tests" + (f" (they share the `{control}` control)" if control else "") + ". "
-        "Holm, not Bonferroni, because it calls at least as much "
-        "with the same guarantee; not a false-discovery rate (Benjamini–Hochberg) because each verdict may be acted "
-        "on alone. The intervals are unadjusted 95% intervals, so one that excludes 0 can still be not significant "
-        "here.\n"
-    )
+    shared = " " + text("holm.shared", control=control) if control else ""
+    return text("holm", counts=counts, shared=shared) + "\n"
 
 
 def _accuracy_scope(c, summary: Summary) -> dict:
@@ -418,10 +422,10 @@ def _accuracy_section(c, rows, cells, scope: dict) -> str:
             r["verdict_accuracy"],
         ]
         body.append(line)
-    text = (
-        "## Accuracy (mean ± std over seeds)\n\nScored on the final epoch's weights (`last.pt`), validated with the "
-        "same settings as every other accuracy figure here (a square imgsz x imgsz letterbox, `rect=False`, the "
-        "input an exported static-shape model sees); no epoch was selected on the validation images.\n\n"
+    out = (
+        "## Accuracy (mean ± std over seeds)\n\n"
+        + text("accuracy")
+        + "\n\n"
         + _scope_line(scope)
         + "\n"
         + _table(header, body)
@@ -430,10 +434,10 @@ def _accuracy_section(c, rows, cells, scope: dict) -> str:
     )
     failed = {k: v.get("error", "?") for k, v in cells.items() if v["status"] != "ok"}
     if failed:
-        text += "\nFailed cells (the others are complete and used):\n" + "".join(
+        out += "\nFailed cells (the others are complete and used):\n" + "".join(
             f"- `{k}`: {e}\n" for k, e in failed.items()
         )
-    return text
+    return out
 
 
 def _fmt(x, digits=3) -> str:
@@ -444,7 +448,7 @@ def _speed_section(c, rows, speed) -> str:
     timings = speed.get("timings", {})
     if not timings:
         return ""
-    text = ["## Inference speed (side by side, interleaved)\n"]
+    out = ["## Inference speed (side by side, interleaved)\n"]
     for runtime, result in timings.items():
         body = []
         for label, s in result["stats"].items():
@@ -462,39 +466,23 @@ def _speed_section(c, rows, speed) -> str:
                 ]
             )
         settings = result["settings"]
-        text.append(
+        out.append(
             f"### {runtime}: imgsz {result['imgsz']}, {result['threads']} thread(s), "
             f"{result['rounds']} rounds in {settings.get('blocks', 1)} blocks, {result['timing_s']:.0f} s\n"
         )
         scope = speed_ci_scope(settings)
-        text.append(
+        out.append(
             _table(
                 ["variant", "median ms", f"ratio vs {c.baseline}", scope, "half-width", "ratio of medians", "verdict"],
                 body,
             )
         )
         if not speed_ci_covers_processes(settings):
-            text.append(_speed_ci_warning(settings) + "\n")
+            out.append(_speed_ci_warning(settings) + "\n")
     if any(speed_ci_covers_processes(r["settings"]) for r in timings.values()):
-        text.append(_speed_ci_coverage() + "\n")
-    text.append(
-        "Method: Conv+BN fused; all variants and an identity-activation floor of the same architecture are timed "
-        "side by side, one image per call, in interleaved rounds (order alternated each round) after warm-up, with a "
-        "fixed thread count. The time is split into blocks; each block runs in its own fresh worker process (a new "
-        "interpreter: libraries mapped anew, fresh ONNX Runtime sessions or network copies, a new input and a new "
-        "order), so that what varies between processes (memory layout, allocation, code alignment) varies between "
-        "blocks too. Per block, ratio = median over rounds of t(variant)/t(baseline) measured in the same round "
-        "(slow machine drift cancels within a round); the headline is the geometric mean over blocks, with a 95% "
-        "Student-t interval over blocks. Blocks in one process, or a bootstrap over the rounds of one session, "
-        "would be narrower and would not cover the process-to-process spread (README: coverage benchmark). The "
-        "ratio of median latencies, with its bootstrap CI over rounds, is shown beside it. "
-        f"Verdicts use a practical-equivalence band of ±{100 * c.speed_band:g}%. Raw per-round samples, their "
-        "blocks and each block's process id are in `results.json`. "
-        "Ultralytics' ProfileModels, by contrast, times each model alone and reports mean ± std after sigma "
-        "clipping, with no interleaving and no interval on a ratio: machine drift between models lands in its "
-        "difference.\n"
-    )
-    return "\n".join(text)
+        out.append(_speed_ci_coverage() + "\n")
+    out.append(text("speed.method", band_pct=100 * c.speed_band) + "\n")
+    return "\n".join(out)
 
 
 # Documentation, not this run: how often the block interval (blocks in fresh processes) contained the pooled
@@ -518,15 +506,8 @@ SPEED_CI_COVERAGE = {
 def _speed_ci_warning(settings: dict) -> str:
     """Under a timing table whose interval was taken within one process (one block, or a result timed before blocks
     ran in fresh processes): say that it is too narrow."""
-    fix = (
-        "with `bench_blocks=` of 2 or more each block runs in a fresh process"
-        if settings.get("blocks", 1) < 2
-        else "these timings come from an earlier version; remove `speed.json` from the run folder to time them again"
-    )
-    return (
-        f"Interval: {speed_ci_scope(settings)}. It does not cover what varies between processes (memory layout, "
-        f"sessions): treat it as too narrow; {fix}."
-    )
+    fix = text("speed.narrow.one_block" if settings.get("blocks", 1) < 2 else "speed.narrow.old")
+    return text("speed.narrow", scope=speed_ci_scope(settings), fix=fix)
 
 
 def _speed_ci_coverage() -> str:
@@ -534,40 +515,31 @@ def _speed_ci_coverage() -> str:
     (documentation, labelled with where and how it was measured)."""
     cov = SPEED_CI_COVERAGE
     measured = ", ".join(f"{label} {share}" for label, share in cov["coverage"].items())
-    return (
-        "An interval over blocks, each in a fresh process, has a spread that includes what varies between processes "
-        "on the machine that ran it; not what varies between machines, runtime builds or hours of background load. "
-        "Documentation, not this run: such a run's interval contained the pooled estimate of the other runs in "
-        f"{measured} of runs ({cov['where']}; `{cov['command']}`). A 95% interval should do so in about 95%; so few "
-        "runs on a loaded machine can neither confirm nor refute that (README: Speed confidence intervals)."
-    )
+    return text("speed.coverage", measured=measured, where=cov["where"], command=cov["command"])
 
 
 def _int8_section(c, summary: Summary) -> str:
     q = summary.int8
     if not q:
-        return (
-            "## INT8\n\nNot run: add `int8=true` (post-training quantization of every variant and seed, scored by "
-            "Ultralytics' validator, timed against FP32; the cells of a finished run are reused).\n"
-        )
+        return "## INT8\n\n" + text("int8.not_run") + "\n"
     cal, st = q["calibration"], q["settings"]
     wanted = st.get("n_calib", cal["n"])
     seeds_too = " and seed" if q["calibration_identical_across_seeds"] else " (the first seed's draw shown)"
     count = f"`calib_images={wanted}`" + (f"; the train split has only {cal['n']}" if cal["n"] < wanted else "")
-    text = [
+    out = [
         "## INT8 post-training quantization (ONNX Runtime, QDQ, per-channel weights)\n",
-        f"Every variant's and seed's final weights (`{headline_recovery(c) or 'scratch'}` cells) exported to ONNX at "
-        f"imgsz {st['imgsz']}, quantized with ONNX Runtime's `quantize_static` ({st['method']} calibration on "
-        f"{cal['n']} *training* images ({count}), preprocessed as Ultralytics' validator preprocesses, the same images "
-        f"for every variant{seeds_too}: digest `{cal['digest'][:12]}`), and scored by Ultralytics' validator on the "
-        "`.onnx` files (mAP50-95). Schemes: **deploy** quantizes convolutions and activations (Q/DQ on every "
-        "activation output) and keeps the Detect head's decoding (DFL, anchors, box pixels, sigmoid scores) in "
-        "float; **conv-only** quantizes convolutions alone, so activations stay float and their difference is "
-        "hidden. A naive whole-graph scheme (box pixels and 0–1 scores in one INT8 tensor) is not run here.\n",
-        f"{DOC_LABEL} README §INT8 and `quant.py`'s docstring, measured once on the stand-in's cells, not in this "
-        "run): the naive whole-graph scheme scored about 0 for every variant there, SiLU included; Entropy "
-        "calibration gave MinMax's scales byte for byte, and the 99.999th percentile scored within the evaluation "
-        "noise of 64 validation images.\n",
+        text(
+            "int8.method",
+            cells=headline_recovery(c) or "scratch",
+            imgsz=st["imgsz"],
+            method=st["method"],
+            n=cal["n"],
+            count=count,
+            seeds_too=seeds_too,
+            digest=cal["digest"][:12],
+        )
+        + "\n",
+        text("int8.documentation") + "\n",
     ]
     header = [
         "variant",
@@ -598,23 +570,18 @@ def _int8_section(c, summary: Summary) -> str:
                 _ops(r.get("ort_int8_standalone")),
             ]
         )
-    text.append(_table(header, body))
-    text.append(
-        "The SiLU control's drop per seed shows how stable the measure is; a variant's INT8 advantage is its drop "
-        "against SiLU's, with Welch's interval over seeds. Calibration image digests per seed: "
-        + ", ".join(f"s{k} `{v[:8]}`" for k, v in q["calibration_by_seed"].items())
-        + ".\n\n"
+    out.append(_table(header, body))
+    digests = ", ".join(f"s{k} `{v[:8]}`" for k, v in q["calibration_by_seed"].items())
+    out.append(
+        text("int8.control", digests=digests)
+        + "\n\n"
         + _scope_line(q["scope"])
         + "\n"
         + _holm_note({f"drop against `{c.baseline}`'s": q["drop_vs_base_tests"]}, c.baseline)
     )
     sizes = sorted({t["imgsz"] for t in q["latency_settings"].values()} - {st["imgsz"]})
     if sizes:
-        text.append(
-            f"Latency is timed at imgsz {', '.join(map(str, sizes))} (`bench_imgsz`, the FP32 speed tables' size), "
-            f"accuracy scored at imgsz {st['imgsz']}: the timed files are exports of the same checkpoints at the timed "
-            "size, quantized the same way on the same calibration images preprocessed at that size.\n"
-        )
+        out.append(text("int8.sizes", sizes=", ".join(map(str, sizes)), imgsz=st["imgsz"]) + "\n")
     for runtime, rows in q["latency"].items():
         timed = q["latency_settings"][runtime]
         body = []
@@ -632,7 +599,7 @@ def _int8_section(c, summary: Summary) -> str:
                     else f"{b['paired_ratio']:.3f} [{b['paired_ci_low']:.3f}, {b['paired_ci_high']:.3f}]",
                 ]
             )
-        text.append(
+        out.append(
             f"### INT8 latency, {runtime} (timed at imgsz {timed['imgsz']}, {timed['threads']} thread(s), FP32 and "
             f"INT8 of every variant interleaved, {timed['blocks']} blocks, seed {timed['seed']}'s models)\n\n"
             + _table(
@@ -649,13 +616,11 @@ def _int8_section(c, summary: Summary) -> str:
         )
         if not timed["baseline_timed"]:
             why = (
-                f"this benchmark's ratios are against `{timed['timed_against']}` FP32"
+                text("int8.no_base_ratio.other", timed_against=timed["timed_against"])
                 if timed["baseline_in_benchmark"]
-                else f"`{c.baseline}` was not timed (no completed `{c.baseline}` cell for seed {timed['seed']})"
+                else text("int8.no_base_ratio.untimed", baseline=c.baseline, seed=timed["seed"])
             )
-            text.append(
-                f"No INT8 / `{c.baseline}` FP32 ratio: {why}, and no other variant stands in for `{c.baseline}`.\n"
-            )
+            out.append(text("int8.no_base_ratio", baseline=c.baseline, why=why) + "\n")
     ov = {label: r["openvino"] for label, r in q["rows"].items() if "openvino" in r}
     if ov:
         body = [
@@ -671,12 +636,11 @@ def _int8_section(c, summary: Summary) -> str:
             for label, o in ov.items()
         ]
         seeds = sorted({o["seed"] for o in ov.values()})
-        text.append(
+        out.append(
             f"### OpenVINO (Ultralytics' exporter; INT8 by NNCF on the same calibration images; seed "
             f"{', '.join(map(str, seeds))})\n\n"
-            "Activation ops in the compiled CPU runtime graph: fused into a Convolution node, removed (no runtime "
-            "node names them, e.g. folded into an INT8 convolution's output range), or standalone (a node of their "
-            "own; by op type in the fifth column).\n\n"
+            + text("int8.openvino")
+            + "\n\n"
             + _table(
                 [
                     "variant",
@@ -691,8 +655,8 @@ def _int8_section(c, summary: Summary) -> str:
             )
         )
     for runtime, why in q["skipped"].items():
-        text.append(f"- {runtime} not measured: {why}\n")
-    return "\n".join(text)
+        out.append(f"- {runtime} not measured: {why}\n")
+    return "\n".join(out)
 
 
 def _ops(counts: dict | None) -> str:
@@ -727,10 +691,9 @@ def _export_section(speed) -> str:
             ],
             body,
         )
-        + "\nSiLU is expected in the `silu` export only (the Detect head's single class-score Sigmoid is not a SiLU). "
-        "An activation fused into Conv runs inside the convolution's kernel; one left standalone is a separate pass "
-        "over the feature map (QuickGelu is ORT's single-node form of x·sigmoid(x)). An NCHWc layout reorder is a "
-        "conversion ORT inserts around an op that its NCHWc layout does not run.\n"
+        + "\n"
+        + text("export")
+        + "\n"
     )
 
 
@@ -753,12 +716,7 @@ def _cost_section(c, rows, env) -> str:
                 _fmt(mem, 1),
             ]
         )
-    note = (
-        "Peak memory is CUDA's max allocated during training."
-        if gpu
-        else "On CPU, memory is the bytes autograd keeps for backward (unique storages, parameters excluded) in one "
-        "training step: it is what an activation changes; peak RSS would mostly measure the framework."
-    )
+    note = text("cost.gpu" if gpu else "cost.cpu")
     return (
         "## Cost\n\n"
         + _table(["variant", "parameters", "GFLOPs", "train s/epoch", mem_head], body)
@@ -782,26 +740,29 @@ def _units_section(c, units) -> str:
                 _pct(total.get("near_zero_grad")),
             ]
         )
-    text = "## Unit health (dying ReLU)\n\n" + _table(
+    out = "## Unit health (dying ReLU)\n\n" + _table(
         ["variant", "measure", "channels ≤0 on every val pixel", "near-zero-gradient channels"], body
     )
-    text += (
-        "\n'dead' (ReLU) units pass no gradient; 'negative-only' units of LeakyReLU/PReLU still do, through the "
-        "negative slope. SiLU is measured the same way for comparison.\n"
-    )
+    out += "\n" + text("units") + "\n"
     inits = {spec.label: spec.init for spec in c.specs}
     for label, u in units.items():
         s = u.get("prelu", {}).get("summary")
         if s:
             name = _variant(label, u.get("checkpoint"))
-            text += (
-                f"\nPReLU slopes ({name}, init {inits.get(label, float('nan')):g}): {s.get('slopes')} slopes at "
-                f"{s.get('sites')} sites, min "
-                f"{_fmt(s.get('min'))}, max {_fmt(s.get('max'))}, median of site medians "
-                f"{_fmt(s.get('median_of_site_medians'))}. Sites by drift: {_drift(s.get('sites_by_drift'))}; "
-                f"single slopes by drift: {_drift(s.get('slopes_by_drift'))}.\n"
+            prelu = text(
+                "units.prelu",
+                variant=name,
+                init=inits.get(label, float("nan")),
+                slopes=s.get("slopes"),
+                sites=s.get("sites"),
+                min=_fmt(s.get("min")),
+                max=_fmt(s.get("max")),
+                median=_fmt(s.get("median_of_site_medians")),
+                sites_by_drift=_drift(s.get("sites_by_drift")),
+                slopes_by_drift=_drift(s.get("slopes_by_drift")),
             )
-    return text
+            out += "\n" + prelu + "\n"
+    return out
 
 
 def _variant(label: str, source: dict | None) -> str:
@@ -847,19 +808,20 @@ def _time_section(stages: dict) -> str:
     return (
         "## Where the time goes (this invocation; reused results cost nothing)\n\n"
         + _table(["stage", "wall s"], rows)
-        + f"\nOf {stages['total']:.0f} s: the cells' own training and validation "
-        f"{stages['training_and_validation']:.0f} s, "
-        f"timed benchmark rounds {stages['timed_rounds']:.0f} s, harness overhead (loading, exports, sessions, "
-        f"warm-up, diagnostics, statistics) {stages['harness_overhead']:.0f} s"
-        + (f" ({100 * share:.0f}%)" if share is not None else "")
-        + ". The report and plots are written after this table.\n"
+        + "\n"
+        + text(
+            "time",
+            total=stages["total"],
+            cells=stages["training_and_validation"],
+            rounds=stages["timed_rounds"],
+            overhead=stages["harness_overhead"],
+            share=f" ({100 * share:.0f}%)" if share is not None else "",
+        )
+        + "\n"
     )
 
 
 def _files_section(plots: dict) -> str:
-    lines = [
-        "## Files\n",
-        "- `results.json` (everything), `results.csv` (one row per variant), `cells/*/cell.json` (per seed).",
-    ]
+    lines = ["## Files\n", text("files")]
     lines += [f"- `{Path(p).name}`: {what}" for what, p in plots.items()]
     return "\n".join(lines) + "\n"
