@@ -367,7 +367,14 @@ def test_accuracy_axes_name_the_stand_in_as_not_coco():
     for standin, words in (({"what": "stand-in"}, "synthetic stand-in data, not COCO"), (None, "validation images")):
         run = dataclasses.replace(summary, standin=standin)
         for draw in (_pareto, _pareto_int8):
-            fig, ax = plt.subplots()
+            fig, ax = plt.subplots(figsize=(7, 4.5))  # the size plots._single draws at
             draw(ax, c, run)
             assert words in ax.get_ylabel(), (draw.__name__, ax.get_ylabel())
+            fig.tight_layout()
+            fig.canvas.draw()
+            label = ax.yaxis.label.get_window_extent()
+            inside = fig.bbox
+            assert label.x0 >= inside.x0 and label.y0 >= inside.y0 and label.y1 <= inside.y1, (
+                f"{draw.__name__}: the y label is cut off by the figure's edge ({label} vs {inside})"
+            )
             plt.close(fig)

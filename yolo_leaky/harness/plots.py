@@ -87,7 +87,7 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
         ax.axvline(floor, ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
-    ax.set_ylabel(f"mAP50-95 on {_data_name(summary)} (mean ± std over seeds)")
+    ax.set_ylabel(f"mAP50-95 on {_data_name(summary)}\n(mean ± std over seeds)")  # one line would not fit
     ax.set_title("Accuracy vs speed (left is faster, higher is more accurate)")
     return None
 
