@@ -4,10 +4,6 @@ distillation; a resume never repairs again; bad input is one line. Real training
 synthetic shapes data (imgsz 64, a few batches)."""
 
 import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -114,3 +110,77 @@ def test_repair_starts_training_from_compares_repaired_start(act, applied, swapp
     in_yaml = seen["yaml"][YAML_KEY]["repair"]  # travels in every checkpoint of the run
     assert in_yaml["calibration"]["digest"] == calibration["digest"] and in_yaml["repair"] == applied
     assert "files" not in in_yaml["calibration"]
+
+
+def test_repair_with_distillation_repairs_the_student_only(swapped, standin, shapes_yaml, tmp_path):
+    """``act=prelu repair=fit+bn distill_model=<silu.pt>``: the student starts from compare's repaired start, the
+    teacher is the SiLU checkpoint, untouched."""
+    want, _ = start_state(swapped, "prelu")
+    seen, record = network_at_start(
+        load(standin[0], act="prelu"),
+        shapes_yaml,
+        tmp_path,
+        "distill",
+        repair="fit+bn",
+        calib_images=CALIB,
+        distill_model=str(standin[0]),
+    )
+    assert seen["teacher"] is not None and "SiLU" in seen["teacher"] and "PReLU" not in seen["teacher"]
+    assert seen["sites"] == {"PReLU": 77}
+    assert_same_state(seen["state"], want)
+    assert record["repair"] == "fit+bn"
+
+
+def trained_state(yolo, data, project, name, **kw) -> dict:
+    seen = {}
+    yolo.add_callback(
+        "on_train_end", lambda trainer: seen.update({k: v.clone() for k, v in trainer.ema.ema.state_dict().items()})
+    )
+    yolo.train(data=data, project=str(project), name=name, exist_ok=True, **{**KW, **kw})
+    return seen
+
+
+def test_repaired_run_trains_exactly_like_compares_cell(swapped, standin, shapes_yaml, tmp_path):
+    """After one epoch, ``train(repair=)`` and a run from compare's saved start checkpoint hold the same weights: the
+    repair leaves the run's seeded random streams (augmentation) as they were."""
+    path = swapped["variants"]["relu"]["seeds"][str(SEED)]["start"]["path"]
+    want = trained_state(load(path), shapes_yaml, tmp_path, "cell")
+    got = trained_state(load(standin[0], act="relu"), shapes_yaml, tmp_path, "train", repair="bn", calib_images=CALIB)
+    assert_same_state(got, want)
+
+
+def test_resume_never_repairs_again(standin, shapes_yaml, tmp_path, monkeypatch):
+    """A repaired run, stopped after its first epoch, resumes without repairing: with the same repair= (accepted, as
+    a user re-types the command) or none; another repair= is refused."""
+    import yolo_leaky.core.train as train_module
+
+    calls = []
+    stock = train_module.repair_swap
+    monkeypatch.setattr(train_module, "repair_swap", lambda *a, **k: calls.append(a[3]) or stock(*a, **k))
+    yolo = load(standin[0], act="prelu")
+
+    def stop(trainer):  # last.pt of epoch 0 is saved before on_fit_epoch_end runs
+        raise Stop
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    with pytest.raises(Stop):
+        yolo.train(
+            data=shapes_yaml,
+            project=str(tmp_path),
+            name="run",
+            repair="fit+bn",
+            calib_images=CALIB,
+            **{**KW, "epochs": 2},
+        )
+    assert calls == ["fit+bn"]
+    last, written = tmp_path / "run/weights/last.pt", (tmp_path / "run/repair.json").read_bytes()
+    with pytest.raises(UserError, match=r"was repaired with fit\+bn before the first step\); drop repair="):
+        load(last).train(resume=True, repair="bn")
+    for again in ({"repair": "fit+bn"}, {}):
+        resumed = load(last)
+        resumed.add_callback("on_train_epoch_start", stop)
+        with pytest.raises(Stop):
+            resumed.train(resume=True, **again)
+        assert resumed.trainer.start_epoch == 1  # it did resume
+    assert calls == ["fit+bn"]  # no second repair
+    assert (tmp_path / "run/repair.json").read_bytes() == written
