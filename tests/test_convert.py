@@ -4,6 +4,10 @@ distillation; a resume never repairs again; bad input is one line. Real training
 synthetic shapes data (imgsz 64, a few batches)."""
 
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -184,3 +188,74 @@ def test_resume_never_repairs_again(standin, shapes_yaml, tmp_path, monkeypatch)
         assert resumed.trainer.start_epoch == 1  # it did resume
     assert calls == ["fit+bn"]  # no second repair
     assert (tmp_path / "run/repair.json").read_bytes() == written
+
+
+def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "yolo_leaky.cli", *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+BAD = {  # case: (arguments after the mode, what the one line says)
+    "bogus": (["act=relu", "repair=bogus"], "repair='bogus' is not one of none, bn, fit, fit+bn"),
+    "no-act": (["repair=bn"], "was loaded without act= (it holds silu); add act=relu, leaky_relu:0.1 or prelu"),
+    "fit-on-relu": (["act=relu", "repair=fit"], "repair=fit fits PReLU slopes and act=relu has none; use repair=bn"),
+    "calib-alone": (["act=relu", "calib_images=8"], "calib_images= sets how many training images calibrate repair="),
+    "from-yaml": (["model=yolo11n.yaml", "act=relu", "repair=bn"], "repair= repairs a pretrained checkpoint right"),
+    "val": (["mode=val", "act=relu", "repair=bn"], "repair= applies to train only"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(standin, shapes_yaml, tmp_path_factory) -> dict:
+    """Every ``BAD`` case through the real CLI, each in its own empty folder, in parallel."""
+
+    def one(case):
+        args = BAD[case][0]
+        mode = next((a.split("=")[1] for a in args if a.startswith("mode=")), "train")
+        model = next((a for a in args if a.startswith("model=")), f"model={standin[0]}")
+        rest = [a for a in args if not a.startswith(("mode=", "model="))]
+        cwd = tmp_path_factory.mktemp(case)
+        return cwd, run_cli([mode, model, *rest, f"data={shapes_yaml}", "epochs=1", "imgsz=64"], cwd)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(BAD, pool.map(one, BAD)))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_cli_refuses_a_repair_it_cannot_do(case, bad_runs):
+    """One line naming the problem and the fix, exit 2, no traceback, nothing written."""
+    cwd, result = bad_runs[case]
+    out = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in out, out[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("yolo-leaky: error: ") and BAD[case][1] in last, last
+    assert list(cwd.iterdir()) == []
+
+
+def test_cli_converts_one_checkpoint(standin, shapes_yaml, tmp_path):
+    """The issue's command: ``yolo-leaky train model=<silu.pt> act=relu repair=fit+bn``; fit+bn is bn on ReLU (no
+    slope), said on the console, recorded in repair.json and in the run's checkpoints."""
+    kw = [f"{k}={v}" for k, v in KW.items()]
+    result = run_cli(
+        ["train", f"model={standin[0]}", "act=relu", "repair=fit+bn", f"calib_images={CALIB}", f"data={shapes_yaml}"]
+        + kw
+        + [f"project={tmp_path}", "name=cli"],
+        tmp_path,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "repair=fit+bn on act=relu: no slope to fit, so bn" in result.stdout + result.stderr
+    record = json.loads((tmp_path / "cli/repair.json").read_text())
+    assert (
+        record["repair"] == "bn" and record["calibration"]["images"] == CALIB and record["calibration"]["seed"] == SEED
+    )
+    assert record["source"]["weights"] == str(standin[0]) and record["source"]["sha256"] == standin[1]["weights_sha256"]
+    last = load(tmp_path / "cli/weights/last.pt")
+    assert last.model.yaml[YAML_KEY]["act"] == "relu"
+    assert last.model.yaml[YAML_KEY]["repair"]["calibration"]["digest"] == record["calibration"]["digest"]
+    assert dict(take_census(last).sites) == {"ReLU": 77}
