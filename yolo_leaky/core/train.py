@@ -102,13 +102,11 @@ def swap_aware(base: type, model_yaml: dict | None = None, repair: dict | None =
             return model
 
         def _repair(self, model, spec: ActSpec):
-            from .loading import load  # loading imports this module
-
             request, self.repair_request = self.repair_request, None  # once per run
             imgsz = check_imgsz(self.args.imgsz, stride=max(int(model.stride.max()), 32), floor=32, max_dim=1)
             with _rng_untouched():  # the run's seeded stream is the same as without the repair
                 model, record = repair_swap(
-                    load(request["source"]),
+                    request["model_class"](request["source"]),  # the SiLU checkpoint, as compare loads it
                     model,
                     spec,
                     request["repair"],
@@ -336,7 +334,13 @@ def repair_request(yolo, repair, calib_images, train_args: dict) -> dict | None:
         )
     if applied != repair:
         LOGGER.info(f"yolo-leaky: repair={repair} on act={act}: no slope to fit, so {applied} (as compare does)")
-    return {"repair": repair, "calib_images": n, "source": source["weights"], "source_act": source["act"]}
+    return {
+        "repair": repair,
+        "calib_images": n,
+        "source": source["weights"],
+        "source_act": source["act"],
+        "model_class": type(yolo),
+    }
 
 
 def describe_repair(record: dict) -> str:
