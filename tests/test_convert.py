@@ -259,3 +259,14 @@ def test_cli_converts_one_checkpoint(standin, shapes_yaml, tmp_path):
     assert last.model.yaml[YAML_KEY]["act"] == "relu"
     assert last.model.yaml[YAML_KEY]["repair"]["calibration"]["digest"] == record["calibration"]["digest"]
     assert dict(take_census(last).sites) == {"ReLU": 77}
+
+
+def test_repair_line_says_when_no_slope_was_fitted():
+    """A single-slope PReLU (``prelu:layer``) has no per-channel slope to fit: the console line says so instead of
+    failing on the missing slope statistics."""
+    from yolo_leaky.core.train import describe_repair
+
+    fit = {"sites": 0, "skipped": 77, "slope_mean": None, "slope_min": None, "slope_max": None}
+    calibration = {"images": 16, "seed": 1, "imgsz": 64, "digest": "0" * 64}
+    line = describe_repair({"repair": "fit", "act": "prelu:layer", "fit": fit, "calibration": calibration})
+    assert line.startswith("repair=fit on act=prelu:layer: no PReLU site fitted (77 skipped), on 16 training images")

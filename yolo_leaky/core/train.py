@@ -356,8 +356,10 @@ def describe_repair(record: dict) -> str:
     """
     parts = []
     fit = record.get("fit")
-    if fit:
+    if fit and fit["sites"]:
         parts.append(f"{fit['sites']} PReLU sites fitted to SiLU (slope mean {fit['slope_mean']:.3f})")
+    elif fit:  # e.g. a single-slope PReLU (prelu:layer): no per-channel slope to fit
+        parts.append(f"no PReLU site fitted ({fit['skipped']} skipped)")
     if record.get("bn_layers") is not None:
         parts.append(f"{record['bn_layers']} BatchNorm layers re-estimated")
     cal = record["calibration"]
