@@ -1,6 +1,7 @@
 """``yolo-leaky`` command line: Ultralytics' ``key=value`` syntax plus ``act=...``.
 
     yolo-leaky train   model=yolo11n.yaml act=prelu data=coco8.yaml epochs=3
+    yolo-leaky train   model=silu.pt act=relu repair=fit+bn [calib_images=64] [distill_model=silu.pt] data=...
     yolo-leaky val     model=runs/detect/train/weights/best.pt data=coco8.yaml
     yolo-leaky predict model=best.pt source=image.jpg
     yolo-leaky export  model=best.pt format=onnx
@@ -29,7 +30,7 @@ from .core.spec import parse_act
 from .core.swap import spec_from_yaml
 from .data.datasets import resolve_data
 from .harness.compare import compare_from_cli
-from .harness.config import check_ultralytics_args, parse_kv, ultralytics_keys
+from .harness.config import TRAIN_ONLY_KEYS, check_ultralytics_args, parse_kv, ultralytics_keys
 from .harness.deploy import deploy_from_cli
 from .measure.diagnostics import format_unit_health, unit_health
 from .targets.table import check_target, get_target, leaky_slopes
@@ -46,6 +47,9 @@ def run_ultralytics_mode(mode: str, args: dict):
     act = args.pop("act", None)
     if act is not None:
         parse_act(str(act))  # fail on a typo before loading anything
+    for key in TRAIN_ONLY_KEYS:
+        if mode != "train" and key in args:
+            raise UserError(f"{key}= applies to train only (it repairs a swap before the first step); drop it")
     check_ultralytics_args(args)
     model_arg = args.pop("model", "yolo11n.yaml")
     resume = mode == "train" and args.get("resume")

@@ -14,7 +14,7 @@ from ..utils.errors import UserError
 from .offline import is_offline
 from .spec import ActSpec
 from .swap import spec_from_yaml, swap_activations
-from .train import attach_trainer
+from .train import SWAP_SOURCE, attach_trainer
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # yolo_leaky/, with its subpackages
@@ -38,6 +38,8 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
     spec = embedded if act is None else act
     if spec is not None and (act is not None or path.suffix in (".yaml", ".yml")):
         swap_activations(yolo, spec)
+    if act is not None and path.suffix == ".pt":  # what train(repair=...) repairs, and the SiLU network it fits to
+        setattr(yolo, SWAP_SOURCE, {"weights": str(path), "act": str(embedded or "silu"), "network": yolo.model})
     attach_trainer(yolo)
     return yolo
 

@@ -27,9 +27,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from .spec import ActSpec
 from .swap import network_of, swap_activations
 
 REPAIRS = ("none", "bn", "fit", "fit+bn")
+
+
+def applicable_repair(spec: ActSpec, repair: str) -> str:
+    """The part of ``repair`` that applies to activation ``spec``: the slope fit only changes PReLU, so for any other
+    activation (SiLU included) ``fit+bn`` is ``bn`` alone and ``fit`` is ``none``.
+
+    Examples:
+        >>> from yolo_leaky.core.spec import parse_act
+        >>> applicable_repair(parse_act("relu"), "fit+bn"), applicable_repair(parse_act("prelu"), "fit+bn")
+        ('bn', 'fit+bn')
+    """
+    if spec.name != "prelu":
+        return repair.replace("fit+", "").replace("fit", "none")
+    return repair
 
 
 def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
@@ -210,3 +225,45 @@ def repaired(silu_model, swapped_model, repair: str, images: torch.Tensor) -> tu
     if "bn" in repair:
         done["bn_layers"] = reestimate_batchnorm(model, images)
     return model, done
+
+
+def repair_swap(
+    silu_model, swapped_model, spec: ActSpec, repair: str, data_yaml: str | Path, n: int, imgsz: int, seed: int
+) -> tuple[object, dict]:
+    """Repair one swapped network as ``compare`` repairs the start of a recovery cell: ``applicable_repair`` of
+    ``repair``, calibrated on ``calibration_set(data_yaml, n, imgsz, seed)``.
+
+    Args:
+        silu_model: The SiLU network the swap started from (used by ``fit``).
+        swapped_model: The swapped network (a YOLO object or its ``nn.Module``); left unchanged.
+        spec: The activation swapped in.
+        repair: One of ``REPAIRS``.
+        data_yaml: The dataset YAML whose training split calibrates the repair.
+        n: Calibration images.
+        imgsz: Square input size of the calibration images (the training size).
+        seed: The draw's seed (a run's training seed).
+
+    Returns:
+        ``(repaired copy, record)``; the record says what was asked and applied, what each repair did, and which
+        images calibrated it (``calibration``: count, seed, imgsz, data, file names and ``files_digest``).
+
+    Examples:
+        >>> silu, relu = load("best.pt"), load("best.pt", act="relu")  # doctest: +SKIP
+        >>> model, done = repair_swap(silu, relu, parse_act("relu"), "fit+bn", "s.yaml", 64, 64, 0)  # doctest: +SKIP
+        >>> done["repair"]  # doctest: +SKIP
+        'bn'
+    """
+    applied = applicable_repair(spec, repair)
+    if applied == "none":
+        return copy.deepcopy(swapped_model), {"asked": repair, "act": str(spec), "repair": "none"}
+    files, array, _ = calibration_set(data_yaml, n=n, imgsz=imgsz, seed=seed)
+    model, done = repaired(silu_model, swapped_model, applied, torch.from_numpy(array))
+    calibration = {
+        "images": len(files),
+        "seed": seed,
+        "imgsz": imgsz,
+        "data": str(data_yaml),
+        "digest": files_digest(files),
+        "files": [Path(f).name for f in files],
+    }
+    return model, {"asked": repair, "act": str(spec), **done, "calibration": calibration}

@@ -17,7 +17,7 @@ from ultralytics.utils import TQDM
 
 from ..core.census import take_census
 from ..core.loading import load, save_checkpoint
-from ..core.repair import REPAIRS, calibration_set, files_digest, ls_leaky_slope, repaired
+from ..core.repair import REPAIRS, applicable_repair, calibration_set, files_digest, ls_leaky_slope, repaired
 from ..core.spec import ActSpec, parse_act
 from ..core.swap import trained_network
 from ..data.datasets import file_digest
@@ -423,9 +423,7 @@ def start_repair(spec: ActSpec, repair: str) -> str:
     """The repair a variant's recovery starts from: ``repair`` where it applies, ``fit+bn`` is ``bn`` alone where
     there is no slope to fit (SiLU included: the control starts from SiLU + the same repair, so that the recovered
     rows differ in the activation alone)."""
-    if spec.name != "prelu":
-        return repair.replace("fit+", "").replace("fit", "none")
-    return repair
+    return applicable_repair(spec, repair)
 
 
 def start_checkpoint(swap: dict, label: str, seed: int) -> dict:

@@ -20,7 +20,8 @@ from ..core.spec import ActSpec, parse_act
 from ..utils.errors import UserError
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
-OUR_KEYS = {"act"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments
+OUR_KEYS = {"act", "repair", "calib_images"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own
+TRAIN_ONLY_KEYS = ("repair", "calib_images")  # of OUR_KEYS, what only train takes
 
 
 def parse_kv(tokens: list[str], valid: set[str]) -> dict:
