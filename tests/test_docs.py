@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+\1")
+INLINE_CODE = re.compile(r"(`+)(?:(?!\1)(?:[^\n]|\n(?!\s*\n)))+?\1")  # may wrap a line, not a paragraph
 # a command in a code block: optional VAR=value prefixes, then one of these programs
 COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:yolo-leaky|yolo|python|bash|pip|ruff)(?:\s|$)")
 NOT_COMMANDS = {"python", "yaml", "json", "toml"}  # code blocks holding code or data, not shell lines
@@ -132,25 +132,32 @@ def anchors(path: Path) -> set[str]:
     return out
 
 
+def prose_text(text: str) -> str:
+    """``text`` with fenced code blocks and inline code blanked out, line numbers kept (a link may wrap lines)."""
+    kept = dict(prose_lines(text))
+    lines = [kept.get(n, "") for n in range(1, len(text.splitlines()) + 1)]
+    return INLINE_CODE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), "\n".join(lines))
+
+
 def broken_links(path: Path, root: Path = REPO) -> list[str]:
     """Every relative link or anchor in ``path`` that does not resolve, as 'file:line: target (why)'."""
     problems = []
-    for n, line in prose_lines(path.read_text()):
-        for match in LINK.finditer(INLINE_CODE.sub("", line)):
-            target = match.group(1)
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not ours to check offline
-                continue
-            file_part, _, anchor = target.partition("#")
-            dest = (path.parent / file_part).resolve() if file_part else path
-            where = f"{path.relative_to(root)}:{n}: {target}"
-            if root not in dest.parents and dest != root:
-                problems.append(f"{where} (outside the repository)")
-            elif not dest.exists():
-                problems.append(f"{where} (no such file)")
-            elif anchor and dest.suffix != ".md":
-                problems.append(f"{where} (an anchor into a file that is not Markdown)")
-            elif anchor and anchor not in anchors(dest):
-                problems.append(f"{where} (no heading with that anchor in {dest.name})")
+    text = prose_text(path.read_text())
+    for match in LINK.finditer(text):
+        target = match.group(1)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not ours to check offline
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        where = f"{path.relative_to(root)}:{text.count(chr(10), 0, match.start()) + 1}: {target}"
+        if root not in dest.parents and dest != root:
+            problems.append(f"{where} (outside the repository)")
+        elif not dest.exists():
+            problems.append(f"{where} (no such file)")
+        elif anchor and dest.suffix != ".md":
+            problems.append(f"{where} (an anchor into a file that is not Markdown)")
+        elif anchor and anchor not in anchors(dest):
+            problems.append(f"{where} (no heading with that anchor in {dest.name})")
     return problems
 
 
@@ -232,7 +239,8 @@ def test_the_link_checker_catches_a_broken_file_an_anchor_and_an_escape(tmp_path
     doc = tmp_path / "README.md"
     doc.write_text(
         "# Front\n\n[ok](docs/a.md) [ok](docs/a.md#some-code-heading) [ok](#front) [web](https://example.com/x)\n"
-        "[gone](docs/b.md) [bad anchor](docs/a.md#no-such) [self](#nope) [out](../../etc/passwd)\n"
+        "[gone](docs/b.md) [bad anchor](docs/a.md#no-such) [self](#nope) [out](../../etc/passwd) [a link that\n"
+        "wraps](#wrapped)\n"
         "`[not a link](nowhere.md)`\n```\n[in code](nowhere.md)\n```\n"
     )
     problems = broken_links(doc, root=tmp_path)
@@ -241,6 +249,7 @@ def test_the_link_checker_catches_a_broken_file_an_anchor_and_an_escape(tmp_path
         "docs/a.md#no-such (no heading with that anchor in a.md)",
         "#nope (no heading with that anchor in README.md)",
         "../../etc/passwd (outside the repository)",
+        "#wrapped (no heading with that anchor in README.md)",
     ]
 
 
