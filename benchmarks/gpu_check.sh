@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU paths, in one prepared run for a lent GPU machine (torch present, no ultralytics).
-# Here, first: download the wheels into .whl/ and copy COCO8 into .gpu_data/ (README, "GPU check").
+# Here, first: download the wheels into .whl/ and copy COCO8 into .gpu_data/ (docs/methodology.md, "GPU").
 # There:   bash benchmarks/gpu_check.sh   (writes to $OUT, or ./runs/gpu when $OUT is unset)
 set -uo pipefail
 OUT="${OUT:-$PWD/runs/gpu}"

@@ -21,7 +21,6 @@ from yolo_leaky.targets.table import (
     TARGETS,
     check_target,
     leaky_slopes,
-    render_markdown,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,24 +127,8 @@ def test_every_cell_has_a_status_from_the_vocabulary_and_a_source():
     assert TARGETS["dpu"].cells["leaky_relu"].slope == LEAKY_PRESETS["dpu"] == parse_act("leaky_relu:dpu").slope
 
 
-def test_readme_table_is_the_rendered_table():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Deployment targets\n", 1)[1].split("\n## ", 1)[0]
-    assert render_markdown() in section
-
-
-def test_readme_names_the_activations_that_run_on_every_target():
-    """The README's advice on which activations are fused or native everywhere is what TARGETS says."""
-    from yolo_leaky.targets.table import fused_or_native_everywhere
-
-    readme = (REPO / "README.md").read_text()
-    (line,) = [ln for ln in readme.splitlines() if "on every target in the table" in ln]
-    named = re.findall(r"`(\w+)`", line.split("fused or run", 1)[0])
-    everywhere = fused_or_native_everywhere()
-    assert named == everywhere, (line, everywhere)
-    assert "relu" in everywhere and all(
-        t.cells[a].status in ("fused", "native") for t in TARGETS.values() for a in everywhere
-    )
+# The copy of this table in docs/targets.md, and its advice on which activations run everywhere, are checked in
+# tests/test_docs.py with the docs' other tables.
 
 
 def test_unknown_target_is_one_line_naming_the_valid_ones():

@@ -312,7 +312,7 @@ def fused_or_native_everywhere() -> list[str]:
 
 
 def render_markdown() -> str:
-    """The table as Markdown: the vocabulary, one row per target, and numbered sources (pasted into the README)."""
+    """The table as Markdown: the vocabulary, one row per target, and numbered sources (pasted into docs/targets.md)."""
     sources: list[str] = []
     rows = [
         "| target | " + " | ".join(f"`{a}`" for a in TABLE_ACTS) + " |",
