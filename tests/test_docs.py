@@ -35,6 +35,11 @@ RUN_BY_TESTS = {
     "python -m pytest -q": "tests/test_docs.py::test_ci_runs_the_front_pages_two_commands",
     "ruff check . && ruff format --check .": "tests/test_structure.py::test_ruff_is_clean",
     "yolo-leaky compare executor=ray": "tests/test_ray.py::test_ray_grid_matches_the_local_grid_digit_for_digit",
+    "yolo-leaky deploy model=<stand-in>/standin.pt target=ort-cpu data=<stand-in>/shapes/shapes.yaml n_calib=16 "
+    "seconds=2": "tests/test_deploy.py::test_deploy_swaps_repairs_builds_scores_and_times",
+    'yolo-leaky compare --quick weights=standin data=shapes "targets=[ort-cpu,openvino-cpu]"': (
+        "tests/test_deploy.py::test_compare_targets_end_to_end_lists_a_missing_toolchain"
+    ),
     "YOLO_OFFLINE=1 yolo-leaky compare int8=true": (
         "tests/test_compare.py::test_recover_protocol_with_a_local_checkpoint_on_coco8"
     ),

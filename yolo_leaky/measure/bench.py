@@ -20,7 +20,7 @@ Method (what ``benchmark`` does):
    So what varies between processes (memory layout and allocation, code and cache aliasing: Mytkowicz et al. 2009,
    Curtsinger & Berger 2013) varies between blocks too, and the spread over blocks includes it. Measured on two
    2-core machines, blocks in one process did not: their interval contained other processes' estimates in 50-100%
-   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in the README). A worker start costs
+   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in docs/methodology.md). A worker start costs
    about 2 s on an idle 2-core machine (Python, torch and ONNX Runtime imports), outside the timed rounds.
    ``isolate=False`` runs the blocks in this process instead (for tests of the protocol, not for reported figures;
    the result records which: ``settings["isolation"]`` and each block's ``settings["block_pids"]``). Within a block:
@@ -41,7 +41,7 @@ Method (what ``benchmark`` does):
    and not rounds: measured on this project's 2-core machine, six single-session runs of the same ONNX files gave
    point estimates about 5x further apart than each run's round-bootstrap CI was wide, because rounds of one session
    never sample the session-to-session variation; the coverage benchmark (``benchmarks/ci_coverage.py``) measures
-   how often each kind of CI covers the estimate of other runs in fresh processes (figures in the README). The
+   how often each kind of CI covers the estimate of other runs in fresh processes (figures in docs/methodology.md). The
    round-bootstrap CI of the paired ratio is still computed (``paired_round_ci_*``), for that comparison only.
 
 For comparison: Ultralytics' ``ProfileModels`` times each model in its own block (no interleaving) and reports
