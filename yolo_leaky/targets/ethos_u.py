@@ -56,6 +56,8 @@ ACT_OPS = {
 }
 FUSED_AS = {"relu": "RELU", "relu6": "RELU6"}  # activations a TFLite convolution can carry as its fused activation
 FUSED_INTO = ("CONV_2D", "DEPTHWISE_CONV_2D")
+# what litert-torch 0.10 writes where it has no such op (measured on yolo11n: PReLU -> RELU, MUL and SUB ops)
+DECOMPOSED = {"prelu": ("RELU", "MUL", "SUB")}
 ESTIMATE_KEYS = {  # summary CSV column -> our key
     "inference_time": "inference_time_s",
     "inferences_per_second": "inferences_per_second",
@@ -266,7 +268,8 @@ def activation_cell(act: str, details: dict) -> dict:
 
     ``fused``: the converter folded the activation into the convolutions (a fused activation of CONV_2D, no
     standalone op) and those convolutions run on the NPU; ``native``: standalone ops (``ACT_OPS``) all on the NPU;
-    ``cpu-fallback``: one of them stays on the CPU in some configuration; ``unknown``: the model has none of them.
+    ``cpu-fallback``: one of them stays on the CPU in some configuration; where the converter wrote no such op but
+    ops that compute it (``DECOMPOSED``), those ops decide; ``unknown``: the model has none of them.
 
     Args:
         act: A ``targets.table.TABLE_ACTS`` name, the activation the built model uses.
@@ -284,16 +287,22 @@ def activation_cell(act: str, details: dict) -> dict:
     ops = details["tflite"]["ops"]
     fused = ops.get("fused_activations", {}).get(FUSED_AS.get(act, ""), 0)
     standalone = [op for op in ACT_OPS[act] if ops["ops"].get(op)]
+    decomposed = [op for op in DECOMPOSED.get(act, ()) if ops["ops"].get(op)] if not standalone else []
+    looked = standalone or decomposed or [op for op in FUSED_INTO if ops["ops"].get(op)]
     evidence = {}
     for acc, cfg in details["configs"].items():
         where = cfg["placement"]
-        looked = standalone or [op for op in FUSED_INTO if ops["ops"].get(op)]
         evidence[acc] = {op: {"npu": where["accelerator"].get(op, 0), "cpu": where["cpu"].get(op, 0)} for op in looked}
     on_cpu = sorted({op for per in evidence.values() for op, n in per.items() if n["cpu"]})
+    floats = [op for op in looked if ops.get("float_ops", {}).get(op)]
     if on_cpu:
-        status, note = "cpu-fallback", f"{' and '.join(on_cpu)} left on the CPU by Vela"
+        why = " (the quantizer left it in float)" if floats else ""
+        status, note = "cpu-fallback", f"{' and '.join(on_cpu)} left on the CPU by Vela{why}"
     elif standalone:
         status, note = "native", f"{' + '.join(standalone)} on the NPU, not fused"
+    elif decomposed:
+        parts = " + ".join(f"{op} ({ops['ops'][op]})" for op in decomposed)
+        status, note = "native", f"no {ACT_OPS[act][0]} op: the converter decomposes it into {parts}, on the NPU"
     elif fused:
         status, note = "fused", f"fused into CONV_2D by the converter ({fused} sites); on the NPU"
     else:

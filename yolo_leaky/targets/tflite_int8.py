@@ -17,9 +17,11 @@ export does) and passes that as ``data=``. The exporter warns that fewer than 30
 caller's (``deploy``: the calibration set's size).
 
 What is left in float: ``tflite_ops`` reads the artifact's flatbuffer and lists every op whose output tensor is
-float, per op type, with the activations fused into convolutions. Measured on the stand-in (yolo11n, 64 px): for
-SiLU, ReLU, LeakyReLU, PReLU, HardSwish and ReLU6 the only float op is the final DEQUANTIZE (and the entry QUANTIZE
-reads the float input); ``docs/targets-evidence.md`` has the per-activation op counts.
+float, per op type, with the activations fused into convolutions. Measured on the stand-in (yolo11n, 64 px, the
+versions of ``pyproject``'s ``tflite`` extra): with SiLU (LOGISTIC + MUL), ReLU (fused into CONV_2D) and PReLU
+(decomposed into RELU, MUL and SUB) the only float op is the final DEQUANTIZE; with LeakyReLU the quantizer leaves
+all 77 LEAKY_RELU ops in float, each between a DEQUANTIZE and a QUANTIZE, so the "INT8" model computes every
+activation in float (on the CPU on Ethos-U). ``docs/targets-evidence.md`` has the per-activation counts.
 
 Examples:
     >>> TFLiteInt8.name, TFLiteInt8.runs_on_host
