@@ -109,8 +109,9 @@ def test_placement_follows_what_vela_leaves_on_the_cpu(builds, tmp_path):
     source = Path(builds["silu"].details["scored_model"])
     n = builds["silu"].details["tflite"]["ops"]["ops"]["LOGISTIC"]
     forced = vela_compile(source, tmp_path / "forced", "ethos-u55-128", extra=("--ignore-ops", "LOGISTIC"))
-    assert forced["placement"]["cpu"].get("LOGISTIC") == n, forced["placement"]
+    assert forced["placement"]["cpu"] == {"DEQUANTIZE": 1, "LOGISTIC": n, "QUANTIZE": 1}, forced["placement"]
     assert "LOGISTIC" not in forced["placement"]["accelerator"]
+    assert sum(forced["placement"]["cpu"].values()) == forced["vela_operators"]["cpu"]  # Vela's own count agrees
     assert forced["vela_operators"]["cpu"] > builds["silu"].details["configs"]["ethos-u55-128"]["vela_operators"]["cpu"]
 
 
