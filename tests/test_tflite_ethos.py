@@ -148,3 +148,23 @@ def test_a_measured_cell_that_contradicts_its_documented_source_says_why():
             assert cell.why_differs.strip(), f"{key}/{act}: measured {cell.status}, documented {cell.documented[0]}"
             assert f"(documented: {cell.documented[0]} " in render_markdown()
     assert any(c.documented and c.documented[0] != c.status for _, _, c in measured)  # ethos-u leaky_relu
+
+
+def test_a_missing_toolchain_is_one_line_naming_the_extra(monkeypatch):
+    """Without Vela (or the LiteRT chain), asking for the target is one line that names what is missing and the
+    extra that brings it."""
+    import importlib.util
+
+    from yolo_leaky.targets.base import get_backend
+    from yolo_leaky.utils.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("ethosu", "litert_torch") else real(name, *a)
+    )
+    with pytest.raises(UserError) as e:
+        get_backend("ethos-u")
+    assert str(e.value).startswith("ethos-u needs ethos-u-vela, litert-torch") and "yolo-leaky[ethos-u]" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"tflite-int8 needs litert-torch: pip install 'yolo-leaky\[tflite\]'$"):
+        get_backend("tflite-int8")
