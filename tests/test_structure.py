@@ -160,7 +160,7 @@ def test_ci_installs_every_extra_the_tests_need():
     extras = set(re.findall(r"^(\w[\w-]*)\s*=", block, flags=re.M)) - {"dev"}
     dev = re.search(r"^dev\s*=\s*\[(.*)\]", block, flags=re.M).group(1)
     brought = {e.strip() for m in re.findall(r"yolo-leaky\[([^\]]*)\]", dev) for e in m.split(",")}
-    assert extras == {"ray", "openvino"} and brought == extras, (extras, dev)
+    assert extras == {"ray", "openvino", "tflite", "ethos-u"} and brought == extras, (extras, dev)
     assert '-e ".[dev]"' in (REPO / "scripts/setup.sh").read_text()
     assert re.search(r"^export CI=", (REPO / ".ci/run").read_text(), flags=re.M)
     skip = "pytest." + "importorskip("  # spelled in two parts, so that this file does not match itself

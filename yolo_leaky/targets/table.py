@@ -50,6 +50,12 @@ HAILO_CLS = (
     "https://github.com/hailo-ai/hailo_model_zoo/blob/master/docs/public_models/HAILO8/HAILO8_classification.rst"
 )
 VELA_OPS = "https://github.com/nxp-imx/ethos-u-vela/blob/HEAD/SUPPORTED_OPS.md (Vela 3.6)"
+# Filled from a run here: ``targets.ethos_u.activation_cell`` on the stand-in (yolo11n, 64 px) swapped to each
+# activation; tests/test_tflite_ethos.py re-derives the SiLU and ReLU cells from a fresh run and compares.
+VELA_MEASURED = (
+    "measured here: ethos-u-vela 5.2.0 on Ultralytics 8.4.190 LiteRT INT8 export (litert-torch 0.10.0, "
+    "ai-edge-quantizer 0.10.0), yolo11n at 64 px, ethos-u55-128 and ethos-u65-256"
+)
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,18 @@ class Cell:
         note: A few words on how, or under which condition.
         source: Where that is written (URL or issue reference); never empty.
         slope: For a ``constrained`` LeakyReLU: the only negative slope the target runs.
+        documented: For a cell a toolchain run here decided (``source`` starts with ``measured here:``): the
+            ``(status, source)`` that the hand-written cell had, from the vendor's documentation.
+        why_differs: Why the measured status is not the documented one; required when they differ
+            (``tests/test_tflite_ethos.py`` checks it).
     """
 
     status: str
     note: str
     source: str
     slope: float | None = None
+    documented: tuple[str, str] | None = None
+    why_differs: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,12 +205,46 @@ TARGETS = {
     "ethos-u": Target(
         "Arm Ethos-U (Vela, int8)",
         _cells(
-            silu=Cell("native", "LOGISTIC + MUL on the NPU, not fused", VELA_OPS),
-            relu=Cell("fused", "fused activation", VELA_OPS),
-            relu6=Cell("fused", "fused activation", VELA_OPS),
-            leaky_relu=Cell("native", "LEAKY_RELU op on the NPU", VELA_OPS),
-            prelu=Cell("native", "PRELU op on the NPU", VELA_OPS),
-            hardswish=Cell("native", "HARD_SWISH op on the NPU (int8)", VELA_OPS),
+            silu=Cell(
+                "native",
+                "LOGISTIC + MUL on the NPU, not fused (Vela runs LOGISTIC as a LUT)",
+                VELA_MEASURED,
+                documented=("native", VELA_OPS),
+            ),
+            relu=Cell(
+                "fused",
+                "fused into CONV_2D by the converter; on the NPU",
+                VELA_MEASURED,
+                documented=("fused", VELA_OPS),
+            ),
+            relu6=Cell(
+                "fused",
+                "fused into CONV_2D by the converter; on the NPU",
+                VELA_MEASURED,
+                documented=("fused", VELA_OPS),
+            ),
+            leaky_relu=Cell(
+                "cpu-fallback",
+                "LEAKY_RELU left in float by the INT8 quantizer, so Vela leaves it on the CPU",
+                VELA_MEASURED,
+                documented=("native", VELA_OPS),
+                why_differs=(
+                    "Vela runs an int8 LEAKY_RELU on the NPU, but ai-edge-quantizer 0.10 (Ultralytics' LiteRT INT8 "
+                    "export) cannot quantize LEAKY_RELU and leaves each one between a DEQUANTIZE and a QUANTIZE"
+                ),
+            ),
+            prelu=Cell(
+                "native",
+                "no PRELU op: litert-torch writes RELU + MUL + SUB instead, all on the NPU",
+                VELA_MEASURED,
+                documented=("native", VELA_OPS),
+            ),
+            hardswish=Cell(
+                "native",
+                "HARD_SWISH op (int8) on the NPU",
+                VELA_MEASURED,
+                documented=("native", VELA_OPS),
+            ),
         ),
     ),
 }
@@ -322,15 +368,24 @@ def render_markdown() -> str:
         cells = []
         for act in TABLE_ACTS:
             cell = spec.cells[act]
-            for src in cell.source.split("; "):
-                if src not in sources:
-                    sources.append(src)
-            refs = sorted(sources.index(src) + 1 for src in cell.source.split("; "))
-            cells.append(f"**{cell.status}**: {cell.note} " + "".join(f"[{i}]" for i in refs))
+            text = f"**{cell.status}**: {cell.note} {_refs(cell.source, sources)}"
+            if cell.documented:
+                status, source = cell.documented
+                why = f": {cell.why_differs}" if cell.why_differs else ""
+                text += f" (documented: {status} {_refs(source, sources)}{why})"
+            cells.append(text)
         rows.append(f"| `{key}` {spec.name} | " + " | ".join(cells) + " |")
     legend = "\n".join(f"- **{status}**: {meaning}" for status, meaning in STATUSES.items())
     refs = "\n".join(f"{i}. {_link(src)}" for i, src in enumerate(sources, 1))
     return f"Status vocabulary:\n\n{legend}\n\n" + "\n".join(rows) + f"\n\nSources:\n\n{refs}\n"
+
+
+def _refs(source: str, sources: list[str]) -> str:
+    """``[i][j]`` for each of ``source``'s ``; ``-separated sources, numbering new ones at the end of ``sources``."""
+    for src in source.split("; "):
+        if src not in sources:
+            sources.append(src)
+    return "".join(f"[{i}]" for i in sorted(sources.index(src) + 1 for src in source.split("; ")))
 
 
 def _link(source: str) -> str:

@@ -1,0 +1,309 @@
+"""``tflite-int8``: Ultralytics' own LiteRT (TFLite) exporter, full-integer INT8, run by the host interpreter.
+
+This is the numeric path of TFLite on XNNPACK, the Coral Edge TPU and Arm Ethos-U (``ethos_u.py`` compiles this same
+file with Vela). The artifact is what ``yolo export format=litert quantize=8`` writes with Ultralytics 8.4 (the
+former ``format=tflite int8=True``): ``litert-torch`` converts the PyTorch model (graph input stays NCHW float32),
+Ultralytics wraps it so the box coordinates leave the network divided by the input size (``_NormalizeCoords``:
+boxes and 0-1 scores then share one INT8 scale without ruining the scores), and ``ai-edge-quantizer`` applies its
+``static_wi8_ai8`` recipe (INT8 weights and activations, everything quantized up to the graph output) with float
+graph input and output (a QUANTIZE at the entry, a DEQUANTIZE at the exit).
+
+Calibration: Ultralytics' exporter calibrates on the ``val`` split of its ``data=`` (its ``split`` argument is not
+accepted for this format), every image of it (``fraction=1.0``), one image per step (``batch=1``), preprocessed by
+its validation dataset (letterbox, /255). So that it sees exactly this project's calibration set (the training-split
+images of ``measure.quant.calibration_images`` / ``core.repair.calibration_set``), the build copies those images into
+a dataset whose ``val`` split is exactly them (``measure.quant.write_calibration_dataset``, as the OpenVINO INT8
+export does) and passes that as ``data=``. The exporter warns that fewer than 300 images are few; the count is the
+caller's (``deploy``: the calibration set's size).
+
+What is left in float: ``tflite_ops`` reads the artifact's flatbuffer and lists every op whose output tensor is
+float, per op type, with the activations fused into convolutions. Measured on the stand-in (yolo11n, 64 px, the
+versions of ``pyproject``'s ``tflite`` extra): with SiLU (LOGISTIC + MUL), ReLU (fused into CONV_2D) and PReLU
+(decomposed into RELU, MUL and SUB) the only float op is the final DEQUANTIZE; with LeakyReLU the quantizer leaves
+all 77 LEAKY_RELU ops in float, each between a DEQUANTIZE and a QUANTIZE, so the "INT8" model computes every
+activation in float (on the CPU on Ethos-U). ``docs/targets-evidence.md`` has the per-activation counts.
+
+Examples:
+    >>> TFLiteInt8.name, TFLiteInt8.runs_on_host
+    ('tflite-int8', True)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..utils.errors import UserError
+from .base import Backend, Build
+
+TOOLCHAIN = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")  # what Ultralytics' LiteRT INT8 export imports
+DISTRIBUTIONS = {m: m.replace("_", "-") for m in TOOLCHAIN}  # module -> distribution name
+RECIPE = "ai_edge_quantizer recipe.static_wi8_ai8(), graph input and output left float (Ultralytics 8.4 torch2litert)"
+
+try:  # the shared rejection error, where targets/base.py has it
+    from .base import ToolchainRejected
+except ImportError:  # pragma: no cover - until base.py gains it
+
+    class ToolchainRejected(UserError):
+        """The vendor's toolchain refused the model: one line with its message and where its full log is."""
+
+        def __init__(self, target: str, tool: str, message: str, log: Path) -> None:
+            first = next((line.strip() for line in str(message).splitlines() if line.strip()), "no message")
+            self.target, self.tool, self.first_line, self.log = target, tool, first, Path(log)
+            super().__init__(f"{target}: {tool} rejected the model: {first}; full log: {log}")
+
+
+@dataclass
+class TFLiteBuild(Build):
+    """A ``Build`` with the float reference and the backend's details (fields that ``base.Build`` may also have).
+
+    Attributes:
+        reference: The FP32 ``.tflite`` converted by the same chain without quantization (None when not built).
+        details: ``tflite_ops`` of the artifact (and of the reference), the calibration, the recipe.
+    """
+
+    reference: Path | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["reference"] = None if self.reference is None else str(self.reference)
+        return d
+
+
+class TFLiteInt8(Backend):
+    """Ultralytics' LiteRT INT8 export, scored and timed on the host interpreter (XNNPACK on x86).
+
+    Args:
+        fp32_reference: Also convert the FP32 ``.tflite`` (``TFLiteBuild.reference``), so the FP32 score and the
+            latency ratio are taken in the same runtime; one more conversion (about as long as the INT8 export).
+
+    Examples:
+        >>> TFLiteInt8().install
+        "pip install 'yolo-leaky[tflite]'"
+    """
+
+    name = "tflite-int8"
+    install = "pip install 'yolo-leaky[tflite]'"
+    runs_on_host = True
+
+    def __init__(self, fp32_reference: bool = True) -> None:
+        self.fp32_reference = fp32_reference
+
+    def missing(self) -> str | None:
+        """None when the LiteRT export chain imports here; else which module is missing and the install step."""
+        absent = [DISTRIBUTIONS[m] for m in TOOLCHAIN if importlib.util.find_spec(m) is None]
+        return f"{self.name} needs {', '.join(absent)}: {self.install}" if absent else None
+
+    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> TFLiteBuild:
+        """Export ``weights`` with Ultralytics' LiteRT exporter, full-integer INT8 on ``calibration``'s images.
+
+        Raises:
+            UserError: Calibration images of another size than ``imgsz``.
+            ToolchainRejected: The exporter or the quantizer failed (its first line and the log's path).
+        """
+        import torch
+        import ultralytics
+
+        if calibration.imgsz != imgsz:
+            raise UserError(f"calibration images are {calibration.imgsz} px but imgsz={imgsz}; make them at {imgsz}")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = Path(weights).stem
+        log = out_dir / f"{stem}_litert.log"
+        calib_yaml = _calibration_yaml(calibration, out_dir / f"{stem}_calibration")
+        int8 = export_litert(weights, out_dir, imgsz, log, self.name, data=calib_yaml)
+        reference = export_litert(weights, out_dir, imgsz, log, self.name) if self.fp32_reference else None
+        details = {
+            "recipe": RECIPE,
+            "calibration": {
+                "how": "Ultralytics' exporter calibrates on data='s val split; that split is exactly these training "
+                "images (measure.quant.write_calibration_dataset), batch 1, fraction 1.0",
+                **{k: v for k, v in calibration.to_dict().items() if k != "files"},
+            },
+            "ops": tflite_ops(int8),
+        }
+        if reference is not None:
+            details["reference_ops"] = tflite_ops(reference)
+        data_arg = f"data={calib_yaml}"
+        commands = [
+            f"yolo export model={weights} format=litert quantize=8 {data_arg} imgsz={imgsz} batch=1 device=cpu",
+            f"(calibration: {calib_yaml}'s val split is the {len(calibration.files)} training images listed in "
+            f"deploy.json, seed {calibration.seed})",
+        ]
+        if reference is not None:
+            commands.append(f"yolo export model={weights} format=litert imgsz={imgsz} batch=1 device=cpu  # FP32")
+        return TFLiteBuild(
+            target=self.name,
+            artifact=int8,
+            tools={
+                "ultralytics": ultralytics.__version__,
+                "torch": torch.__version__.split("+")[0],
+                **{DISTRIBUTIONS[m]: _version(DISTRIBUTIONS[m]) for m in TOOLCHAIN},
+            },
+            commands=commands,
+            log=log if log.exists() else None,
+            files=[calib_yaml],
+            reference=reference,
+            details=details,
+        )
+
+    def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
+        """Ultralytics' validator on the ``.tflite`` itself, run by the host LiteRT interpreter."""
+        from ..measure.quant import validate_onnx
+
+        return validate_onnx(build.artifact, data_yaml, imgsz)
+
+    def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
+        """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), on a
+        seeded random image in [0, 1]."""
+        return interpreter_runner(build.artifact, threads, seed)
+
+
+def export_litert(weights: Path, out_dir: Path, imgsz: int, log: Path, target: str, data: Path | None = None) -> Path:
+    """Ultralytics' LiteRT export of ``weights`` into ``out_dir``: INT8 (``quantize=8``) when ``data`` (a dataset
+    YAML whose val split is the calibration set) is given, else FP32. Output goes to ``log``.
+
+    Raises:
+        ToolchainRejected: The export failed; its traceback is appended to ``log``.
+    """
+    from ..core.loading import load
+    from ..utils.console import quiet
+
+    yolo = load(weights)
+    stem = Path(weights).stem
+    kwargs = {"format": "litert", "imgsz": imgsz, "batch": 1, "device": "cpu"}
+    if data is not None:
+        kwargs.update(quantize=8, data=str(data))
+    yolo.model.pt_path = str(Path(out_dir) / f"{stem}.pt")  # the exporter names its file after this (only the name)
+    try:
+        with quiet(log):
+            produced = Path(yolo.export(**kwargs))
+    except UserError:
+        raise
+    except Exception as e:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"\nUltralytics' LiteRT export raised, called by the {target} backend:\n{traceback.format_exc()}")
+        raise ToolchainRejected(target, "Ultralytics' LiteRT export", f"{type(e).__name__}: {e}", log) from None
+    if not produced.is_file():
+        raise ToolchainRejected(target, "Ultralytics' LiteRT export", f"no .tflite written ({produced})", log)
+    return produced
+
+
+def tflite_ops(path: str | Path) -> dict:
+    """What a ``.tflite`` file computes, read from its flatbuffer (no interpreter).
+
+    Returns:
+        ``ops``: op type -> count (custom ops by their custom code, e.g. ``ethos-u``); ``float_ops``: op type -> how
+        many of them write a float tensor (what the quantizer left in float); ``fused_activations``: activation
+        fused into a CONV_2D / DEPTHWISE_CONV_2D / ADD ... -> count; ``input_types`` / ``output_types``: the graph's
+        tensor types; ``subgraphs``.
+
+    Examples:
+        >>> tflite_ops("missing.tflite")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] No such file or directory: 'missing.tflite'
+    """
+    buf = Path(path).read_bytes()
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = _enum_names(schema.BuiltinOperator)
+    types = _enum_names(schema.TensorType)
+    acts = _enum_names(schema.ActivationFunctionType)
+    model = schema.Model.GetRootAs(buf, 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # the schema keeps both fields
+        codes.append(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM else names[builtin])
+    ops: Counter = Counter()
+    floats: Counter = Counter()
+    fused: Counter = Counter()
+    graph = model.Subgraphs(0)
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        kind = codes[op.OpcodeIndex()]
+        ops[kind] += 1
+        outputs = [graph.Tensors(op.Outputs(k)).Type() for k in range(op.OutputsLength()) if op.Outputs(k) >= 0]
+        if any(types[t].startswith("FLOAT") for t in outputs):
+            floats[kind] += 1
+        act = _fused_activation(schema, op)
+        if act:
+            fused[acts[act]] += 1
+    return {
+        "ops": dict(ops.most_common()),
+        "float_ops": dict(floats.most_common()),
+        "fused_activations": dict(fused.most_common()),
+        "input_types": [types[graph.Tensors(graph.Inputs(k)).Type()] for k in range(graph.InputsLength())],
+        "output_types": [types[graph.Tensors(graph.Outputs(k)).Type()] for k in range(graph.OutputsLength())],
+        "subgraphs": model.SubgraphsLength(),
+    }
+
+
+def interpreter_runner(path: str | Path, threads: int = 1, seed: int = 0) -> Callable[[], object]:
+    """A call that runs one inference of ``path`` in the LiteRT interpreter on a fixed seeded input."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    x = np.random.default_rng(seed).random(inp["shape"], dtype=np.float32)
+    if inp["dtype"] != np.float32:
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+    interpreter.set_tensor(inp["index"], x)
+
+    def run() -> object:
+        interpreter.invoke()
+        return interpreter
+
+    return run
+
+
+def _fused_activation(schema, op) -> int:
+    """The fused activation of ``op`` (0: none) where its options carry one."""
+    table = op.BuiltinOptions()
+    if table is None:
+        return 0
+    kind = op.BuiltinOptionsType()
+    for name in (
+        "Conv2DOptions",
+        "DepthwiseConv2DOptions",
+        "AddOptions",
+        "MulOptions",
+        "SubOptions",
+        "FullyConnectedOptions",
+        "Pool2DOptions",
+        "ConcatenationOptions",
+    ):
+        if kind == getattr(schema.BuiltinOptions, name):
+            options = getattr(schema, name)()
+            options.Init(table.Bytes, table.Pos)
+            return options.FusedActivationFunction()
+    return 0
+
+
+def _enum_names(enum) -> dict[int, str]:
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _calibration_yaml(calibration, folder: Path) -> Path:
+    from ..measure.quant import write_calibration_dataset
+
+    return write_calibration_dataset(calibration, folder)
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
