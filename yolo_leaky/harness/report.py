@@ -486,7 +486,8 @@ def _speed_section(c, rows, speed) -> str:
 
 
 # Documentation, not this run: how often the block interval (blocks in fresh processes) contained the pooled
-# estimate of other fresh runs, in two measurements; docs/methodology.md "Speed confidence intervals" has the full tables.
+# estimate of other fresh runs, in two measurements; docs/methodology.md "Speed confidence intervals" has the full
+# tables.
 SPEED_CI_COVERAGE = {
     "where": (
         "6 runs per variant and measurement, so one run is 17 points; measured twice on this project's 2-core AMD "

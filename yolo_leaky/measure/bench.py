@@ -20,8 +20,8 @@ Method (what ``benchmark`` does):
    So what varies between processes (memory layout and allocation, code and cache aliasing: Mytkowicz et al. 2009,
    Curtsinger & Berger 2013) varies between blocks too, and the spread over blocks includes it. Measured on two
    2-core machines, blocks in one process did not: their interval contained other processes' estimates in 50-100%
-   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in docs/methodology.md). A worker start costs
-   about 2 s on an idle 2-core machine (Python, torch and ONNX Runtime imports), outside the timed rounds.
+   of runs depending on the variant (``benchmarks/ci_coverage.py``; figures in docs/methodology.md). A worker start
+   costs about 2 s on an idle 2-core machine (Python, torch and ONNX Runtime imports), outside the timed rounds.
    ``isolate=False`` runs the blocks in this process instead (for tests of the protocol, not for reported figures;
    the result records which: ``settings["isolation"]`` and each block's ``settings["block_pids"]``). Within a block:
    Interleaved rounds. A round times every model once with ``time.perf_counter_ns``. Even rounds use a fresh seeded
