@@ -36,8 +36,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .base import Backend, Build
-from .tflite_int8 import TFLiteBuild, TFLiteInt8, ToolchainRejected, _version, tflite_ops
+from .base import Backend, Build, ToolchainRejected
+from .tflite_int8 import TFLiteInt8, _version, tflite_ops
 
 VELA_CONFIG = "Arm/vela.ini"  # shipped with ethos-u-vela; Vela resolves it in its config_files folder
 CONFIGS = {
@@ -107,7 +107,7 @@ class EthosU(Backend):
             absent.append(chain.split(" needs ", 1)[1].split(":")[0])
         return f"{self.name} needs {', '.join(absent)}: {self.install}" if absent else None
 
-    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> TFLiteBuild:
+    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> Build:
         """The ``tflite-int8`` artifact, then Vela on it for every configuration.
 
         Raises:
@@ -122,7 +122,7 @@ class EthosU(Backend):
         files = [*source.files, source.artifact]
         for c in per_config.values():
             files += [Path(c["vela_tflite"]), Path(c["summary_csv"]), Path(c["log"])]
-        return TFLiteBuild(
+        return Build(
             target=self.name,
             artifact=Path(first["vela_tflite"]),
             tools={**source.tools, "ethos-u-vela": version},

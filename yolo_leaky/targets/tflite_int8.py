@@ -34,52 +34,21 @@ import importlib.util
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..utils.errors import UserError
-from .base import Backend, Build
+from .base import Backend, Build, ToolchainRejected
 
 TOOLCHAIN = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")  # what Ultralytics' LiteRT INT8 export imports
 DISTRIBUTIONS = {m: m.replace("_", "-") for m in TOOLCHAIN}  # module -> distribution name
 RECIPE = "ai_edge_quantizer recipe.static_wi8_ai8(), graph input and output left float (Ultralytics 8.4 torch2litert)"
-
-try:  # the shared rejection error, where targets/base.py has it
-    from .base import ToolchainRejected
-except ImportError:  # pragma: no cover - until base.py gains it
-
-    class ToolchainRejected(UserError):
-        """The vendor's toolchain refused the model: one line with its message and where its full log is."""
-
-        def __init__(self, target: str, tool: str, message: str, log: Path) -> None:
-            first = next((line.strip() for line in str(message).splitlines() if line.strip()), "no message")
-            self.target, self.tool, self.first_line, self.log = target, tool, first, Path(log)
-            super().__init__(f"{target}: {tool} rejected the model: {first}; full log: {log}")
-
-
-@dataclass
-class TFLiteBuild(Build):
-    """A ``Build`` with the float reference and the backend's details (fields that ``base.Build`` may also have).
-
-    Attributes:
-        reference: The FP32 ``.tflite`` converted by the same chain without quantization (None when not built).
-        details: ``tflite_ops`` of the artifact (and of the reference), the calibration, the recipe.
-    """
-
-    reference: Path | None = None
-    details: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d["reference"] = None if self.reference is None else str(self.reference)
-        return d
 
 
 class TFLiteInt8(Backend):
     """Ultralytics' LiteRT INT8 export, scored and timed on the host interpreter (XNNPACK on x86).
 
     Args:
-        fp32_reference: Also convert the FP32 ``.tflite`` (``TFLiteBuild.reference``), so the FP32 score and the
+        fp32_reference: Also convert the FP32 ``.tflite`` (``Build.reference``), so the FP32 score and the
             latency ratio are taken in the same runtime; one more conversion (about as long as the INT8 export).
 
     Examples:
@@ -99,7 +68,7 @@ class TFLiteInt8(Backend):
         absent = [DISTRIBUTIONS[m] for m in TOOLCHAIN if importlib.util.find_spec(m) is None]
         return f"{self.name} needs {', '.join(absent)}: {self.install}" if absent else None
 
-    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> TFLiteBuild:
+    def build(self, weights: Path, calibration, out_dir: Path, imgsz: int) -> Build:
         """Export ``weights`` with Ultralytics' LiteRT exporter, full-integer INT8 on ``calibration``'s images.
 
         Raises:
@@ -137,7 +106,7 @@ class TFLiteInt8(Backend):
         ]
         if reference is not None:
             commands.append(f"yolo export model={weights} format=litert imgsz={imgsz} batch=1 device=cpu  # FP32")
-        return TFLiteBuild(
+        return Build(
             target=self.name,
             artifact=int8,
             tools={
