@@ -20,7 +20,8 @@ from ..core.spec import ActSpec, parse_act
 from ..utils.errors import UserError
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
-OUR_KEYS = {"act"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments
+# what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments: act= and a partial swap's selection
+OUR_KEYS = {"act", "layers", "keep_silu", "sites"}
 
 
 def parse_kv(tokens: list[str], valid: set[str]) -> dict:
