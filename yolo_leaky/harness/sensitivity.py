@@ -32,7 +32,7 @@ import torch
 from scipy import stats
 
 from ..core.loading import check_model_source, load
-from ..core.partial import Selection, compact, layer_of
+from ..core.partial import Selection, check_selection, compact, layer_of, parse_selection
 from ..core.repair import REPAIRS, calibration_set, repaired
 from ..core.spec import ActSpec, parse_act
 from ..core.swap import SITE_MARK, network_of, swap_activations
@@ -120,17 +120,47 @@ def config_from_args(args: dict) -> SensitivityConfig:
 
 
 def sensitivity_from_cli(tokens: list[str]) -> Path:
-    """Run ``yolo-leaky sensitivity key=value ...``; returns the report path."""
+    """Run ``yolo-leaky sensitivity key=value ...``; returns the report path. Every check of the user's input runs
+    before anything is written."""
     from .config import parse_kv
 
     c = config_from_args(parse_kv(tokens, KEYS))
+    prepared = prepare(c)
     out = Path(c.project) / c.name
     with quiet(out / "log.txt", c.verbose):
-        result = run_sensitivity(c)
+        result = run_sensitivity(c, prepared)
     paths = write_outputs(result, out)
     say(format_table(result))
     say(f"yolo-leaky sensitivity: {paths['report']} ({result['timing']['seconds']:.0f} s)")
     return paths["report"]
+
+
+def prepare(c: SensitivityConfig) -> dict:
+    """The SiLU network and the units to scan, checked against the network (``units=`` out of range, or holding no
+    site, is one line), then the data that scores them."""
+    if c.model == STANDIN:
+        with quiet(cache_root() / "standin-log.txt", c.verbose):
+            weights, _ = standin_checkpoint(log=say)
+    else:
+        weights = Path(c.model)
+    spec = parse_act(c.act)
+    silu = network_of(load(weights))
+    only = None
+    if c.units is not None:
+        only = parse_selection("layers", c.units)
+        probe = copy.deepcopy(silu)
+        swap_activations(probe, spec)
+        sites = [p for p, m in probe.named_modules(remove_duplicate=False) if getattr(m, SITE_MARK, False)]
+        try:
+            check_selection(silu, only, sites, name=Path(weights).name)
+        except UserError as e:
+            raise UserError(f"units={c.units}: {e}") from None
+    units = scan_units(silu, spec, c.unit, only)
+    if c.model == STANDIN:
+        data, standin = standin_eval_data(c.val_images), True
+    else:
+        data, standin = Path(resolve_data(str(locate_data(c.data)))), False
+    return {"weights": Path(weights), "silu": silu, "units": units, "data": data, "standin": standin}
 
 
 # ------------------------------------------------------------------------------------------------- measuring
@@ -169,20 +199,20 @@ def scan_units(net: torch.nn.Module, act: ActSpec, unit: str, only: Selection | 
     return units
 
 
-def run_sensitivity(c: SensitivityConfig, log=say) -> dict:
-    """Measure every unit's cost on ``c.draws`` calibration draws; returns the result (``analyse``'s, plus setup)."""
+def run_sensitivity(c: SensitivityConfig, prepared: dict | None = None, log=say) -> dict:
+    """Measure every unit's cost on ``c.draws`` calibration draws; returns the result (``analyse``'s, plus setup).
+
+    Examples:
+        >>> result = run_sensitivity(SensitivityConfig(model="standin", act="relu", units="22-23"))  # doctest: +SKIP
+        >>> [r["label"] for r in result["units"]]  # doctest: +SKIP
+        ['layer 23', 'layer 22']
+    """
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
-    weights, data, standin = _resolve(c)
+    prepared = prepared or prepare(c)
+    weights, data, standin = prepared["weights"], prepared["data"], prepared["standin"]
     spec = parse_act(c.act)
-    silu = load(weights)
-    silu_net = network_of(silu)
-    only = None
-    if c.units is not None:
-        from ..core.partial import parse_selection
-
-        only = parse_selection("layers", c.units)
-    units = scan_units(silu_net, spec, c.unit, only)
+    silu_net, units = prepared["silu"], prepared["units"]
     scorer = ImageScorer(data, c.imgsz, split=c.split, batch=c.batch)
     repair, silu_repair = start_repair(spec, c.repair), start_repair(ActSpec("silu"), c.repair)
     log(
@@ -228,14 +258,6 @@ def run_sensitivity(c: SensitivityConfig, log=say) -> dict:
         },
     )
     return result
-
-
-def _resolve(c: SensitivityConfig) -> tuple[Path, Path, bool]:
-    if c.model == STANDIN:
-        with quiet(cache_root() / "standin-log.txt", c.verbose):
-            weights, _ = standin_checkpoint(log=say)
-        return weights, standin_eval_data(c.val_images), True
-    return Path(c.model), Path(resolve_data(str(locate_data(c.data)))), False
 
 
 # ------------------------------------------------------------------------------------------------- statistics
