@@ -108,7 +108,7 @@ def test_bad_input_is_one_line(case, capsys, tmp_path, monkeypatch, standin):
 
 @pytest.mark.slow
 def test_scan_on_the_standin_separates_what_it_measures(tmp_path, monkeypatch, standin):
-    """Three layers of yolo11n -> relu on the stand-in (two draws, 512 validation images): the top-ranked layer
+    """Three layers of yolo11n -> relu on the stand-in (two draws, 256 validation images): the top-ranked layer
     costs more than the last by more than their combined noise, the full swap costs mAP, and the outputs are
     written. Layers chosen from the full scan in docs/sensitivity.md: a costly one, a middling one and a cheap one."""
     monkeypatch.chdir(tmp_path)
@@ -121,7 +121,7 @@ def test_scan_on_the_standin_separates_what_it_measures(tmp_path, monkeypatch, s
     top, last = result["units"][0], result["units"][-1]
     assert top["cost"] - last["cost"] > Z * result["top_vs_last"]["noise"]
     assert result["full"]["low"] > 0  # the full swap costs mAP, separable from zero
-    assert result["data"]["images"] == 512 and result["data"]["standin"]
+    assert result["data"]["images"] == 256 and result["data"]["standin"]
 
 
 SCAN_LAYERS = "0,22,23"

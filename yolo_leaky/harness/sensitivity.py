@@ -84,8 +84,8 @@ class SensitivityConfig:
     batch: int = 64
     unit: str = "layer"
     units: str | None = None
-    boot: int = 200
-    val_images: int = 512
+    boot: int = 100
+    val_images: int = 256
     split: str = "val"
     name: str | None = None
     project: str = "runs/sensitivity"
