@@ -107,22 +107,20 @@ def test_bad_input_is_one_line(case, capsys, tmp_path, monkeypatch, standin):
 
 
 @pytest.mark.slow
-def test_scan_on_the_standin_separates_what_it_measures(tmp_path, monkeypatch, standin):
-    """Three layers of yolo11n -> relu on the stand-in (two draws, 256 validation images): the top-ranked layer
-    costs more than the last by more than their combined noise, the full swap costs mAP, and the outputs are
-    written. Layers chosen from the full scan in docs/sensitivity.md: a costly one, a middling one and a cheap one."""
+def test_scan_on_the_standin_claims_only_what_it_measures(tmp_path, monkeypatch, standin):
+    """Layers 22 and 23 of yolo11n -> relu on the stand-in (two draws, 256 validation images). Measured
+    (docs/sensitivity.md): the full swap costs +0.077 +- 0.019 mAP50-95, no single layer is separable from zero,
+    and the full swap costs more than those layers' sum by +0.068 +- 0.015. The test asserts those separations, and
+    that every claim of the table agrees with its own interval; the outputs are written."""
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["sensitivity", "model=standin", "act=relu", f"units={SCAN_LAYERS}", "boot=100", "name=t"]) == 0
+    assert cli.main(["sensitivity", "model=standin", "act=relu", "units=22-23", "name=t"]) == 0
     out = tmp_path / "runs/sensitivity/t"
     result = json.loads((out / "sensitivity.json").read_text())
     assert {p.name for p in out.iterdir()} >= {"sensitivity.json", "sensitivity.md", "sensitivity.png"}
-    ranked = [r["label"] for r in result["units"]]
-    assert ranked[0] == TOP and result["top_vs_last"]["separable"], result["units"]
-    top, last = result["units"][0], result["units"][-1]
-    assert top["cost"] - last["cost"] > Z * result["top_vs_last"]["noise"]
+    assert result["data"]["images"] == 256 and result["data"]["standin"] and result["draws"] == 2
     assert result["full"]["low"] > 0  # the full swap costs mAP, separable from zero
-    assert result["data"]["images"] == 256 and result["data"]["standin"]
-
-
-SCAN_LAYERS = "0,22,23"
-TOP = "layer 23"
+    assert result["additivity"]["low"] > 0 and "only 2 of the 18 layers" in result["additivity"]["verdict"]
+    for row in result["units"]:
+        if row.get("separable_from_zero"):
+            assert row["low"] > 0 or row["high"] < 0, row
+    assert "| layer 23 |" in (out / "sensitivity.md").read_text()

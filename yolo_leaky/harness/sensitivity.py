@@ -238,6 +238,13 @@ def run_sensitivity(c: SensitivityConfig, prepared: dict | None = None, log=say)
             evals += 1
         log(f"[sensitivity] draw {draw}: {evals} networks scored, {time.perf_counter() - start:.0f} s")
     result = analyse(scores, units, boot=c.boot)
+    scanned = len({u["layer"] for u in units})
+    every = len({u["layer"] for u in scan_units(silu_net, spec, "layer")})
+    if c.units is not None and scanned < every:  # the sum covers only the scanned layers: say so
+        result["additivity"]["verdict"] = (
+            f"{result['additivity']['verdict']} (only {scanned} of the {every} layers with sites were scanned: "
+            "this compares the full swap with the sum over those, not over every layer)"
+        )
     seconds = time.perf_counter() - start
     result.update(
         config={k: v for k, v in asdict(c).items() if k != "verbose"},
