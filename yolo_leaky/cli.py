@@ -2,6 +2,7 @@
 
     yolo-leaky train   model=yolo11n.yaml act=prelu data=coco8.yaml epochs=3
     yolo-leaky train   model=silu.pt act=relu repair=fit+bn [calib_images=64] [distill_model=silu.pt] data=...
+    yolo-leaky train   model=yolo11n.yaml act=relu keep_silu=22,23 data=coco8.yaml   (partial: also layers=, sites=)
     yolo-leaky val     model=runs/detect/train/weights/best.pt data=coco8.yaml
     yolo-leaky predict model=best.pt source=image.jpg
     yolo-leaky export  model=best.pt format=onnx
@@ -9,6 +10,7 @@
     yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [act=...] [target=dpu] [--json]
     yolo-leaky compare [cfg=cfg/compare.yaml] [key=value ...]
     yolo-leaky deploy  model=best.pt target=ort-cpu data=coco8.yaml [act=relu] [repair=bn] [imgsz=320] [name=...]
+    yolo-leaky sensitivity model=standin act=relu [data=...] [unit=layer|site] [draws=2] [repair=fit+bn]
 
 User errors print one line and exit 2; ``--debug`` or ``YOLO_LEAKY_DEBUG=1`` shows the traceback.
 """
@@ -26,21 +28,23 @@ import torch
 from .core.census import take_census
 from .core.loading import load
 from .core.modelcfg import DEFAULT_ACTS, DEFAULT_MODELS, write_act_yaml
+from .core.partial import selection_from_args
 from .core.spec import parse_act
-from .core.swap import spec_from_yaml
+from .core.swap import swap_description
 from .data.datasets import resolve_data
 from .harness.compare import compare_from_cli
 from .harness.config import TRAIN_ONLY_KEYS, check_ultralytics_args, parse_kv, ultralytics_keys
 from .harness.deploy import deploy_from_cli
+from .harness.sensitivity import sensitivity_from_cli
 from .measure.diagnostics import format_unit_health, unit_health
 from .targets.table import check_target, get_target, leaky_slopes
 from .utils.errors import UserError
 
 ULTRA_MODES = ("train", "val", "predict", "export")
-MODES = (*ULTRA_MODES, "cfg", "inspect", "compare", "deploy")
+MODES = (*ULTRA_MODES, "cfg", "inspect", "compare", "deploy", "sensitivity")
 FLAGS = ("--json", "--debug", "--force", "--quick", "--help", "-h")
 CFG_KEYS = {"model", "act", "out"}
-INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device", "target"}
+INSPECT_KEYS = {"model", "act", "imgsz", "data", "batch", "device", "target", "layers", "keep_silu", "sites"}
 
 
 def run_ultralytics_mode(mode: str, args: dict):
@@ -50,14 +54,17 @@ def run_ultralytics_mode(mode: str, args: dict):
     for key in TRAIN_ONLY_KEYS:
         if mode != "train" and key in args:
             raise UserError(f"{key}= applies to train only (it repairs a swap before the first step); drop it")
+    sites = selection_from_args(args)
+    if sites is not None and act is None:
+        raise UserError(f"{sites} needs the activation to put there; add act=, e.g. act=relu {sites}")
     check_ultralytics_args(args)
     model_arg = args.pop("model", "yolo11n.yaml")
     resume = mode == "train" and args.get("resume")
     if resume:
         model_arg = args["resume"] if isinstance(args["resume"], str) else model_arg
-    yolo = load(model_arg, act=None if resume else act)
+    yolo = load(model_arg, act=None if resume else act, sites=None if resume else sites)
     if resume:
-        _check_resume(yolo, model_arg, act)
+        _check_resume(yolo, model_arg, act, sites)
     if mode in ("train", "val") and (args.get("data") or not args.get("resume")):
         args["data"] = resolve_data(args.get("data") or "coco8.yaml")
     if mode == "train" and args.get("resume"):
@@ -65,16 +72,17 @@ def run_ultralytics_mode(mode: str, args: dict):
     return getattr(yolo, mode)(**args)
 
 
-def _check_resume(yolo, model_arg: str, act) -> None:
+def _check_resume(yolo, model_arg: str, act, sites=None) -> None:
     if act is None:
         return
     if not str(model_arg).endswith(".pt"):
         raise UserError("resume needs the run's last.pt; pass model=runs/<task>/<name>/weights/last.pt resume=True")
 
-    trained = spec_from_yaml(yolo.model.yaml)
-    if trained is None or str(trained) != str(parse_act(act)):
+    trained = swap_description(yolo.model.yaml)
+    asked = f"{parse_act(act)}" + (f" {sites}" if sites is not None else "")
+    if trained != asked:
         raise UserError(
-            f"resume continues a run trained with act={trained or 'silu'}, but act={act} was given; "
+            f"resume continues a run trained with act={trained}, but act={asked} was given; "
             "drop act= to resume, or start a new run (warm start) with model=<last.pt> act=... without resume"
         )
 
@@ -97,7 +105,8 @@ def run_inspect(args: dict, as_json: bool) -> dict:
     target = args.get("target")
     if target is not None:
         get_target(target)  # fail on a typo before loading anything
-    yolo = load(args["model"], act=args.get("act"))
+    sites = selection_from_args(args)
+    yolo = load(args["model"], act=args.get("act"), sites=sites)
     imgsz = int(args.get("imgsz") or 64)
     ch = int(yolo.model.yaml.get("channels", 3)) if isinstance(getattr(yolo.model, "yaml", None), dict) else 3
     census = take_census(yolo, torch.zeros(1, ch, imgsz, imgsz))
@@ -155,6 +164,8 @@ def dispatch(argv: list[str]) -> int:
         run_inspect(parse_kv(rest, INSPECT_KEYS), as_json="--json" in flags)
     elif mode == "deploy":
         deploy_from_cli(rest, force="--force" in flags)
+    elif mode == "sensitivity":
+        sensitivity_from_cli(rest)
     else:
         return compare_from_cli(rest, force="--force" in flags, quick="--quick" in flags)
     return 0

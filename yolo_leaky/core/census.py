@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .partial import compact, layer_of
 from .swap import in_loss_only, is_activation_module, network_of, prelu_stats
 
 
@@ -38,6 +39,8 @@ class Census:
         loss_only_silu: SiLU sites inside loss-only helpers (e.g. RealNVP), left on purpose.
         functional_silu_calls: ``F.silu`` calls in one forward not made by an ``nn.SiLU`` module (None: not run).
         prelu: Per PReLU site: path, slopes, min, median, max.
+        by_layer: Site count by type per Ultralytics layer index (``model.model[i]``; key None outside it): the mix
+            of a partial swap.
     """
 
     sites: Counter = field(default_factory=Counter)
@@ -47,6 +50,18 @@ class Census:
     loss_only_silu: list = field(default_factory=list)
     functional_silu_calls: int | None = None
     prelu: list = field(default_factory=list)
+    by_layer: dict = field(default_factory=dict)
+
+    def mix(self) -> dict[str, str]:
+        """Each activation type and the layers holding it, e.g. ``{"ReLU": "0-10", "SiLU": "13,16-23"}``."""
+        layers: dict[str, list] = {}
+        for layer, types in self.by_layer.items():
+            for t in types:
+                layers.setdefault(t, []).append(layer)
+        return {
+            t: compact([i for i in v if i is not None]) + (" + outside model.model" if None in v else "")
+            for t, v in sorted(layers.items())
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +73,8 @@ class Census:
             "loss_only_silu": len(self.loss_only_silu),
             "functional_silu_calls": self.functional_silu_calls,
             "prelu": self.prelu,
+            "by_layer": {str(k): dict(v) for k, v in self.by_layer.items()},
+            "mix": self.mix(),
         }
 
     def format(self) -> str:
@@ -66,6 +83,8 @@ class Census:
             "distinct instances: " + (", ".join(f"{k} {v}" for k, v in sorted(self.instances.items())) or "none")
         )
         lines.append("shared instances: " + (", ".join(f"{t} x{n} sites" for t, n in self.shared) or "none"))
+        if len(self.mix()) > 1:
+            lines.append("mix by layer: " + "; ".join(f"{t} in {where}" for t, where in self.mix().items()))
         fn = "not measured" if self.functional_silu_calls is None else str(self.functional_silu_calls)
         lines.append(f"SiLU left: {len(self.silu_sites)} module sites, {fn} functional F.silu calls per forward")
         if self.loss_only_silu:
@@ -97,6 +116,7 @@ def take_census(model, example: torch.Tensor | None = None) -> Census:
             census.loss_only_silu.append(path)
             continue
         census.sites[type(module).__name__] += 1
+        census.by_layer.setdefault(layer_of(path), Counter())[type(module).__name__] += 1
         uses[id(module)] += 1
         owners[id(module)] = module
         if isinstance(module, nn.SiLU):

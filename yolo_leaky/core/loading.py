@@ -12,15 +12,16 @@ import yaml as pyyaml
 
 from ..utils.errors import UserError
 from .offline import is_offline
+from .partial import Selection
 from .spec import ActSpec
-from .swap import spec_from_yaml, swap_activations
+from .swap import selection_from_yaml, spec_from_yaml, swap_activations
 from .train import SWAP_SOURCE, attach_trainer
 
 HUB_HINT = "download it on a connected machine (e.g. `yolo predict model={name}`) and pass its local path"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # yolo_leaky/, with its subpackages
 
 
-def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = False):
+def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = False, sites: Selection | None = None):
     """Load an Ultralytics model and, if ``act`` is given, swap its activations.
 
     Args:
@@ -28,6 +29,7 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
             ``last.pt``).
         act: Activation spec to install at every site; None keeps what the model has (and what its YAML asks for).
         verbose: Print Ultralytics' model summary.
+        sites: With ``act``: a partial swap (``partial.parse_selection``), the other sites SiLU.
 
     Returns:
         An ``ultralytics.YOLO`` (or ``RTDETR``) whose ``train()`` keeps the activation.
@@ -35,9 +37,13 @@ def load(model: str | Path, act: str | ActSpec | None = None, verbose: bool = Fa
     path = check_model_source(model)
     yolo = _construct(path, verbose)
     embedded = spec_from_yaml(getattr(yolo.model, "yaml", None))  # a checkpoint's YAML is validated like a file's
+    if sites is not None and act is None:
+        raise UserError(f"{sites} needs the activation to put there; add act=, e.g. act=relu {sites}")
     spec = embedded if act is None else act
+    if act is None and spec is not None:
+        sites = selection_from_yaml(yolo.model.yaml)
     if spec is not None and (act is not None or path.suffix in (".yaml", ".yml")):
-        swap_activations(yolo, spec)
+        swap_activations(yolo, spec, sites=sites, name=path.name)
     if act is not None and path.suffix == ".pt":  # what train(repair=...) repairs, and the SiLU network it fits to
         setattr(yolo, SWAP_SOURCE, {"weights": str(path), "act": str(embedded or "silu"), "network": yolo.model})
     attach_trainer(yolo)

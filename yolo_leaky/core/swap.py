@@ -18,6 +18,7 @@ from ultralytics.nn.modules.block import BottleneckCSP, RepVGGDW, SwiGLUFFN
 from ultralytics.nn.modules.conv import Conv, ConvTranspose, RepConv
 
 from ..utils.errors import UserError
+from .partial import KINDS, Selection, check_selection, layer_of, selection_from_mapping
 from .spec import ACTIVATION_TYPES, ActSpec, parse_act
 
 SITE_MARK = "_yolo_leaky_site"  # attribute set on every module we install, so a later swap finds the sites again
@@ -61,6 +62,8 @@ class SwapReport:
         params_added: Learnable parameters added minus removed.
         left: Sites deliberately not swapped, ``(module path, reason)``.
         notes: Anything else worth knowing (e.g. a PReLU that fell back to one slope).
+        selection: A partial swap's selection (``layers=0-10``), None for every site.
+        kept: Sites a partial swap left at SiLU, by Ultralytics layer index (None: outside ``model.model``).
     """
 
     act: str
@@ -69,6 +72,8 @@ class SwapReport:
     params_added: int = 0
     left: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    selection: str | None = None
+    kept: Counter = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -77,6 +82,8 @@ class SwapReport:
     def summary(self) -> str:
         by_type = ", ".join(f"{k} {v}" for k, v in sorted(self.swapped.items()))
         text = f"swapped {self.total} activation sites to {self.act} ({by_type}); params added: {self.params_added:+,}"
+        if self.selection:
+            text += f"; partial ({self.selection}): {sum(self.kept.values())} sites kept SiLU"
         if self.left:
             text += f"; left {len(self.left)}: " + "; ".join(f"{p} ({why})" for p, why in self.left)
         return text
@@ -90,45 +97,79 @@ class SwapReport:
             "params_added": self.params_added,
             "left": [list(x) for x in self.left],
             "notes": list(self.notes),
+            "selection": self.selection,
+            "kept_silu": sum(self.kept.values()),
+            "kept_silu_by_layer": {str(k): v for k, v in sorted(self.kept.items(), key=lambda kv: str(kv[0]))},
         }
 
 
-def swap_activations(model, act: str | ActSpec, inplace: bool = True) -> SwapReport:
-    """Replace every activation site of ``model`` with a new module built from ``act``.
+def swap_activations(
+    model, act: str | ActSpec, inplace: bool = True, sites: Selection | None = None, name: str = "the model"
+) -> SwapReport:
+    """Replace every activation site of ``model`` (or the sites ``sites`` selects) with a new module from ``act``.
 
     Args:
         model: An Ultralytics ``YOLO`` object, an Ultralytics ``BaseModel`` or any ``nn.Module``.
         act: Activation spec (``relu``, ``leaky_relu:0.1``, ``prelu`` ... or ``nn.LeakyReLU(0.1)``).
         inplace: Use in-place modules where the parent's forward makes that safe.
+        sites: A partial swap (``partial.parse_selection``): the selected sites get ``act``, every other site a
+            fresh SiLU (the network the YAML's record rebuilds). None: every site.
+        name: How to call the model in an error message.
 
     Returns:
         A ``SwapReport``. For a ``YOLO`` object the trainer is also hooked so that ``train()`` keeps the swap.
+
+    Raises:
+        UserError: A selection that does not fit the network (``partial.check_selection``).
+
+    Examples:
+        >>> from yolo_leaky.core.partial import parse_selection
+        >>> backbone = parse_selection("layers", "0-10")
+        >>> report = swap_activations(load("yolo11n.yaml"), "relu", sites=backbone)  # doctest: +SKIP
+        >>> report.total, sum(report.kept.values())  # doctest: +SKIP
+        (41, 36)
     """
     spec = parse_act(act)
     net = network_of(model)
-    report = SwapReport(act=str(spec))
+    report = SwapReport(act=str(spec), selection=None if sites is None else str(sites))
     default_ids = _default_act_ids(net)
+    slots = list(child_slots(net))
+    if sites is not None:
+        found = [p for p, parent, _, child in slots if _site_kind(parent, child, default_ids)]
+        check_selection(net, sites, found, name)
+    silu = ActSpec("silu")
     params_before = sum(p.numel() for p in net.parameters())
-    for path, parent, name, child in child_slots(net):
-        if type(child).__name__ in LOSS_ONLY:
+    for path, parent, name_, child in slots:
+        kind = _site_kind(parent, child, default_ids)
+        chosen = sites is None or sites.selects(path)
+        if kind == "loss-only":
             _note_loss_only(report, child, path)
-        elif isinstance(child, SwiGLUFFN):
+        elif not chosen and kind is not None:
+            report.kept[layer_of(path)] += 1
+            if kind == "site":  # a stock SwiGLUFFN ("ffn") computes F.silu already
+                setattr(parent, name_, _new_act(silu, _site_channels(parent), report, path))
+        elif kind == "ffn":
             gate = _new_act(spec, child.w12.out_features // 2, report, path)
-            _swap_site(report, parent, name, child, GatedFFN(child, gate), "SwiGLUFFN(F.silu)")
-        elif _is_site(parent, child, default_ids):
+            _swap_site(report, parent, name_, child, GatedFFN(child, gate), "SwiGLUFFN(F.silu)")
+        elif kind == "site":
             safe = inplace and isinstance(parent, INPLACE_SAFE_PARENTS)
-            _swap_site(
-                report,
-                parent,
-                name,
-                child,
-                _new_act(spec, _site_channels(parent), report, path, safe),
-                type(parent).__name__,
-            )
+            new = _new_act(spec, _site_channels(parent), report, path, safe)
+            _swap_site(report, parent, name_, child, new, type(parent).__name__)
     report.params_added = sum(p.numel() for p in net.parameters()) - params_before
-    _record_in_yaml(net, spec)
+    _record_in_yaml(net, spec, sites)
     _attach_if_yolo(model)
     return report
+
+
+def _site_kind(parent: nn.Module, child: nn.Module, default_ids: set[int]) -> str | None:
+    """``loss-only``, ``ffn`` (a SwiGLUFFN's functional gate), ``site`` (an activation module) or None."""
+    if type(child).__name__ in LOSS_ONLY:
+        return "loss-only"
+    if isinstance(child, SwiGLUFFN):
+        return "ffn"
+    if _is_site(parent, child, default_ids):
+        return "site"
+    return None
 
 
 def network_of(model) -> nn.Module:
@@ -247,11 +288,16 @@ def _note_loss_only(report: SwapReport, module: nn.Module, path: str) -> None:
     report.left.append((path, f"{n} SiLU in {type(module).__name__}: {LOSS_ONLY[type(module).__name__]}"))
 
 
-def _record_in_yaml(net: nn.Module, spec: ActSpec) -> None:
+def _record_in_yaml(net: nn.Module, spec: ActSpec, sites: Selection | None = None) -> None:
     yaml = getattr(net, "yaml", None)
-    if isinstance(yaml, dict):
-        yaml[YAML_KEY] = {"act": str(spec)}
+    if not isinstance(yaml, dict):
+        return
+    yaml[YAML_KEY] = {"act": str(spec), **(sites.to_yaml() if sites is not None else {})}
+    if sites is None:
         yaml["activation"] = spec.torch_spelling  # so a stock rebuild gets at least the Conv sites right
+    else:
+        # Ultralytics' one shared `activation:` cannot hold a mix; a stock rebuild gets the SiLU network instead
+        yaml.pop("activation", None)
 
 
 def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
@@ -277,7 +323,31 @@ def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
         raise UserError(
             f"model YAML key {YAML_KEY}: must be a mapping such as {{act: relu}}, got {ours!r}; fix the YAML"
         )
+    selection_from_mapping(ours)  # a bad selection fails here too, before anything is built
+    unknown = set(ours) - {"act", *KINDS}
+    if unknown:
+        raise UserError(
+            f"model YAML key {YAML_KEY}: unknown entry {sorted(unknown)[0]!r}; "
+            f"it takes act and one of {', '.join(KINDS)}"
+        )
     return parse_act(str(ours["act"]))
+
+
+def selection_from_yaml(cfg: dict | None) -> Selection | None:
+    """The partial-swap selection a model YAML's ``yolo_leaky:`` key records (None: every site).
+
+    Examples:
+        >>> str(selection_from_yaml({"yolo_leaky": {"act": "relu", "keep_silu": [22, 23]}}))
+        'keep_silu=22-23'
+    """
+    ours = cfg.get(YAML_KEY) if isinstance(cfg, dict) else None
+    return selection_from_mapping(ours) if isinstance(ours, dict) else None
+
+
+def swap_description(cfg: dict | None) -> str:
+    """The activation a YAML asks for, with its selection: ``relu``, ``relu layers=0-10`` or ``silu`` (none)."""
+    spec, sites = spec_from_yaml(cfg), selection_from_yaml(cfg)
+    return f"{spec or 'silu'}" + (f" {sites}" if sites is not None else "")
 
 
 _trainer_hook = None  # set by train.py (``attach_trainer``): swap must not import the trainer that imports swap

@@ -41,7 +41,7 @@ from ..utils.errors import UserError
 from .offline import COCO8_NAMES, is_offline, resolve_coco8
 from .repair import REPAIRS, applicable_repair, repair_swap
 from .spec import ACTIVATIONS, ActSpec
-from .swap import YAML_KEY, set_trainer_hook, spec_from_yaml, swap_activations
+from .swap import YAML_KEY, selection_from_yaml, set_trainer_hook, spec_from_yaml, swap_activations, swap_description
 
 _HOOKED = "_yolo_leaky_hooked"
 SWAP_SOURCE = "_yolo_leaky_swap_source"  # set by load(pt, act=...): the checkpoint a swap started from
@@ -85,7 +85,7 @@ def swap_aware(base: type, model_yaml: dict | None = None, repair: dict | None =
                 if not self.resume:
                     cfg = copy.deepcopy(self.source_yaml)
                 else:
-                    _check_resume_matches(spec_from_yaml(self.source_yaml), spec_from_yaml(cfg))
+                    _check_resume_matches(swap_description(self.source_yaml), swap_description(cfg))
             spec = spec_from_yaml(cfg)  # validates `activation:` before Ultralytics' parse_model could eval it
             if spec is None:
                 return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
@@ -93,7 +93,7 @@ def swap_aware(base: type, model_yaml: dict | None = None, repair: dict | None =
             # `activation:` instance would hide which Identity/PReLU sites are activations
             build = {k: v for k, v in cfg.items() if k not in ("activation", YAML_KEY)}
             model = super().get_model(cfg=build, weights=None, verbose=verbose)
-            report = swap_activations(model, spec)
+            report = swap_activations(model, spec, sites=selection_from_yaml(cfg))  # a partial swap's mix too
             self.swap_report = report
             if weights:
                 model.load(weights)  # after the swap, so learned slopes find matching shapes
@@ -204,8 +204,8 @@ def _regroup(saved: dict, stock: list[list], optimizer) -> dict:
     return {**saved, "state": state, "param_groups": groups}
 
 
-def _check_resume_matches(asked, trained) -> None:
-    if str(asked or "silu") != str(trained or "silu"):
+def _check_resume_matches(asked: str, trained: str) -> None:
+    if asked != trained:
         raise UserError(
             f"resume continues a run trained with act={trained or 'silu'}, but the model now holds act={asked}; "
             "resume without act= (load the last.pt as it is), or start a new run (warm start) without resume"

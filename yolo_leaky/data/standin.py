@@ -122,3 +122,24 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
     }
     atomic.write_json(record_path, record)
     return weights, record
+
+
+def standin_eval_data(n_val: int = 512) -> Path:
+    """The stand-in's shapes data with ``n_val`` validation images, for measurements finer than 64 images resolve.
+
+    The generator draws each split from its own stream, so the training images (and the first 64 validation
+    images) are the bytes the stand-in was trained and validated on; only more validation images are added. The
+    stand-in's recipe and cache key are unchanged: this dataset lives beside it.
+
+    Args:
+        n_val: Validation images (64 gives the stand-in's own dataset).
+
+    Returns:
+        The dataset YAML.
+
+    Examples:
+        >>> standin_eval_data(512).parent.name  # doctest: +SKIP
+        'shapes-val512'
+    """
+    folder = cache_root() / f"standin-{recipe_key()}"
+    return make_shapes_dataset(folder / ("shapes" if n_val == 64 else f"shapes-val{n_val}"), n_val=n_val)

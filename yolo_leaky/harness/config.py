@@ -20,7 +20,9 @@ from ..core.spec import ActSpec, parse_act
 from ..utils.errors import UserError
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
-OUR_KEYS = {"act", "repair", "calib_images"}  # what the CLI's Ultralytics modes accept beyond Ultralytics' own
+# what the CLI's Ultralytics modes accept beyond Ultralytics' own arguments: act=, a partial swap's selection,
+# and the repair of a swap before training
+OUR_KEYS = {"act", "layers", "keep_silu", "sites", "repair", "calib_images"}
 TRAIN_ONLY_KEYS = ("repair", "calib_images")  # of OUR_KEYS, what only train takes
 
 
