@@ -53,6 +53,7 @@ RUN_HERE = {
     "yolo-leaky inspect model=yolo11n.yaml act=leaky_relu:0.1 target=dpu",
     "yolo-leaky inspect model=yolo11n.yaml act=leaky_relu:dpu target=dpu",
     "yolo-leaky inspect model=cfg/yolo11n-prelu.yaml",
+    "yolo-leaky inspect model=yolo11n.yaml act=relu sites=model.23.cv3",
 }
 # the CLI reference's train -> val -> predict -> export chain and cfg, run by one test made small (see there)
 MADE_SMALL = {
