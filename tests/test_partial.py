@@ -83,6 +83,26 @@ def test_the_yaml_record_rebuilds_the_same_mix(tmp_path):
         load(path)
 
 
+def test_a_mix_with_a_repair_record_loads_and_a_bad_record_is_refused(tmp_path):
+    """The YAML key of a partial swap that ``train repair=`` then trained holds both the selection and the repair
+    record: it loads (the record is data), an unknown entry is refused, and a record that is not a mapping too."""
+    from yolo_leaky.core.modelcfg import act_model_yaml, dump_model_yaml
+
+    cfg, _ = act_model_yaml("yolo11n", "relu")
+    cfg["yolo_leaky"]["keep_silu"] = "22,23"
+    cfg["yolo_leaky"]["repair"] = {"asked": "bn", "applied": "bn", "calibration": {"n": 16, "seed": 0}}
+    path = tmp_path / "mix-repaired.yaml"
+    path.write_text(dump_model_yaml(cfg))
+    assert take_census(load(path)).sites == {"ReLU": 50, "SiLU": 27}
+    for entry, value, message in (("repiar", {}, "unknown entry 'repiar'"), ("repair", "bn", "must be a mapping")):
+        bad = {**cfg, "yolo_leaky": {**cfg["yolo_leaky"], entry: value}}
+        if entry != "repair":
+            bad["yolo_leaky"].pop("repair")
+        path.write_text(dump_model_yaml(bad))
+        with pytest.raises(UserError, match=message):
+            load(path)
+
+
 def test_layers_of_a_model_without_ultralytics_layers_are_refused():
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.SiLU(), nn.Conv2d(8, 8, 3), nn.SiLU())
     with pytest.raises(UserError, match="needs an Ultralytics model with numbered layers"):

@@ -300,6 +300,11 @@ def _record_in_yaml(net: nn.Module, spec: ActSpec, sites: Selection | None = Non
         yaml.pop("activation", None)
 
 
+# What yolo-leaky records under its YAML key besides the activation and a selection: ``repair`` (written by
+# ``train repair=``: what was repaired, on which images). Records are data, never evaluated or built from.
+RECORDS = ("repair",)
+
+
 def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
     """The activation a model YAML asks for: our key first, else Ultralytics' ``activation:``.
 
@@ -324,12 +329,15 @@ def spec_from_yaml(cfg: dict | None) -> ActSpec | None:
             f"model YAML key {YAML_KEY}: must be a mapping such as {{act: relu}}, got {ours!r}; fix the YAML"
         )
     selection_from_mapping(ours)  # a bad selection fails here too, before anything is built
-    unknown = set(ours) - {"act", *KINDS}
+    unknown = set(ours) - {"act", *KINDS, *RECORDS}
     if unknown:
         raise UserError(
             f"model YAML key {YAML_KEY}: unknown entry {sorted(unknown)[0]!r}; "
-            f"it takes act and one of {', '.join(KINDS)}"
+            f"it takes act, one of {', '.join(KINDS)}, and the record {', '.join(RECORDS)}"
         )
+    for key in RECORDS:
+        if key in ours and not isinstance(ours[key], dict):
+            raise UserError(f"model YAML key {YAML_KEY}: {key} must be a mapping (a record), got {ours[key]!r}")
     return parse_act(str(ours["act"]))
 
 
