@@ -38,10 +38,11 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-leaky")
 
 
-def recipe_key() -> str:
-    """A short hash of everything that decides the stand-in's weights on one machine."""
+def recipe_key(model: str = MODEL) -> str:
+    """A short hash of everything that decides the stand-in's weights on one machine (the default model's key is the
+    one every earlier cache holds: ``model`` was always part of it)."""
     ident = {
-        "model": MODEL,
+        "model": model,
         "recipe": RECIPE,
         "data": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
         "validation": "square letterbox (rect=False)",
@@ -51,7 +52,7 @@ def recipe_key() -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def standin_checkpoint(log=print) -> tuple[Path, dict]:
+def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
     """The stand-in checkpoint and its record, trained on the first call and reused afterwards.
 
     A record is reused only when its weights still hash to the recorded SHA-256; the weights are written to a
@@ -59,6 +60,8 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
 
     Args:
         log: Called with one progress line before a (~2 min) training.
+        model: The stock SiLU detection YAML to pretrain (``yolo11n.yaml`` by default; ``yolov8n.yaml`` and
+            ``yolo26n.yaml`` get stand-ins of their own, cached under their own keys with the same recipe and data).
 
     Returns:
         ``(path of standin.pt, record)``, the record holding the recipe, the weights' SHA-256, the dataset digest,
@@ -69,19 +72,19 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
         >>> record["metrics"]["map50"] > 0.5  # doctest: +SKIP
         True
     """
-    folder = cache_root() / f"standin-{recipe_key()}"
+    folder = cache_root() / f"standin-{recipe_key(model)}"
     weights, record_path = folder / "standin.pt", folder / "standin.json"
     record = atomic.read_json(record_path)
     if record is not None and weights.is_file() and file_digest(weights) == record.get("weights_sha256"):
         return weights, record
     log(
-        f"[stand-in] pretraining a SiLU {Path(MODEL).stem} on the synthetic shapes data once "
+        f"[stand-in] pretraining a SiLU {Path(model).stem} on the synthetic shapes data once "
         f"({RECIPE['epochs']} epochs at imgsz {RECIPE['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
     )
     data = make_shapes_dataset(folder / "shapes")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        yolo = load(MODEL)
+        yolo = load(model)
         start = time.perf_counter()
         yolo.train(
             data=str(data),
@@ -109,8 +112,9 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
         )
         shutil.move(str(last), weights)
     record = {
-        "what": "SiLU yolo11n pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, not COCO",
-        "model": MODEL,
+        "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, "
+        "not COCO",
+        "model": model,
         "recipe": RECIPE,
         "data_digest": json.loads((folder / "shapes/manifest.json").read_text())["digest"],
         "weights_sha256": file_digest(weights),
@@ -118,13 +122,13 @@ def standin_checkpoint(log=print) -> tuple[Path, dict]:
         "train_seconds": seconds,
         "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
         "machine": platform.processor() or platform.machine(),
-        "key": recipe_key(),
+        "key": recipe_key(model),
     }
     atomic.write_json(record_path, record)
     return weights, record
 
 
-def standin_eval_data(n_val: int = 512) -> Path:
+def standin_eval_data(n_val: int = 512, model: str = MODEL) -> Path:
     """The stand-in's shapes data with ``n_val`` validation images, for measurements finer than 64 images resolve.
 
     The generator draws each split from its own stream, so the training images (and the first 64 validation
@@ -133,6 +137,7 @@ def standin_eval_data(n_val: int = 512) -> Path:
 
     Args:
         n_val: Validation images (64 gives the stand-in's own dataset).
+        model: Whose stand-in folder holds it (the shapes data are the same for every detection model).
 
     Returns:
         The dataset YAML.
@@ -141,5 +146,5 @@ def standin_eval_data(n_val: int = 512) -> Path:
         >>> standin_eval_data(512).parent.name  # doctest: +SKIP
         'shapes-val512'
     """
-    folder = cache_root() / f"standin-{recipe_key()}"
+    folder = cache_root() / f"standin-{recipe_key(model)}"
     return make_shapes_dataset(folder / ("shapes" if n_val == 64 else f"shapes-val{n_val}"), n_val=n_val)
