@@ -37,3 +37,16 @@ def test_detect_passes_and_every_other_task_is_refused(tmp_path):
 def test_unknown_stock_yaml_is_one_line():
     with pytest.raises(UserError, match="neither a file here nor a stock Ultralytics model YAML"):
         model_task("yolo11n-nosuchhead.yaml")
+
+
+def test_a_task_without_a_stand_in_is_one_line_before_anything_is_made(tmp_path, monkeypatch):
+    """The stand-in table decides which tasks get an offline stand-in; any other task is refused before training."""
+    from yolo_leaky.data.standin import TASKS, standin_checkpoint
+
+    monkeypatch.setenv("YOLO_LEAKY_CACHE", str(tmp_path))
+    assert "detect" in TASKS
+    missing = next(t for t in ("segment", "pose", "obb", "classify") if t not in TASKS)
+    suffix = {v: k for k, v in HEADS.items()}[missing]
+    with pytest.raises(UserError, match=f"no offline stand-in for {missing} models yet"):
+        standin_checkpoint(model=f"yolo11n{suffix}.yaml", log=lambda line: None)
+    assert not any(tmp_path.iterdir())  # nothing trained or written

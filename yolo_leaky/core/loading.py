@@ -159,3 +159,33 @@ def _validate_model_yaml(path: Path) -> None:
     if not isinstance(data, dict) or "backbone" not in data or "head" not in data:
         raise UserError(f"model YAML {path} is not an Ultralytics model (needs 'backbone' and 'head'); check the file")
     spec_from_yaml(data)  # raises UserError for code or unknown names, before Ultralytics ever sees the string
+
+
+def model_task(model: str | Path) -> str:
+    """The Ultralytics task of a model YAML or checkpoint, read without training: a YAML's head (Ultralytics'
+    ``guess_model_task`` on the parsed file, nothing built), a checkpoint's own ``task``.
+
+    Args:
+        model: A model YAML (a stock name such as ``yolo11n-seg.yaml``, or a file) or a ``.pt`` checkpoint.
+
+    Returns:
+        ``detect``, ``segment``, ``pose``, ``obb``, ``classify`` ...
+
+    Raises:
+        UserError: For a file ``check_model_source`` or ``load`` refuses, or a YAML name Ultralytics does not know.
+
+    >>> model_task("yolo11n-pose.yaml")
+    'pose'
+    """
+    path = check_model_source(model)
+    if path.suffix == ".pt":
+        return load(path).task
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
+
+    try:
+        cfg = yaml_model_load(path)
+    except FileNotFoundError:
+        raise UserError(
+            f"model {model!r} is neither a file here nor a stock Ultralytics model YAML; check the name"
+        ) from None
+    return guess_model_task(cfg)

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 import ultralytics
 
-from ..core.loading import load
+from ..core.loading import load, model_task
 from ..utils import atomic
+from ..utils.errors import UserError
 from .datasets import file_digest
 from .synthetic import FORMAT_VERSION, TRAIN_RECIPE, make_shapes_dataset
 
@@ -31,6 +32,17 @@ STANDIN = "standin"  # the value of ``weights=`` that names this checkpoint
 CACHE_ENV = "YOLO_LEAKY_CACHE"
 MODEL = "yolo11n.yaml"
 RECIPE = {**TRAIN_RECIPE, "seed": 0, "deterministic": True}  # 16 epochs at imgsz 64; see synthetic.TRAIN_RECIPE
+
+
+def _box_metrics(metrics) -> dict:
+    return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
+
+
+# One row per task that has a stand-in: how its data are made (under the stand-in's folder) and which headline
+# metrics its record keeps. A task gets a stand-in by adding a row (issue 21).
+TASKS: dict[str, dict] = {
+    "detect": {"data": lambda folder: make_shapes_dataset(folder / "shapes"), "metrics": _box_metrics},
+}
 
 
 def cache_root() -> Path:
@@ -72,6 +84,9 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         >>> record["metrics"]["map50"] > 0.5  # doctest: +SKIP
         True
     """
+    task = model_task(model)
+    if task not in TASKS:
+        raise UserError(f"no offline stand-in for {task} models yet ({model}); stand-ins exist for: {', '.join(TASKS)}")
     folder = cache_root() / f"standin-{recipe_key(model)}"
     weights, record_path = folder / "standin.pt", folder / "standin.json"
     record = atomic.read_json(record_path)
@@ -81,7 +96,7 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         f"[stand-in] pretraining a SiLU {Path(model).stem} on the synthetic shapes data once "
         f"({RECIPE['epochs']} epochs at imgsz {RECIPE['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
     )
-    data = make_shapes_dataset(folder / "shapes")
+    data = TASKS[task]["data"](folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         yolo = load(model)
@@ -116,9 +131,10 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         "not COCO",
         "model": model,
         "recipe": RECIPE,
-        "data_digest": json.loads((folder / "shapes/manifest.json").read_text())["digest"],
+        "data_digest": json.loads((Path(data).parent / "manifest.json").read_text())["digest"],
         "weights_sha256": file_digest(weights),
-        "metrics": {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)},
+        "task": task,
+        "metrics": TASKS[task]["metrics"](metrics),
         "train_seconds": seconds,
         "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
         "machine": platform.processor() or platform.machine(),

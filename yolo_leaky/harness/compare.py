@@ -25,7 +25,7 @@ import torch
 import ultralytics
 from ultralytics.utils.torch_utils import get_flops, get_num_params
 
-from ..core.loading import check_model_source, load, save_checkpoint
+from ..core.loading import load, model_task, save_checkpoint
 from ..core.memory import saved_tensor_bytes
 from ..data.datasets import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
 from ..data.standin import STANDIN, cache_root, recipe_key, standin_checkpoint
@@ -481,36 +481,6 @@ def _relocated(value, moved: dict, folder: Path, run_dir: str):
 
 SUPPORTED_TASKS = ("detect",)  # what compare's data, validators, metrics, INT8 scheme and report handle today
 TASK_NAMES = {"segment": "a segmentation", "classify": "a classification", "obb": "an oriented-box (OBB)"}
-
-
-def model_task(model: str | Path) -> str:
-    """The Ultralytics task of a model YAML or checkpoint, read without training: a YAML's head (Ultralytics'
-    ``guess_model_task`` on the parsed file, nothing built), a checkpoint's own ``task``.
-
-    Args:
-        model: A model YAML (a stock name such as ``yolo11n-seg.yaml``, or a file) or a ``.pt`` checkpoint.
-
-    Returns:
-        ``detect``, ``segment``, ``pose``, ``obb``, ``classify`` ...
-
-    Raises:
-        UserError: For a file ``check_model_source`` or ``load`` refuses, or a YAML name Ultralytics does not know.
-
-    >>> model_task("yolo11n-pose.yaml")
-    'pose'
-    """
-    path = check_model_source(model)
-    if path.suffix == ".pt":
-        return load(path).task
-    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
-
-    try:
-        cfg = yaml_model_load(path)
-    except FileNotFoundError:
-        raise UserError(
-            f"model {model!r} is neither a file here nor a stock Ultralytics model YAML; check the name"
-        ) from None
-    return guess_model_task(cfg)
 
 
 def check_task(model: str | Path, task: str | None = None) -> None:
