@@ -5,7 +5,8 @@ The recovery protocol needs a SiLU model that detects something before the swap.
 ``yolo11n.pt`` on COCO8; offline no pretrained weights exist, so this module makes one reproducibly: the shapes
 dataset of ``synthetic.py`` (same bytes for a seed) and the fixed recipe ``RECIPE`` (seeded, deterministic on one
 machine). It is a stand-in, labelled as such wherever its numbers appear: it says how the swap and its recovery
-behave on a network that has learned, never what they cost on COCO.
+behave on a network that has learned, never what they cost on COCO. Segment, pose and OBB models get stand-ins of
+their own on their tasks' versions of the shapes data (``synthetic_tasks.py``, docs/standin-tasks.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..utils import atomic
 from ..utils.errors import UserError
 from .datasets import file_digest
 from .synthetic import FORMAT_VERSION, TRAIN_RECIPE, make_shapes_dataset
+from .synthetic_tasks import TASK_FORMAT_VERSION, make_task_dataset
 
 STANDIN = "standin"  # the value of ``weights=`` that names this checkpoint
 CACHE_ENV = "YOLO_LEAKY_CACHE"
@@ -38,10 +40,31 @@ def _box_metrics(metrics) -> dict:
     return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
 
 
-# One row per task that has a stand-in: how its data are made (under the stand-in's folder) and which headline
-# metrics its record keeps. A task gets a stand-in by adding a row (issue 21).
+def _seg_metrics(metrics) -> dict:
+    return {**_box_metrics(metrics), "mask_map50": float(metrics.seg.map50), "mask_map50_95": float(metrics.seg.map)}
+
+
+def _pose_metrics(metrics) -> dict:
+    return {**_box_metrics(metrics), "pose_map50": float(metrics.pose.map50), "pose_map50_95": float(metrics.pose.map)}
+
+
+def _task_row(task: str, metrics) -> dict:
+    return {
+        "data": lambda folder: make_task_dataset(folder / f"shapes-{task}", task),
+        "metrics": metrics,
+        "ident": f"synthetic {task} shapes v{FORMAT_VERSION}.{TASK_FORMAT_VERSION} (default parameters)",
+        "recipe": RECIPE,
+    }
+
+
+# One row per task that has a stand-in: how its data are made (under the stand-in's folder), which headline
+# metrics its record keeps and, for every task but detection (whose cache key predates the table), what names its
+# data and recipe in the cache key. A task gets a stand-in by adding a row (issue 21; docs/standin-tasks.md).
 TASKS: dict[str, dict] = {
     "detect": {"data": lambda folder: make_shapes_dataset(folder / "shapes"), "metrics": _box_metrics},
+    "segment": _task_row("segment", _seg_metrics),
+    "pose": _task_row("pose", _pose_metrics),
+    "obb": _task_row("obb", _box_metrics),  # an OBB validator's .box holds the rotated-box mAP
 }
 
 
@@ -52,11 +75,12 @@ def cache_root() -> Path:
 
 def recipe_key(model: str = MODEL) -> str:
     """A short hash of everything that decides the stand-in's weights on one machine (the default model's key is the
-    one every earlier cache holds: ``model`` was always part of it)."""
+    one every earlier cache holds: ``model`` was always part of it; other tasks name their own data and recipe)."""
+    row = TASKS.get(model_task(model), {})
     ident = {
         "model": model,
-        "recipe": RECIPE,
-        "data": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "recipe": row.get("recipe", RECIPE),
+        "data": row.get("ident", f"synthetic shapes v{FORMAT_VERSION} (default parameters)"),
         "validation": "square letterbox (rect=False)",
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,
@@ -72,8 +96,9 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
 
     Args:
         log: Called with one progress line before a (~2 min) training.
-        model: The stock SiLU detection YAML to pretrain (``yolo11n.yaml`` by default; ``yolov8n.yaml`` and
-            ``yolo26n.yaml`` get stand-ins of their own, cached under their own keys with the same recipe and data).
+        model: The stock SiLU YAML to pretrain (``yolo11n.yaml`` by default; ``yolov8n.yaml`` and ``yolo26n.yaml``
+            get stand-ins of their own, cached under their own keys with the same recipe and data; a segment, pose
+            or OBB YAML such as ``yolo11n-pose.yaml`` is pretrained on its task's shapes data, ``TASKS``).
 
     Returns:
         ``(path of standin.pt, record)``, the record holding the recipe, the weights' SHA-256, the dataset digest,
@@ -92,18 +117,19 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
     record = atomic.read_json(record_path)
     if record is not None and weights.is_file() and file_digest(weights) == record.get("weights_sha256"):
         return weights, record
+    recipe = TASKS[task].get("recipe", RECIPE)
     log(
         f"[stand-in] pretraining a SiLU {Path(model).stem} on the synthetic shapes data once "
-        f"({RECIPE['epochs']} epochs at imgsz {RECIPE['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
+        f"({recipe['epochs']} epochs at imgsz {recipe['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
     )
     data = TASKS[task]["data"](folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         yolo = load(model)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         yolo.train(
             data=str(data),
-            **RECIPE,
+            **recipe,
             workers=0,
             amp=False,
             plots=False,
@@ -113,12 +139,12 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
             name="train",
             exist_ok=True,
         )
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         last = Path(tmp) / "train/weights/last.pt"
         metrics = load(last).val(  # square letterbox, as every accuracy figure of compare (cells.VAL_ARGS)
             data=str(data),
-            imgsz=RECIPE["imgsz"],
-            batch=RECIPE["batch"],
+            imgsz=recipe["imgsz"],
+            batch=recipe["batch"],
             device="cpu",
             rect=False,
             workers=0,
@@ -130,12 +156,13 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, "
         "not COCO",
         "model": model,
-        "recipe": RECIPE,
+        "recipe": recipe,
         "data_digest": json.loads((Path(data).parent / "manifest.json").read_text())["digest"],
         "weights_sha256": file_digest(weights),
         "task": task,
         "metrics": TASKS[task]["metrics"](metrics),
         "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,  # less sensitive than wall time to other jobs on a shared machine
         "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
         "machine": platform.processor() or platform.machine(),
         "key": recipe_key(model),

@@ -73,6 +73,17 @@ def make_shapes_dataset(
     Returns:
         Path of the dataset YAML (``path`` absolute, ``train``/``val`` relative, ``names``).
     """
+    root = Path(root).resolve()
+    params = _params(n_train, n_val, imgsz, n_tune, seed, max_objects, size_range)
+    if not _reusable(root, params):
+        _generate(root, params)
+    return _write_yaml(root)
+
+
+def _params(
+    n_train: int, n_val: int, imgsz: int, n_tune: int, seed: int, max_objects: int, size_range: tuple[float, float]
+) -> dict:
+    """The checked generation parameters as the manifest records them (ValueError on a bad one)."""
     if not 64 <= imgsz <= 160:
         raise ValueError(f"imgsz must be between 64 and 160 px, got {imgsz}")
     if n_train < 1 or n_val < 1 or max_objects < 1 or n_tune < 0:
@@ -80,8 +91,7 @@ def make_shapes_dataset(
     lo, hi = (float(v) for v in size_range)
     if not 0.05 <= lo <= hi <= 0.9:
         raise ValueError(f"size_range must satisfy 0.05 <= low <= high <= 0.9, got {size_range}")
-    root = Path(root).resolve()
-    params = {
+    return {
         "version": FORMAT_VERSION,
         "n_train": n_train,
         "n_val": n_val,
@@ -92,9 +102,6 @@ def make_shapes_dataset(
         "size_range": [lo, hi],
         "classes": list(CLASSES),
     }
-    if not _reusable(root, params):
-        _generate(root, params)
-    return _write_yaml(root)
 
 
 def _reusable(root: Path, params: dict) -> bool:
@@ -115,7 +122,14 @@ def dataset_digest(root: str | Path) -> str:
     return h.hexdigest()
 
 
-def _generate(root: Path, params: dict) -> None:
+def _draw_detect(rng: np.random.Generator, params: dict) -> tuple[np.ndarray, str]:
+    img, labels = draw_image(rng, params["imgsz"], params["max_objects"], tuple(params["size_range"]))
+    return img, "".join(_label_line(*lb) for lb in labels)
+
+
+def _generate(root: Path, params: dict, draw=_draw_detect) -> None:
+    """Write every split's images and labels, then the manifest; ``draw(rng, params)`` makes one image and the text
+    of its label file (detection boxes here; the other tasks' labels in ``synthetic_tasks.py``)."""
     (root / MANIFEST).unlink(missing_ok=True)  # written last: its presence means a complete dataset
     for d in ("images", "labels"):
         shutil.rmtree(root / d, ignore_errors=True)
@@ -127,17 +141,18 @@ def _generate(root: Path, params: dict) -> None:
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for i in range(n):
-            img, labels = draw_image(rng, params["imgsz"], params["max_objects"], tuple(params["size_range"]))
+            img, text = draw(rng, params)
             stem = f"{split}_{i:05d}"
             if not cv2.imwrite(str(root / "images" / split / f"{stem}.png"), img):
                 raise OSError(f"could not write {root / 'images' / split / stem}.png")
-            (root / "labels" / split / f"{stem}.txt").write_text("".join(_label_line(*lb) for lb in labels))
+            (root / "labels" / split / f"{stem}.txt").write_text(text)
     manifest = {"params": params, "digest": dataset_digest(root)}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def _write_yaml(root: Path, val: str = "val", name: str = YAML_NAME) -> Path:
+def _write_yaml(root: Path, val: str = "val", name: str = YAML_NAME, extra: dict | None = None) -> Path:
     cfg = {"path": str(root), "train": "images/train", "val": f"images/{val}", "names": dict(enumerate(CLASSES))}
+    cfg.update(extra or {})
     out = root / name
     text = pyyaml.safe_dump(cfg, sort_keys=False)
     if not out.exists() or out.read_text() != text:
@@ -166,9 +181,17 @@ def _label_line(cls: int, box: tuple[int, int, int, int], size: int) -> str:
 
 # ---------------------------------------------------------------------------------------------------------- drawing
 def draw_image(
-    rng: np.random.Generator, size: int, max_objects: int, size_range: tuple[float, float]
+    rng: np.random.Generator,
+    size: int,
+    max_objects: int,
+    size_range: tuple[float, float],
+    masks: list | None = None,
 ) -> tuple[np.ndarray, list]:
-    """One BGR image and its labels ``[(class, (x0, y0, x1, y1), size), ...]`` (inclusive pixel boxes)."""
+    """One BGR image and its labels ``[(class, (x0, y0, x1, y1), size), ...]`` (inclusive pixel boxes).
+
+    ``masks``, when given, receives each labelled shape's boolean pixel mask, in label order (the segmentation and
+    pose data of ``synthetic_tasks.py`` derive their labels from them; the drawn bytes are the same either way).
+    """
     img = _background(rng, size)
     taken: list[tuple[int, int, int, int]] = []
     labels = []
@@ -182,6 +205,8 @@ def draw_image(
         img[mask] = _contrasting_colour(rng, img[mask].mean(0))
         taken.append(box)
         labels.append((cls, box, size))
+        if masks is not None:
+            masks.append(mask)
     noise = rng.normal(0, 8, img.shape)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8), labels
 
