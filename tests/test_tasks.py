@@ -50,3 +50,68 @@ def test_a_task_without_a_stand_in_is_one_line_before_anything_is_made(tmp_path,
     with pytest.raises(UserError, match=f"no offline stand-in for {missing} models yet"):
         standin_checkpoint(model=f"yolo11n{suffix}.yaml", log=lambda line: None)
     assert not any(tmp_path.iterdir())  # nothing trained or written
+
+
+# ------------------------------------------------------------------------------------ classification (issue 21)
+CROPS_SMALL = dict(n_train=16, n_val=8, imgsz=32)
+
+
+def crop_hashes(root) -> dict:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.png")}
+
+
+def test_shape_crops_are_deterministic_imagenet_style_folders_ultralytics_reads(tmp_path):
+    """One shape per image, its class as the folder name, in the train/ val/ layout ``check_cls_dataset`` reads;
+    the same seed gives the same bytes, another seed others, and a tampered file is regenerated."""
+    from ultralytics.data.utils import check_cls_dataset
+
+    from yolo_leaky.data.crops import crops_digest, make_shape_crops
+    from yolo_leaky.data.synthetic import CLASSES
+
+    a, b = make_shape_crops(tmp_path / "a", **CROPS_SMALL), make_shape_crops(tmp_path / "b", **CROPS_SMALL)
+    c = make_shape_crops(tmp_path / "c", **CROPS_SMALL, seed=1)
+    assert len(crop_hashes(a)) == 16 + 8 and crop_hashes(a) == crop_hashes(b)
+    assert crops_digest(a) == crops_digest(b) != crops_digest(c)
+    data = check_cls_dataset(str(a))
+    assert data["nc"] == 4 and sorted(data["names"].values()) == sorted(CLASSES)
+    assert {p.parent.name for p in (a / "train").rglob("*.png")} <= set(CLASSES)
+    first = next((a / "train").rglob("*.png"))
+    good = first.read_bytes()
+    first.write_bytes(b"tampered")
+    make_shape_crops(tmp_path / "a", **CROPS_SMALL)
+    assert first.read_bytes() == good
+    with pytest.raises(ValueError):
+        make_shape_crops(tmp_path / "bad", imgsz=16)
+
+
+def test_classification_calibration_set_uses_the_classifiers_own_dataset(tmp_path):
+    """BN re-estimation and INT8 calibration of a classifier draw training images as its validator preprocesses
+    them (Ultralytics' ClassificationDataset: 0-1 RGB at imgsz), seeded like detection's."""
+    from yolo_leaky.core.repair import calibration_set
+    from yolo_leaky.data.crops import make_shape_crops
+
+    root = make_shape_crops(tmp_path / "crops", **CROPS_SMALL)
+    files, images, data = calibration_set(root, n=8, imgsz=32, seed=0)
+    again, _, _ = calibration_set(root, n=8, imgsz=32, seed=0)
+    other, _, _ = calibration_set(root, n=8, imgsz=32, seed=1)
+    assert images.shape == (8, 3, 32, 32) and images.dtype.name == "float32"
+    assert 0.0 <= images.min() and 0.5 < images.max() <= 1.0  # not 0-255, not divided by 255 twice
+    assert files == again != other and all("/train/" in f for f in files) and data["nc"] == 4
+
+
+def test_a_classifier_is_validated_with_its_own_metrics(tmp_path):
+    """compare's validation reads the model's task: a classifier's record holds top-1 and top-5 (values in 0-1),
+    a detector's keeps its box metrics (core.tasks)."""
+    from types import SimpleNamespace
+
+    from yolo_leaky.core.tasks import METRICS, headline
+    from yolo_leaky.data.crops import make_shape_crops
+    from yolo_leaky.harness.cells import validate_metrics
+
+    root = make_shape_crops(tmp_path / "crops", **CROPS_SMALL)
+    c = SimpleNamespace(imgsz=32, batch=8)
+    got = validate_metrics(load("yolo11n-cls.yaml"), c, str(root), "cpu")
+    assert list(got) == ["top1", "top5"] and all(0.0 <= v <= 1.0 for v in got.values()), got
+    assert headline("classify") == ("top1", "top-1") and list(METRICS["detect"])[-1] == headline("detect")[0]
