@@ -2,6 +2,8 @@
 from its YAML or checkpoint, before anything is trained or written; detection models pass. The CLI cases (exit 2,
 nothing written) are in test_errors.py."""
 
+import json
+
 import pytest
 
 from yolo_leaky import load
@@ -115,3 +117,34 @@ def test_a_classifier_is_validated_with_its_own_metrics(tmp_path):
     got = validate_metrics(load("yolo11n-cls.yaml"), c, str(root), "cpu")
     assert list(got) == ["top1", "top5"] and all(0.0 <= v <= 1.0 for v in got.values()), got
     assert headline("classify") == ("top1", "top-1") and list(METRICS["detect"])[-1] == headline("detect")[0]
+
+
+def test_a_stand_in_row_brings_its_own_data_folder_recipe_and_metrics(tmp_path, monkeypatch):
+    """The stand-in table's row decides the data (a classification folder too: its manifest inside it), the recipe
+    (in the cache key and the training) and the record's metrics; a 1-epoch classifier row trains for real."""
+    from yolo_leaky.core.tasks import task_metrics
+    from yolo_leaky.data import standin
+    from yolo_leaky.data.crops import make_shape_crops
+
+    row = {
+        "data": lambda folder: make_shape_crops(folder / "crops", **CROPS_SMALL),
+        "ident": "synthetic shape crops v1 (test)",
+        "stands_for": "ImageNet",
+        "recipe": {"epochs": 1, "imgsz": 32, "batch": 8, "seed": 0, "deterministic": True},
+        "metrics": lambda m: task_metrics(m.results_dict, "classify"),
+    }
+    monkeypatch.setenv("YOLO_LEAKY_CACHE", str(tmp_path))
+    monkeypatch.setitem(standin.TASKS, "classify", row)
+    key = standin.recipe_key("yolo11n-cls.yaml")
+    lines = []
+    weights, record = standin.standin_checkpoint(log=lines.append, model="yolo11n-cls.yaml")
+    assert weights.parent.name == f"standin-{key}" and load(weights).task == "classify"
+    assert (
+        record["task"] == "classify"
+        and record["recipe"] == row["recipe"]
+        and set(record["metrics"]) == {"top1", "top5"}
+    )
+    assert record["data_digest"] == json.loads((weights.parent / "crops/manifest.json").read_text())["digest"]
+    assert "shape crops data once (1 epochs at imgsz 32" in lines[0] and "not ImageNet" in record["what"]
+    monkeypatch.setitem(standin.TASKS, "classify", {**row, "recipe": {**row["recipe"], "epochs": 2}})
+    assert standin.recipe_key("yolo11n-cls.yaml") != key  # the recipe is part of the key

@@ -38,11 +38,24 @@ def _box_metrics(metrics) -> dict:
     return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
 
 
-# One row per task that has a stand-in: how its data are made (under the stand-in's folder) and which headline
-# metrics its record keeps. A task gets a stand-in by adding a row (issue 21).
+# One row per task that has a stand-in: how its data are made (under the stand-in's folder, returning what data=
+# takes: a YAML, or a classification dataset's folder), what the data are called in the cache key and the log, what
+# real data they stand in for, the training recipe, and which headline metrics its record keeps. A task gets a
+# stand-in by adding a row (issue 21).
 TASKS: dict[str, dict] = {
-    "detect": {"data": lambda folder: make_shapes_dataset(folder / "shapes"), "metrics": _box_metrics},
+    "detect": {
+        "data": lambda folder: make_shapes_dataset(folder / "shapes"),
+        "ident": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "stands_for": "COCO",
+        "recipe": RECIPE,
+        "metrics": _box_metrics,
+    },
 }
+
+
+def _manifest(data: Path) -> Path:
+    """The manifest of a stand-in dataset: inside a classification folder, beside a detection YAML."""
+    return data / "manifest.json" if data.is_dir() else data.parent / "manifest.json"
 
 
 def cache_root() -> Path:
@@ -53,10 +66,11 @@ def cache_root() -> Path:
 def recipe_key(model: str = MODEL) -> str:
     """A short hash of everything that decides the stand-in's weights on one machine (the default model's key is the
     one every earlier cache holds: ``model`` was always part of it)."""
+    row = TASKS.get(model_task(model), TASKS["detect"])
     ident = {
         "model": model,
-        "recipe": RECIPE,
-        "data": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "recipe": row["recipe"],
+        "data": row["ident"],
         "validation": "square letterbox (rect=False)",
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,
@@ -92,18 +106,20 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
     record = atomic.read_json(record_path)
     if record is not None and weights.is_file() and file_digest(weights) == record.get("weights_sha256"):
         return weights, record
+    row = TASKS[task]
+    recipe = row["recipe"]
     log(
-        f"[stand-in] pretraining a SiLU {Path(model).stem} on the synthetic shapes data once "
-        f"({RECIPE['epochs']} epochs at imgsz {RECIPE['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
+        f"[stand-in] pretraining a SiLU {Path(model).stem} on the {row['ident'].split(' v')[0]} data once "
+        f"({recipe['epochs']} epochs at imgsz {recipe['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
     )
-    data = TASKS[task]["data"](folder)
+    data = row["data"](folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         yolo = load(model)
         start = time.perf_counter()
         yolo.train(
             data=str(data),
-            **RECIPE,
+            **recipe,
             workers=0,
             amp=False,
             plots=False,
@@ -117,8 +133,8 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         last = Path(tmp) / "train/weights/last.pt"
         metrics = load(last).val(  # square letterbox, as every accuracy figure of compare (cells.VAL_ARGS)
             data=str(data),
-            imgsz=RECIPE["imgsz"],
-            batch=RECIPE["batch"],
+            imgsz=recipe["imgsz"],
+            batch=recipe["batch"],
             device="cpu",
             rect=False,
             workers=0,
@@ -127,14 +143,14 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         )
         shutil.move(str(last), weights)
     record = {
-        "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, "
-        "not COCO",
+        "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's {row['ident'].split(' v')[0]} data: an offline "
+        f"stand-in, not {row['stands_for']}",
         "model": model,
-        "recipe": RECIPE,
-        "data_digest": json.loads((Path(data).parent / "manifest.json").read_text())["digest"],
+        "recipe": recipe,
+        "data_digest": json.loads(_manifest(Path(data)).read_text())["digest"],
         "weights_sha256": file_digest(weights),
         "task": task,
-        "metrics": TASKS[task]["metrics"](metrics),
+        "metrics": row["metrics"](metrics),
         "train_seconds": seconds,
         "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
         "machine": platform.processor() or platform.machine(),
