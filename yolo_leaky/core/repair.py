@@ -49,7 +49,8 @@ def applicable_repair(spec: ActSpec, repair: str) -> str:
 
 def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
     """Ultralytics' dataset for ``split`` exactly as the validator builds it for a static-shape model (``rect=False``,
-    no augmentation); returns ``(dataset, resolved data dict)``."""
+    no augmentation); returns ``(dataset, resolved data dict)``. A folder is a classification dataset (Ultralytics'
+    own rule: ``check_cls_dataset`` takes a folder, every other task a YAML), built by the classifier's validator."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
@@ -58,11 +59,25 @@ def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
     level = LOGGER.level
     LOGGER.setLevel("WARNING")  # the label scan and image-speed check are not news here
     try:
+        if Path(data_yaml).is_dir():
+            return _classify_dataset(data_yaml, split, imgsz)
         data = check_det_dataset(str(data_yaml), autodownload=False)
         cfg = get_cfg(overrides={"imgsz": imgsz, "rect": False, "task": "detect", "fraction": 1.0})
         return build_yolo_dataset(cfg, data[split], 1, data, mode="val", rect=False), data
     finally:
         LOGGER.setLevel(level)
+
+
+def _classify_dataset(root: str | Path, split: str, imgsz: int):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.dataset import ClassificationDataset
+    from ultralytics.data.utils import check_cls_dataset
+
+    data = check_cls_dataset(str(root), split=split)
+    cfg = get_cfg(overrides={"imgsz": imgsz, "task": "classify", "fraction": 1.0})
+    dataset = ClassificationDataset(str(data[split]), cfg, augment=False, prefix=split, names=data["names"])
+    dataset.im_files = [sample[0] for sample in dataset.samples]  # the attribute detection datasets have
+    return dataset, data
 
 
 def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
@@ -71,18 +86,26 @@ def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) ->
     its repairs and its INT8 calibration both use this set, so the spread over seeds includes the draw.
 
     Args:
-        data_yaml: A dataset YAML that Ultralytics' ``check_det_dataset`` resolves.
+        data_yaml: A dataset YAML that Ultralytics' ``check_det_dataset`` resolves, or a classification dataset's
+            folder (``train/<class>/`` images) that ``check_cls_dataset`` resolves.
         n: How many images (all of them when the split is smaller).
         imgsz: Square input size.
         seed: Seed of ``numpy.random.default_rng`` for the draw; the same seed gives the same images.
 
     Returns:
         ``(paths, images as float32 (N, 3, imgsz, imgsz) in 0-1 RGB, resolved data dict)``.
+
+    Examples:
+        >>> paths, images, data = calibration_set("shapes.yaml", 64, 64)  # doctest: +SKIP
+        >>> images.shape, float(images.max()) <= 1.0  # doctest: +SKIP
+        ((64, 3, 64, 64), True)
     """
     dataset, data = eval_dataset(data_yaml, "train", imgsz)
     count = min(n, len(dataset.im_files))
     picked = np.sort(np.random.default_rng(seed).choice(len(dataset.im_files), size=count, replace=False))
-    images = np.stack([dataset[int(i)]["img"].numpy() for i in picked]).astype(np.float32) / 255.0
+    images = np.stack([dataset[int(i)]["img"].numpy() for i in picked]).astype(np.float32)
+    if not Path(data_yaml).is_dir():  # detection datasets give uint8; the classifier's transforms give 0-1 floats
+        images = images / 255.0
     return [dataset.im_files[int(i)] for i in picked], images, data
 
 

@@ -24,8 +24,11 @@ import torch
 import ultralytics
 
 from ..core.loading import load, model_task
+from ..core.tasks import task_metrics
 from ..utils import atomic
 from ..utils.errors import UserError
+from .crops import FORMAT_VERSION as CROPS_VERSION
+from .crops import make_shape_crops
 from .datasets import file_digest
 from .synthetic import FORMAT_VERSION, TRAIN_RECIPE, make_shapes_dataset
 from .synthetic_tasks import TASK_FORMAT_VERSION, make_task_dataset
@@ -48,24 +51,62 @@ def _pose_metrics(metrics) -> dict:
     return {**_box_metrics(metrics), "pose_map50": float(metrics.pose.map50), "pose_map50_95": float(metrics.pose.map)}
 
 
-def _task_row(task: str, metrics) -> dict:
+def _task_row(task: str, metrics, stands_for: str) -> dict:
     return {
         "data": lambda folder: make_task_dataset(folder / f"shapes-{task}", task),
         "metrics": metrics,
         "ident": f"synthetic {task} shapes v{FORMAT_VERSION}.{TASK_FORMAT_VERSION} (default parameters)",
+        "stands_for": stands_for,
         "recipe": RECIPE,
     }
 
 
-# One row per task that has a stand-in: how its data are made (under the stand-in's folder), which headline
-# metrics its record keeps and, for every task but detection (whose cache key predates the table), what names its
-# data and recipe in the cache key. A task gets a stand-in by adding a row (issue 21; docs/standin-tasks.md).
-TASKS: dict[str, dict] = {
-    "detect": {"data": lambda folder: make_shapes_dataset(folder / "shapes"), "metrics": _box_metrics},
-    "segment": _task_row("segment", _seg_metrics),
-    "pose": _task_row("pose", _pose_metrics),
-    "obb": _task_row("obb", _box_metrics),  # an OBB validator's .box holds the rotated-box mAP
+def _class_metrics(metrics) -> dict:
+    return task_metrics(metrics.results_dict, "classify")
+
+
+# The classifier's recipe (measured in docs/tasks.md): the shape crops at imgsz 32, where the cropped shape is all
+# there is to see (4x fewer pixels per step than 64), AdamW at lr0 0.001 for 10 epochs of 512 images, and without
+# Ultralytics' RandAugment and random erasing, which hide a 32 px shape's outline.
+CLS_RECIPE = {
+    **RECIPE,
+    "epochs": 10,
+    "imgsz": 32,
+    "batch": 16,
+    "nbs": 16,
+    "lr0": 0.001,
+    "auto_augment": None,
+    "erasing": 0.0,
 }
+
+# One row per task that has a stand-in: how its data are made (under the stand-in's folder, returning what data=
+# takes: a YAML, or a classification dataset's folder), what the data are called in the cache key and the log, what
+# real data they stand in for, the training recipe, and which headline metrics its record keeps. A task gets a
+# stand-in by adding a row (issue 21).
+TASKS: dict[str, dict] = {
+    "detect": {
+        "data": lambda folder: make_shapes_dataset(folder / "shapes"),
+        "ident": f"synthetic shapes v{FORMAT_VERSION} (default parameters)",
+        "stands_for": "COCO",
+        "recipe": RECIPE,
+        "metrics": _box_metrics,
+    },
+    "classify": {
+        "data": lambda folder: make_shape_crops(folder / "crops", imgsz=CLS_RECIPE["imgsz"]),
+        "ident": f"synthetic shape crops v{CROPS_VERSION} (imgsz {CLS_RECIPE['imgsz']}, default parameters)",
+        "stands_for": "ImageNet",
+        "recipe": CLS_RECIPE,
+        "metrics": _class_metrics,
+    },
+    "segment": _task_row("segment", _seg_metrics, "COCO-seg"),
+    "pose": _task_row("pose", _pose_metrics, "COCO-pose"),
+    "obb": _task_row("obb", _box_metrics, "DOTA"),  # an OBB validator's .box holds the rotated-box mAP
+}
+
+
+def _manifest(data: Path) -> Path:
+    """The manifest of a stand-in dataset: inside a classification folder, beside a detection YAML."""
+    return data / "manifest.json" if data.is_dir() else data.parent / "manifest.json"
 
 
 def cache_root() -> Path:
@@ -75,12 +116,12 @@ def cache_root() -> Path:
 
 def recipe_key(model: str = MODEL) -> str:
     """A short hash of everything that decides the stand-in's weights on one machine (the default model's key is the
-    one every earlier cache holds: ``model`` was always part of it; other tasks name their own data and recipe)."""
-    row = TASKS.get(model_task(model), {})
+    one every earlier cache holds: ``model`` was always part of it)."""
+    row = TASKS.get(model_task(model), TASKS["detect"])
     ident = {
         "model": model,
-        "recipe": row.get("recipe", RECIPE),
-        "data": row.get("ident", f"synthetic shapes v{FORMAT_VERSION} (default parameters)"),
+        "recipe": row["recipe"],
+        "data": row["ident"],
         "validation": "square letterbox (rect=False)",
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,
@@ -96,9 +137,10 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
 
     Args:
         log: Called with one progress line before a (~2 min) training.
-        model: The stock SiLU YAML to pretrain (``yolo11n.yaml`` by default; ``yolov8n.yaml`` and ``yolo26n.yaml``
-            get stand-ins of their own, cached under their own keys with the same recipe and data; a segment, pose
-            or OBB YAML such as ``yolo11n-pose.yaml`` is pretrained on its task's shapes data, ``TASKS``).
+        model: The stock SiLU YAML to pretrain (``yolo11n.yaml`` by default; ``yolov8n.yaml`` and
+            ``yolo26n.yaml`` get stand-ins of their own, cached under their own keys with the same recipe and data;
+            a classifier such as ``yolo11n-cls.yaml`` gets its task's row: the shape crops and ``CLS_RECIPE``; a
+            segment, pose or OBB YAML such as ``yolo11n-pose.yaml`` is pretrained on its task's shapes data).
 
     Returns:
         ``(path of standin.pt, record)``, the record holding the recipe, the weights' SHA-256, the dataset digest,
@@ -117,12 +159,13 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
     record = atomic.read_json(record_path)
     if record is not None and weights.is_file() and file_digest(weights) == record.get("weights_sha256"):
         return weights, record
-    recipe = TASKS[task].get("recipe", RECIPE)
+    row = TASKS[task]
+    recipe = row["recipe"]
     log(
-        f"[stand-in] pretraining a SiLU {Path(model).stem} on the synthetic shapes data once "
+        f"[stand-in] pretraining a SiLU {Path(model).stem} on the {row['ident'].split(' v')[0]} data once "
         f"({recipe['epochs']} epochs at imgsz {recipe['imgsz']}, ~2 min on 2 CPU cores); cached in {folder}"
     )
-    data = TASKS[task]["data"](folder)
+    data = row["data"](folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         yolo = load(model)
@@ -153,14 +196,14 @@ def standin_checkpoint(log=print, model: str = MODEL) -> tuple[Path, dict]:
         )
         shutil.move(str(last), weights)
     record = {
-        "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's synthetic shapes data: an offline stand-in, "
-        "not COCO",
+        "what": f"SiLU {Path(model).stem} pretrained on yolo-leaky's {row['ident'].split(' v')[0]} data: an offline "
+        f"stand-in, not {row['stands_for']}",
         "model": model,
         "recipe": recipe,
-        "data_digest": json.loads((Path(data).parent / "manifest.json").read_text())["digest"],
+        "data_digest": json.loads(_manifest(Path(data)).read_text())["digest"],
         "weights_sha256": file_digest(weights),
         "task": task,
-        "metrics": TASKS[task]["metrics"](metrics),
+        "metrics": row["metrics"](metrics),
         "train_seconds": seconds,
         "train_cpu_seconds": cpu_seconds,  # less sensitive than wall time to other jobs on a shared machine
         "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},

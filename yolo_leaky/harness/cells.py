@@ -20,6 +20,7 @@ from ..core.loading import load, save_checkpoint
 from ..core.repair import REPAIRS, applicable_repair, calibration_set, files_digest, ls_leaky_slope, repaired
 from ..core.spec import ActSpec, parse_act
 from ..core.swap import trained_network
+from ..core.tasks import METRICS, task_metrics
 from ..data.datasets import file_digest
 from ..measure.diagnostics import track_unit_health
 from ..utils import atomic
@@ -29,12 +30,7 @@ from ..utils.testhold import hold_point, requested
 from .config import CompareConfig
 from .executor import Job, execute
 
-METRIC_KEYS = {
-    "precision": "metrics/precision(B)",
-    "recall": "metrics/recall(B)",
-    "map50": "metrics/mAP50(B)",
-    "map50_95": "metrics/mAP50-95(B)",
-}
+METRIC_KEYS = METRICS["detect"]  # detection's record keys -> Ultralytics' results_dict keys (core.tasks)
 
 
 def cached_stage(path: Path, compute, reuse=lambda cached: True) -> dict:
@@ -383,7 +379,7 @@ half a stride, so at imgsz 64 a 64 px image sat in a 96 px canvas; that cost the
 
 def validate_metrics(yolo, c: CompareConfig, data: str, device) -> dict:
     metrics = yolo.val(data=data, imgsz=c.imgsz, batch=c.batch, device=device, **VAL_ARGS)
-    return {k: float(metrics.results_dict.get(v, float("nan"))) for k, v in METRIC_KEYS.items()}
+    return task_metrics(metrics.results_dict, yolo.task)  # the model's own task's metrics (core.tasks.METRICS)
 
 
 def _is_cuda(device) -> bool:

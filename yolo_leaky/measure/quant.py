@@ -56,6 +56,7 @@ import yaml as pyyaml
 from ..core.loading import load
 from ..core.repair import calibration_set, files_digest
 from ..core.spec import ACTIVATIONS
+from ..core.tasks import METRICS
 from ..data.datasets import check_data_yaml
 from ..utils.errors import UserError
 from .bench import (
@@ -69,13 +70,7 @@ from .bench import (
 )
 from .onnx_check import optimize_with_ort, summarize_fusion
 
-# Ultralytics' result keys, as ``cells.METRIC_KEYS`` names them (cells sits above this module in the import order)
-METRIC_KEYS = {
-    "precision": "metrics/precision(B)",
-    "recall": "metrics/recall(B)",
-    "map50": "metrics/mAP50(B)",
-    "map50_95": "metrics/mAP50-95(B)",
-}
+METRIC_KEYS = METRICS["detect"]  # Ultralytics' result keys as yolo-leaky's records name them (core.tasks)
 SCHEMES = {
     "deploy": (
         "convolutions, activations and the rest of the network in INT8 (QDQ on every tensor); the Detect head's "
