@@ -1,8 +1,11 @@
 """Shared test setup: offline Ultralytics, a private settings dir, and a writable COCO8 copy."""
 
 import importlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -80,3 +83,90 @@ def require_target(name: str):
             pytest.fail(problem + " (CI runs scripts/setup.sh, which installs it: CI must run every test, not skip it)")
         pytest.skip(problem)
     return backend
+
+
+# Runs many CLI commands, each in a process of its own, for the price of one interpreter start: a server imports
+# the CLI (torch, Ultralytics, the whole package) once, then forks one child per command. A child is a fresh copy of
+# a process that has only imported modules: it chdirs, takes its environment, points file descriptors 1 and 2 at
+# files of its own and calls the console entry point (``yolo_leaky.cli:main``) as ``yolo-leaky`` does; an exception
+# escaping it prints its traceback and exits 1, as the interpreter would. Nothing a command does reaches another.
+# Imports dominate a failing command's time (~6 s each on 2 cores), so a batch of refusals costs seconds, not minutes.
+_FORK_SERVER = """
+import json, os, sys, traceback
+jobs, workers = json.loads(open(sys.argv[1]).read()), int(sys.argv[2])
+import yolo_leaky.cli as cli
+sys.stdout.flush()
+sys.stderr.flush()
+running = {}
+
+def reap():
+    pid, status = os.wait()
+    job = running.pop(pid, None)
+    if job is None:  # not a command's process (a library's helper): nothing to record
+        return
+    with open(job["rc"], "w") as f:
+        f.write(str(os.waitstatus_to_exitcode(status)))
+
+for job in jobs:
+    while len(running) >= workers:
+        reap()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd, name in ((1, "stdout"), (2, "stderr")):
+                os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+            os.chdir(job["cwd"])
+            os.environ.update(job["env"])
+            sys.argv = ["yolo-leaky", *job["args"]]
+            try:
+                code = cli.main(job["args"])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    running[pid] = job
+while running:
+    reap()
+"""
+
+
+def run_clis(jobs: dict, workers: int = 2, timeout: float = 1200) -> dict:
+    """Run CLI commands, each in its own forked process (see ``_FORK_SERVER``), ``workers`` at a time.
+
+    ``jobs`` maps a key to ``(args, cwd, extra_env)`` (``extra_env`` may be None); returns the key's
+    ``subprocess.CompletedProcess`` (exit code, stdout and stderr as text), as ``subprocess.run`` of
+    ``yolo-leaky *args`` would."""
+    folder = Path(tempfile.mkdtemp(prefix="yolo-leaky-clis-"))
+    specs = []
+    for i, (args, cwd, env) in enumerate(jobs.values()):
+        paths = {name: str(folder / f"{i}.{name}") for name in ("stdout", "stderr", "rc")}
+        specs.append({"args": [str(a) for a in args], "cwd": str(cwd), "env": dict(env or {}), **paths})
+    (folder / "jobs.json").write_text(json.dumps(specs))
+    server = subprocess.run(
+        [sys.executable, "-c", _FORK_SERVER, str(folder / "jobs.json"), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+    assert server.returncode == 0, server.stderr[-3000:]
+    results = {}
+    for key, spec in zip(jobs, specs):
+        rc_path = Path(spec["rc"])
+        assert rc_path.is_file(), f"{key}: no exit code: the fork server lost it ({server.stderr[-2000:]})"
+        results[key] = subprocess.CompletedProcess(
+            ["yolo-leaky", *spec["args"]],
+            int(rc_path.read_text()),
+            Path(spec["stdout"]).read_text(errors="replace"),
+            Path(spec["stderr"]).read_text(errors="replace"),
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    return results

@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from conftest import TRAIN_KW
+from conftest import TRAIN_KW, run_clis
 
 from yolo_leaky.core.census import take_census
 from yolo_leaky.core.loading import load
@@ -213,18 +212,16 @@ BAD = {  # case: (arguments after the mode, what the one line says)
 
 @pytest.fixture(scope="module")
 def bad_runs(standin, shapes_yaml, tmp_path_factory) -> dict:
-    """Every ``BAD`` case through the real CLI, each in its own empty folder, in parallel."""
-
-    def one(case):
-        args = BAD[case][0]
+    """Every ``BAD`` case through the real CLI, each in its own empty folder and process (``conftest.run_clis``)."""
+    jobs, folders = {}, {}
+    for case, (args, _) in BAD.items():
         mode = next((a.split("=")[1] for a in args if a.startswith("mode=")), "train")
         model = next((a for a in args if a.startswith("model=")), f"model={standin[0]}")
         rest = [a for a in args if not a.startswith(("mode=", "model="))]
-        cwd = tmp_path_factory.mktemp(case)
-        return cwd, run_cli([mode, model, *rest, f"data={shapes_yaml}", "epochs=1", "imgsz=64"], cwd)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(BAD, pool.map(one, BAD)))
+        folders[case] = tmp_path_factory.mktemp(case)
+        jobs[case] = ([mode, model, *rest, f"data={shapes_yaml}", "epochs=1", "imgsz=64"], folders[case], None)
+    results = run_clis(jobs)
+    return {case: (folders[case], results[case]) for case in BAD}
 
 
 @pytest.mark.parametrize("case", list(BAD))

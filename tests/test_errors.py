@@ -1,16 +1,18 @@
 """Every bad input meets the user as one line naming the problem and the fix, exit code 2, no traceback, and
-nothing written or overwritten. Each case runs the real CLI in a subprocess, as a user would."""
+nothing written or overwritten. Each case runs the real CLI in a process of its own, as a user would (the table's
+cases in processes forked from one interpreter that imported the CLI once: ``conftest.run_clis``; the rest in a
+fresh interpreter each)."""
 
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_clis
 
 pytestmark = pytest.mark.slow  # every case runs the real CLI in a fresh interpreter
 
@@ -135,11 +137,10 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def case_results(workdir):
-    """Run every case once, a few at a time (each is a fresh interpreter: imports dominate)."""
+    """Run every case once, each in a process of its own forked from one that imported the CLI (imports would
+    dominate a fresh interpreter per case)."""
     before = snapshot(workdir)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {c[0]: pool.submit(run_cli, c[1], workdir, c[3]) for c in CASES}
-        results = {k: f.result() for k, f in futures.items()}
+    results = run_clis({c[0]: (c[1], workdir, c[3]) for c in CASES})
     if os.environ.get("YOLO_LEAKY_BAD_INPUT_TABLE"):  # regenerate the README's table from what users really see
         write_table(Path(os.environ["YOLO_LEAKY_BAD_INPUT_TABLE"]), results)
     return results, before, snapshot(workdir)

@@ -4,13 +4,9 @@ file or is embedded in a checkpoint, and also when our own ``yolo_leaky:`` key i
 the check). The payload creates a marker folder; the tests assert it never appears, not only that an error is shown.
 """
 
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import torch
+from conftest import run_clis
 
 PAYLOAD = "__import__('os').makedirs({marker!r}) or torch.nn.SiLU()"
 YAML = """nc: 80
@@ -66,17 +62,6 @@ def entry_points(path, project) -> dict:
     return routes
 
 
-def _run(args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "yolo_leaky.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
-    )
-
-
 @pytest.fixture(scope="module")
 def cli_results(evil, tmp_path_factory):
     d, files = evil
@@ -85,9 +70,9 @@ def cli_results(evil, tmp_path_factory):
         project = tmp_path_factory.mktemp(f"out-{kind}")
         for route, args in entry_points(path, project).items():
             jobs[(kind, route)] = (args, marker, project)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {k: pool.submit(_run, args, d) for k, (args, _, _) in jobs.items()}
-        return {k: (f.result(), jobs[k][1], jobs[k][2]) for k, f in futures.items()}
+    # each route in a process of its own, forked from one that imported the CLI once (conftest.run_clis)
+    results = run_clis({k: (args, d, None) for k, (args, _, _) in jobs.items()})
+    return {k: (results[k], jobs[k][1], jobs[k][2]) for k in jobs}
 
 
 CASES = [
@@ -101,7 +86,7 @@ CASES += [(kind, "cfg") for kind in ("yaml-plain", "yaml-keyed")] + [
 CASES += [(kind, "compare-weights") for kind in ("pt-plain", "pt-keyed")]
 
 
-@pytest.mark.slow  # 30 CLI runs in fresh interpreters
+@pytest.mark.slow  # 30 CLI runs, each in a process of its own
 @pytest.mark.parametrize("kind, route", CASES, ids=[f"{k}-{r}" for k, r in CASES])
 def test_cli_never_runs_yaml_code(cli_results, kind, route):
     result, marker, project = cli_results[(kind, route)]

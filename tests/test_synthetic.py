@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_leaky.data.synthetic import CLASSES, MANIFEST, dataset_digest, make_shapes_dataset
+from yolo_leaky.data.synthetic import CLASSES, MANIFEST, TRAIN_RECIPE, dataset_digest, make_shapes_dataset
 
 # What this test claims: each swapped network learns (far above chance), not which activation is better.
 # Design: one seed per activation, with a threshold derived from the measured spread, because one seed of a short
@@ -161,13 +161,27 @@ def _learn(act: str, data: Path, project: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def learned(shapes_yaml, tmp_path_factory) -> dict:
-    """Each variant trained from scratch with the same recipe; two at a time, one thread each (at 64 px a second
-    thread per process buys little, a second process nearly doubles throughput on 2 cores)."""
+def learned(shapes_yaml, standin, tmp_path_factory) -> dict:
+    """Each variant trained from scratch with the same recipe. SiLU's run is the offline stand-in (``standin.py``):
+    the unswapped yolo11n trained with TRAIN_RECIPE, seed 0, on these same shapes data, and scored on their val
+    split; the session trains it once (or takes it from a warm cache) for the modules that use it, so it is not
+    trained a second time here. The swapped variants train three at a time, one thread each (at 64 px a second
+    thread per process buys little; a third process keeps both cores busy while one finishes)."""
+    from yolo_leaky.data.standin import RECIPE
+
+    _, record = standin
+    assert record["recipe"] == RECIPE == {**TRAIN_RECIPE, "seed": 0, "deterministic": True}, record["recipe"]
+    # the same train and val bytes: the stand-in's data digest is these data's, with or without the tune split (a
+    # stand-in made before the split existed is still valid, test_tune_split_is_disjoint_from_val_and_...)
     project = tmp_path_factory.mktemp("learn")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {act: pool.submit(_learn, act, shapes_yaml, project) for act in LEARN_ACTS}
-        return {act: f.result() for act, f in futures.items()}
+    without_tune = make_shapes_dataset(project / "shapes-without-tune", n_tune=0).parent
+    digests = {dataset_digest(shapes_yaml.parent), dataset_digest(without_tune)}
+    assert record["data_digest"] in digests and record["model"] == "yolo11n.yaml", (record["data_digest"], digests)
+    swapped = [act for act in LEARN_ACTS if act != "silu"]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {act: pool.submit(_learn, act, shapes_yaml, project) for act in swapped}
+        results = {act: f.result() for act, f in futures.items()}
+    return {"silu": {"map50": record["metrics"]["map50"], "seconds": record["train_seconds"]}, **results}
 
 
 @pytest.mark.slow

@@ -119,42 +119,49 @@ STOCK_SCRIPT = textwrap.dedent(
     import json, sys
     from collections import Counter
     from ultralytics import YOLO
-    weights, data, image, out = sys.argv[1:5]
-    model = YOLO(weights)
-    acts = Counter(type(m).__name__ for m in model.model.modules()
-                   if type(m).__name__ in ("SiLU", "ReLU", "LeakyReLU", "PReLU"))
-    metrics = model.val(data=data, imgsz=64, batch=4, workers=0, plots=False, verbose=False)
-    preds = model.predict(image, imgsz=64, verbose=False)
-    onnx = model.export(format="onnx", imgsz=64, simplify=False)
-    print(json.dumps({"acts": acts, "map50": metrics.box.map50, "npred": len(preds), "onnx": str(onnx),
-                      "leaked": [m for m in sys.modules if m.startswith("yolo_leaky")]}))
+    data, image, *checkpoints = sys.argv[1:]
+    for weights in checkpoints:  # one interpreter for all: no yolo_leaky module may be imported by any of them
+        model = YOLO(weights)
+        acts = Counter(type(m).__name__ for m in model.model.modules()
+                       if type(m).__name__ in ("SiLU", "ReLU", "LeakyReLU", "PReLU"))
+        metrics = model.val(data=data, imgsz=64, batch=4, workers=0, plots=False, verbose=False)
+        preds = model.predict(image, imgsz=64, verbose=False)
+        onnx = model.export(format="onnx", imgsz=64, simplify=False)
+        print(json.dumps({"weights": weights, "acts": acts, "map50": metrics.box.map50, "npred": len(preds),
+                          "onnx": str(onnx), "leaked": [m for m in sys.modules if m.startswith("yolo_leaky")]}))
     """
 )
+STOCK_CASES = [("prelu", "best.pt"), ("prelu", "last.pt"), ("leaky_relu:0.1", "best.pt")]
 
 
-@pytest.mark.parametrize("act, ckpt", [("prelu", "best.pt"), ("prelu", "last.pt"), ("leaky_relu:0.1", "best.pt")])
-def test_checkpoints_load_in_stock_ultralytics(runs, act, ckpt, coco8, coco8_yaml, tmp_path):
-    weights = tmp_path / ckpt
-    weights.write_bytes((runs[act]["weights"] / ckpt).read_bytes())
-    env = {**os.environ, "PYTHONPATH": ""}
+@pytest.fixture(scope="module")
+def stock_loads(runs, coco8, coco8_yaml, tmp_path_factory) -> dict:
+    """Each checkpoint in ``STOCK_CASES`` loaded, scored, run and exported by stock Ultralytics, without yolo_leaky
+    on the path: one interpreter for all of them (its start would otherwise cost as much as the checks)."""
+    folder = tmp_path_factory.mktemp("stock")
+    paths = []
+    for act, ckpt in STOCK_CASES:
+        weights = folder / act.replace(":", "") / ckpt
+        weights.parent.mkdir(exist_ok=True)
+        weights.write_bytes((runs[act]["weights"] / ckpt).read_bytes())
+        paths.append(str(weights))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            STOCK_SCRIPT,
-            str(weights),
-            str(coco8_yaml),
-            str(next((coco8 / "images/val").iterdir())),
-            "x",
-        ],
+        [sys.executable, "-c", STOCK_SCRIPT, str(coco8_yaml), str(next((coco8 / "images/val").iterdir())), *paths],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=600,
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    info = json.loads(result.stdout.strip().splitlines()[-1])
+    infos = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"weights"')]
+    assert [info["weights"] for info in infos] == paths, result.stdout[-3000:]
+    return dict(zip(STOCK_CASES, infos))
+
+
+@pytest.mark.parametrize("act, ckpt", STOCK_CASES)
+def test_checkpoints_load_in_stock_ultralytics(stock_loads, act, ckpt):
+    info = stock_loads[act, ckpt]
     assert info["leaked"] == []
     assert info["acts"] == {ACT_TYPE[act]: 77}
     assert info["npred"] == 1 and os.path.getsize(info["onnx"]) > 1_000_000
