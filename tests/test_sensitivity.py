@@ -112,22 +112,31 @@ def test_bad_input_is_one_line(case, capsys, tmp_path, monkeypatch, standin):
 
 @pytest.mark.slow
 def test_scan_on_the_standin_claims_only_what_it_measures(tmp_path, monkeypatch, standin):
-    """Layers 22 and 23 of yolo11n -> relu on the stand-in (two draws, 256 validation images). Measured
-    (docs/sensitivity.md): the full swap costs +0.077 +- 0.019 mAP50-95, no single layer is separable from zero,
-    and the full swap costs more than those layers' sum by +0.068 +- 0.015. The test asserts those separations, and
-    that every claim of the table agrees with its own interval; the outputs are written."""
+    """Layers 0 and 23 of yolo11n -> relu on the stand-in (two draws, 256 validation images), with their INT8 costs.
+    Measured (docs/sensitivity.md): the full swap costs +0.077 +- 0.019 mAP50-95 and no single layer is separable
+    from zero; quantizing every layer costs INT8_FULL, and layer 0 alone INT8_L0. The test asserts those separations
+    (the full swap more than the two layers' sum; the full INT8 cost and layer 0's INT8 cost above zero), that each
+    INT8 cost carries both noises, and that every claim of the table agrees with its own interval."""
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["sensitivity", "model=standin", "act=relu", "units=22-23", "name=t"]) == 0
+    assert cli.main(["sensitivity", "model=standin", "act=relu", "units=0,23", "int8=True", "name=t"]) == 0
     out = tmp_path / "runs/sensitivity/t"
     result = json.loads((out / "sensitivity.json").read_text())
     assert {p.name for p in out.iterdir()} >= {"sensitivity.json", "sensitivity.md", "sensitivity.png"}
     assert result["data"]["images"] == 256 and result["data"]["standin"] and result["draws"] == 2
     assert result["full"]["low"] > 0  # the full swap costs mAP, separable from zero
     assert result["additivity"]["low"] > 0 and "only 2 of the 18 layers" in result["additivity"]["verdict"]
-    for row in result["units"]:
+    q = result["int8"]
+    assert q["full"]["low"] > 0  # quantizing the whole SiLU network costs mAP against its own FP32 ONNX
+    rows = {r["label"]: r["int8"] for r in result["units"]}
+    assert rows["layer 0"]["low"] > 0 and rows["layer 0"]["separable_from_zero"]  # the stem alone costs mAP
+    for row in [*rows.values(), q["full"]]:
+        assert len(row["by_draw"]) == 2 and row["se_images"] > 0 and row["sd_draws"] > 0, row  # both noises
+    assert "only 2 of the 18 layers" in q["additivity"]["verdict"]
+    for row in [*result["units"], *q["units"]]:
         if row.get("separable_from_zero"):
             assert row["low"] > 0 or row["high"] < 0, row
-    assert "| layer 23 |" in (out / "sensitivity.md").read_text()
+    table = (out / "sensitivity.md").read_text()
+    assert "| layer 23 |" in table and "INT8 cost" in table and "FP32 ONNX" in table
 
 
 @pytest.mark.slow

@@ -275,10 +275,12 @@ def run_sensitivity(c: SensitivityConfig, prepared: dict | None = None, log=say)
     scanned = len({u["layer"] for u in units})
     every = len({u["layer"] for u in scan_units(silu_net, spec, "layer")})
     if c.units is not None and scanned < every:  # the sum covers only the scanned layers: say so
-        result["additivity"]["verdict"] = (
-            f"{result['additivity']['verdict']} (only {scanned} of the {every} layers with sites were scanned: "
-            "this compares the full swap with the sum over those, not over every layer)"
-        )
+        parts = [(result, "the full swap")] + ([(result["int8"], "the fully quantized network")] if c.int8 else [])
+        for part, whole in parts:
+            part["additivity"]["verdict"] = (
+                f"{part['additivity']['verdict']} (only {scanned} of the {every} layers with sites were scanned: "
+                f"this compares {whole} with the sum over those, not over every layer)"
+            )
     seconds = time.perf_counter() - start
     result.update(
         config={k: v for k, v in asdict(c).items() if k != "verbose"},
