@@ -355,6 +355,10 @@ def int8_costs(
                 f"{time.perf_counter() - start:.0f} s"
             )
     result = analyse(scores, units, boot=c.boot)
+    verdict = result["additivity"]["verdict"]  # analyse words it for a swap
+    for swap, quantized in (("the whole swap", "full INT8"), ("the full swap's cost", "the full INT8 cost")):
+        verdict = verdict.replace(swap, quantized)
+    result["additivity"]["verdict"] = verdict
     seconds = time.perf_counter() - start
     result.update(
         fp32_map50_95=map50_95(baseline),
