@@ -162,6 +162,25 @@ def test_quantize_refuses_bad_arguments(prelu_onnx, shapes_yaml, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_quantize_one_layer_alone(prelu_onnx, calib, tmp_path):
+    """``only=`` (sensitivity's per-layer INT8): the INT8 weights and the quantized activations are those of layer 16
+    (yolo11n's C3k2 with 4 sites), everything else stays float; one calibration pass serves every layer (cache)."""
+    cache = tmp_path / "ranges.json"
+    report = quantize(prelu_onnx, tmp_path / "l16.onnx", calib, only=("/model.16/",), calibration_cache=cache)
+    assert cache.is_file() and report["settings"]["only"] == ["/model.16/"]
+    q = onnx.load(report["path"])
+    users = _consumers(q)
+    weights = {i.name for i in q.graph.initializer}
+    fed = {u.name for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+           for u in users.get(n.output[0], [])}  # fmt: skip
+    assert fed and all(name.startswith("/model.16/") for name in fed), sorted(fed)[:5]
+    assert report["nodes"]["activations"]["PRelu"]["output_quantized"] == 4
+    other = quantize(prelu_onnx, tmp_path / "l0.onnx", calib, only=("/model.0/",), calibration_cache=cache)
+    assert other["nodes"]["activations"]["PRelu"]["output_quantized"] == 1
+    with pytest.raises(ValueError, match="no node"):
+        quantize(prelu_onnx, tmp_path / "x.onnx", calib, only=("/model.99/",))
+
+
 def test_count_quant_nodes_on_an_fp32_graph(prelu_onnx):
     nodes = count_quant_nodes(prelu_onnx)
     assert nodes["QuantizeLinear"] == nodes["DequantizeLinear"] == nodes["weights_int8"] == 0

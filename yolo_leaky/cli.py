@@ -10,7 +10,7 @@
     yolo-leaky inspect model=cfg/yolo11n-prelu.yaml [act=...] [target=dpu] [--json]
     yolo-leaky compare [cfg=cfg/compare.yaml] [key=value ...]
     yolo-leaky deploy  model=best.pt target=ort-cpu data=coco8.yaml [act=relu] [repair=bn] [imgsz=320] [name=...]
-    yolo-leaky sensitivity model=standin act=relu [data=...] [unit=layer|site] [draws=2] [repair=fit+bn]
+    yolo-leaky sensitivity model=standin act=relu [data=...] [unit=layer|site] [draws=2] [int8=True]
 
 User errors print one line and exit 2; ``--debug`` or ``YOLO_LEAKY_DEBUG=1`` shows the traceback.
 """

@@ -23,6 +23,7 @@ import copy
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,14 +32,17 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..core.loading import check_model_source, load
+from ..core.loading import check_model_source, load, model_task
 from ..core.partial import Selection, check_selection, compact, layer_of, parse_selection
 from ..core.repair import REPAIRS, calibration_set, repaired
 from ..core.spec import ActSpec, parse_act
 from ..core.swap import SITE_MARK, network_of, swap_activations
 from ..data.datasets import file_digest, locate_data, resolve_data
+from ..data.standin import MODEL as STANDIN_MODEL
 from ..data.standin import STANDIN, cache_root, standin_checkpoint, standin_eval_data
-from ..measure.scorer import ImageScorer, map50_95
+from ..measure.bench import export_onnx
+from ..measure.quant import calibration_images, quantize
+from ..measure.scorer import ImageScorer, fused_copy, map50_95
 from ..utils import atomic
 from ..utils.console import quiet, say
 from ..utils.errors import UserError
@@ -46,7 +50,7 @@ from .cells import start_repair
 from .summary import holm
 
 KEYS = {"model", "act", "data", "repair", "calib_images", "draws", "imgsz", "batch", "unit", "units", "boot"}
-KEYS |= {"val_images", "split", "name", "project", "verbose"}
+KEYS |= {"val_images", "split", "name", "project", "verbose", "standin_model", "int8"}
 ALPHA = 0.05
 Z = float(stats.norm.ppf(1 - ALPHA / 2))
 
@@ -57,6 +61,8 @@ class SensitivityConfig:
 
     Attributes:
         model: The SiLU checkpoint (a ``.pt``) or ``standin`` (the offline stand-in; its data is the shapes set).
+        standin_model: With ``model=standin``: which stock SiLU YAML the stand-in is pretrained from (``yolo11n.yaml``,
+            ``yolov8n.yaml``, ``yolo26n.yaml``; each cached under its own key).
         act: The activation to put in each unit.
         data: Dataset YAML (``shapes`` with the stand-in).
         repair: The repair after each swap (``repair.REPAIRS``; ``fit`` applies to PReLU only, as in compare).
@@ -72,6 +78,9 @@ class SensitivityConfig:
         name: Output folder name under ``project``.
         project: Output root.
         verbose: Show Ultralytics' output.
+        int8: Also measure each layer's INT8 cost: the SiLU network exported to ONNX, that layer alone quantized
+            (ONNX Runtime QDQ, ``quant.quantize``'s ``deploy`` scheme: the Detect decoding stays float), scored
+            against the same FP32 ONNX on the same images, with one calibration per draw (``unit=layer`` only).
     """
 
     model: str = STANDIN
@@ -90,6 +99,8 @@ class SensitivityConfig:
     name: str | None = None
     project: str = "runs/sensitivity"
     verbose: bool = False
+    standin_model: str = STANDIN_MODEL
+    int8: bool = False
 
 
 def config_from_args(args: dict) -> SensitivityConfig:
@@ -105,8 +116,21 @@ def config_from_args(args: dict) -> SensitivityConfig:
             raise UserError(f"{key}={value!r} must be a whole number >= {low}")
     if c.unit not in ("layer", "site"):
         raise UserError(f"unit={c.unit!r} must be layer or site")
+    if not isinstance(c.int8, bool):
+        raise UserError(f"int8={c.int8!r} must be True or False")
+    if c.int8 and c.unit != "layer":
+        raise UserError("int8=True measures whole layers (the ONNX nodes of one layer); use unit=layer or int8=False")
     if c.split not in ("val", "tune", "train"):
         raise UserError(f"split={c.split!r} must be val, tune or train")
+    c.standin_model = str(c.standin_model)
+    if c.standin_model != STANDIN_MODEL:
+        if c.model != STANDIN:
+            raise UserError(f"standin_model={c.standin_model} applies to model=standin only, not model={c.model}")
+        if not c.standin_model.endswith((".yaml", ".yml")) or Path(c.standin_model).name != c.standin_model:
+            raise UserError(
+                f"standin_model={c.standin_model} must name a stock Ultralytics model YAML, e.g. yolov8n.yaml"
+            )
+        model_task(c.standin_model)  # one line for a name that is no stock YAML, before anything is trained
     if c.model != STANDIN:
         if not c.model.endswith(".pt"):
             raise UserError(f"model={c.model} must be a SiLU .pt checkpoint (or model=standin): a scan needs weights")
@@ -115,7 +139,12 @@ def config_from_args(args: dict) -> SensitivityConfig:
             raise UserError(f"sensitivity of {c.model} needs data=<dataset yaml> (the images that score it)")
     elif c.data not in (None, "shapes"):
         raise UserError(f"model=standin was pretrained on the synthetic shapes data, not {c.data}; use data=shapes")
-    c.name = c.name or f"{Path(c.model).stem}-{parse_act(c.act).label}"
+    stem = (
+        Path(c.model).stem
+        if c.model != STANDIN or c.standin_model == STANDIN_MODEL
+        else f"standin-{Path(c.standin_model).stem}"
+    )
+    c.name = c.name or f"{stem}-{parse_act(c.act).label}"
     return c
 
 
@@ -140,7 +169,7 @@ def prepare(c: SensitivityConfig) -> dict:
     site, is one line), then the data that scores them."""
     if c.model == STANDIN:
         with quiet(cache_root() / "standin-log.txt", c.verbose):
-            weights, _ = standin_checkpoint(log=say)
+            weights, _ = standin_checkpoint(log=say, model=c.standin_model)
     else:
         weights = Path(c.model)
     spec = parse_act(c.act)
@@ -157,7 +186,7 @@ def prepare(c: SensitivityConfig) -> dict:
             raise UserError(f"units={c.units}: {e}") from None
     units = scan_units(silu, spec, c.unit, only)
     if c.model == STANDIN:
-        data, standin = standin_eval_data(c.val_images), True
+        data, standin = standin_eval_data(c.val_images, model=c.standin_model), True
     else:
         data, standin = Path(resolve_data(str(locate_data(c.data)))), False
     return {"weights": Path(weights), "silu": silu, "units": units, "data": data, "standin": standin}
@@ -238,13 +267,20 @@ def run_sensitivity(c: SensitivityConfig, prepared: dict | None = None, log=say)
             evals += 1
         log(f"[sensitivity] draw {draw}: {evals} networks scored, {time.perf_counter() - start:.0f} s")
     result = analyse(scores, units, boot=c.boot)
+    if c.int8:
+        result["int8"] = int8_costs(c, weights, data, scorer, units, log=log)
+        by_label = {r["label"]: r for r in result["int8"]["units"]}
+        for row in result["units"]:
+            row["int8"] = {k: v for k, v in by_label[row["label"]].items() if k in INT8_ROW_KEYS}
     scanned = len({u["layer"] for u in units})
     every = len({u["layer"] for u in scan_units(silu_net, spec, "layer")})
     if c.units is not None and scanned < every:  # the sum covers only the scanned layers: say so
-        result["additivity"]["verdict"] = (
-            f"{result['additivity']['verdict']} (only {scanned} of the {every} layers with sites were scanned: "
-            "this compares the full swap with the sum over those, not over every layer)"
-        )
+        parts = [(result, "the full swap")] + ([(result["int8"], "the fully quantized network")] if c.int8 else [])
+        for part, whole in parts:
+            part["additivity"]["verdict"] = (
+                f"{part['additivity']['verdict']} (only {scanned} of the {every} layers with sites were scanned: "
+                f"this compares {whole} with the sum over those, not over every layer)"
+            )
     seconds = time.perf_counter() - start
     result.update(
         config={k: v for k, v in asdict(c).items() if k != "verbose"},
@@ -263,6 +299,72 @@ def run_sensitivity(c: SensitivityConfig, prepared: dict | None = None, log=say)
             "load_average_start": load_before,
             "load_average_end": os.getloadavg()[0],
         },
+    )
+    return result
+
+
+INT8_ROW_KEYS = ("cost", "by_draw", "se_images", "sd_draws", "noise", "low", "high", "p", "p_holm", "verdict", "rank")
+INT8_ROW_KEYS += ("separable_from_zero",)
+
+
+def int8_costs(
+    c: SensitivityConfig, weights: Path, data: Path, scorer: ImageScorer, units: list[dict], log=say
+) -> dict:
+    """Each layer's INT8 cost: FP32 ONNX score minus the score with that layer alone quantized, per draw.
+
+    The SiLU checkpoint is exported once (Ultralytics' exporter, static batch ``c.batch``); each calibration draw
+    uses the training images of the FP32 scan's draw (``quant.calibration_images``, seed = draw), calibrated once
+    (ONNX Runtime's MinMax ranges of the float graph, shared by every layer of that draw); a layer's nodes are those
+    named ``/model.<i>/`` (the Detect decoding excluded, as in ``deploy``). The baseline is the FP32 ONNX of the same
+    network, scored on the same images (it does not depend on the draw); ``full`` quantizes every layer
+    (``deploy``), so ``analyse``'s additivity compares the whole INT8 cost with the sum of the layers'.
+
+    Returns:
+        ``analyse``'s dict on these scores, plus ``fp32_map50_95`` (the ONNX baseline), ``full_nodes`` (the full
+        model's quantization counts) and ``timing``.
+
+    Examples:
+        >>> r = int8_costs(config, weights, data, scorer, scan_units(net, parse_act("relu"), "layer"))  # doctest: +SKIP
+        >>> r["full"]["cost"] > 0  # doctest: +SKIP
+        True
+    """
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="yolo-leaky-int8-") as tmp:
+        folder = Path(tmp)
+        yolo = load(weights)
+        net = fused_copy(network_of(yolo))
+        names, end2end = net.names, bool(getattr(net, "end2end", False))
+        fp32 = export_onnx(yolo, folder, c.imgsz, name="silu-fp32", batch=min(c.batch, scorer.images))
+        baseline = scorer.score_onnx(fp32, names, end2end)
+        scores: dict[str, list] = {"silu": [], "full": [], **{u["label"]: [] for u in units}}
+        full_nodes = None
+        for draw in range(c.draws):
+            calib = calibration_images(data, n=c.calib_images, imgsz=c.imgsz, seed=draw)
+            cache = folder / f"ranges-{draw}.json"
+            scores["silu"].append(baseline)
+            q = quantize(fp32, folder / "int8.onnx", calib, calibration_cache=cache)
+            full_nodes = full_nodes or q["nodes"]
+            scores["full"].append(scorer.score_onnx(q["path"], names, end2end))
+            for u in units:
+                q = quantize(
+                    fp32, folder / "int8.onnx", calib, only=(f"/model.{u['layer']}/",), calibration_cache=cache
+                )
+                scores[u["label"]].append(scorer.score_onnx(q["path"], names, end2end))
+            log(
+                f"[sensitivity] INT8 draw {draw}: {len(units) + 1} quantized networks, "
+                f"{time.perf_counter() - start:.0f} s"
+            )
+    result = analyse(scores, units, boot=c.boot)
+    verdict = result["additivity"]["verdict"]  # analyse words it for a swap
+    for swap, quantized in (("the whole swap", "full INT8"), ("the full swap's cost", "the full INT8 cost")):
+        verdict = verdict.replace(swap, quantized)
+    result["additivity"]["verdict"] = verdict
+    seconds = time.perf_counter() - start
+    result.update(
+        fp32_map50_95=map50_95(baseline),
+        full_nodes=full_nodes,
+        scheme="deploy, one layer at a time (ONNX Runtime QDQ, MinMax, per-channel INT8 weights, uint8 activations)",
+        timing={"seconds": seconds, "networks_scored": c.draws * (len(units) + 1) + 1},
     )
     return result
 
@@ -352,17 +454,22 @@ def _pair(a: dict, b: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------- outputs
 def format_table(result: dict) -> str:
-    """The ranked table as Markdown (cost = mAP50-95 lost against SiLU + the same repair; ± is 1.96 x noise)."""
+    """The ranked table as Markdown (cost = mAP50-95 lost against SiLU + the same repair; ± is 1.96 x noise); with
+    ``int8=True``, each layer's INT8 cost (against the FP32 ONNX) in three more columns."""
+    int8 = "int8" in result
+    extra = " INT8 cost | ±95% | INT8 from zero |" if int8 else ""
     lines = [
-        "| rank | unit | type | sites | cost (mAP50-95) | ±95% | per draw | from zero | separable from ranks |",
-        "|---:|---|---|---:|---:|---:|---|---|---|",
+        f"| rank | unit | type | sites | cost (mAP50-95) | ±95% | per draw | from zero | separable from ranks |{extra}",
+        "|---:|---|---|---:|---:|---:|---|---|---|" + ("---:|---:|---|" if int8 else ""),
     ]
     for r in result["units"]:
         draws = ", ".join(f"{x:+.4f}" for x in r["by_draw"])
         others = compact(r["separable_from"]) or "none"
+        q = r.get("int8")
+        tail = f" {q['cost']:+.4f} | {Z * q['noise']:.4f} | {q.get('verdict', 'untested')} |" if q else ""
         lines.append(
             f"| {r['rank']} | {r['label']} | {r['type']} | {r['sites']} | {r['cost']:+.4f} | {Z * r['noise']:.4f} "
-            f"| {draws} | {r.get('verdict', 'untested')} | {others} |"
+            f"| {draws} | {r.get('verdict', 'untested')} | {others} |{tail}"
         )
     full, total, gap = result["full"], result["sum"], result["additivity"]
     lines += [
@@ -371,6 +478,15 @@ def format_table(result: dict) -> str:
         f"{total['cost']:+.4f} ± {Z * total['noise']:.4f}; full − sum {gap['cost']:+.4f} ± {Z * gap['noise']:.4f}: "
         f"{gap['verdict']}.",
     ]
+    if int8:
+        q = result["int8"]
+        full, total, gap = q["full"], q["sum"], q["additivity"]
+        lines.append(
+            f"INT8 (every layer quantized, Detect decoding in float): cost {full['cost']:+.4f} ± "
+            f"{Z * full['noise']:.4f} against FP32 ONNX {q['fp32_map50_95']:.4f}; sum of the layers' INT8 costs "
+            f"{total['cost']:+.4f} ± {Z * total['noise']:.4f}; full − sum {gap['cost']:+.4f} ± {Z * gap['noise']:.4f}: "
+            f"{gap['verdict']}."
+        )
     return "\n".join(lines)
 
 
@@ -410,6 +526,17 @@ def _report(result: dict, paths: dict) -> str:
             f"Top vs last: {top['cost']:+.4f} ± {Z * top['noise']:.4f} "
             f"({'separable' if top['separable'] else 'not separable'})."
         )
+    if "int8" in result:
+        q = result["int8"]
+        n8 = sum(bool(r.get("separable_from_zero")) for r in q["units"])
+        lines += [
+            "",
+            f"INT8 cost = mAP50-95 of the SiLU network's FP32 ONNX ({q['fp32_map50_95']:.4f}) minus mAP50-95 with "
+            f"that layer alone quantized ({q['scheme']}), calibrated on each draw's {c['calib_images']} training "
+            f"images, scored on the same {d['images']} {d['split']} images; same noise treatment. {n8} of "
+            f"{len(q['units'])} layers' INT8 costs are separable from zero; measured in {q['timing']['seconds']:.0f} s "
+            f"({q['timing']['networks_scored']} ONNX networks), included in the time below.",
+        ]
     lines += [
         "",
         f"Measured in {t['seconds']:.0f} s ({t['networks_scored']} networks, {t['seconds_per_network']:.1f} s each) "
@@ -430,12 +557,27 @@ def _plot(result: dict, path: Path) -> None:
 
     rows = sorted(result["units"], key=lambda r: (r["layer"] if r["layer"] is not None else -1, r["label"]))
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows)), 3.6))
+    int8 = "int8" in result
+    fig, ax = plt.subplots(figsize=(max(6.0, (0.6 if int8 else 0.45) * len(rows)), 3.6))
     colours = ["tab:red" if r.get("separable_from_zero") else "tab:grey" for r in rows]
-    ax.bar(x, [r["cost"] for r in rows], yerr=[Z * r["noise"] for r in rows], color=colours, capsize=2)
+    width = 0.4 if int8 else 0.8
+    shift = -width / 2 if int8 else 0.0
+    ax.bar(x + shift, [r["cost"] for r in rows], width, yerr=[Z * r["noise"] for r in rows], color=colours, capsize=2)
+    if int8:
+        q = [r["int8"] for r in rows]
+        ax.bar(
+            x + width / 2,
+            [v["cost"] for v in q],
+            width,
+            yerr=[Z * v["noise"] for v in q],
+            color=["tab:blue" if v.get("separable_from_zero") else "lightsteelblue" for v in q],
+            capsize=2,
+            label="INT8 of this layer alone vs FP32 (blue: separable)",
+        )
+        ax.legend(fontsize=7, loc="upper right")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [r["label"].replace("layer ", "") for r in rows], rotation=90 if len(rows) > 30 else 0)
-    ax.set_xlabel("layer index (red: separable from zero)")
+    ax.set_xlabel(f"layer index ({'left bars: swap; ' if int8 else ''}red: separable from zero)")
     ax.set_ylabel("mAP50-95 cost vs SiLU + repair")
     full, total = result["full"], result["sum"]
     ax.set_title(

@@ -768,8 +768,11 @@ def _env(runtime: str) -> dict:
 # ------------------------------------------------------------------------------------------------------ export
 
 
-def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None, name: str | None = None) -> Path:
-    """Export a YOLO object to ONNX with Ultralytics' own exporter (fused, onnxslim-simplified, static shape, batch 1).
+def export_onnx(
+    yolo, out_dir: str | Path, imgsz: int, opset: int | None = None, name: str | None = None, batch: int = 1
+) -> Path:
+    """Export a YOLO object to ONNX with Ultralytics' own exporter (fused, onnxslim-simplified, static shape, batch 1
+    unless ``batch`` says otherwise).
 
     The exporter names its output after the model's ``pt_path``; that attribute is pointed into ``out_dir`` for the
     call and restored afterwards, so nothing is written beside the original checkpoint (or into the working directory,
@@ -781,6 +784,7 @@ def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None,
         imgsz: Square input size baked into the graph.
         opset: ONNX opset; None lets Ultralytics choose (18 with torch 2.14 and onnx 1.23).
         name: File stem; default ``<model>-<act label>`` such as ``yolo11n-leaky_relu0.1``.
+        batch: The static batch baked into the graph (a scorer runs many images per call; timing uses 1).
 
     Returns:
         The path of the exported ``.onnx`` file in ``out_dir``.
@@ -794,7 +798,7 @@ def export_onnx(yolo, out_dir: str | Path, imgsz: int, opset: int | None = None,
     net.pt_path = str(target.with_suffix(".pt"))  # only its name is used: nothing is written at this path
     try:
         produced = yolo.export(
-            format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=opset, batch=1, device="cpu"
+            format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=opset, batch=batch, device="cpu"
         )
     finally:
         if old is missing:

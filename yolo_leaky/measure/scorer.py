@@ -58,7 +58,25 @@ class ImageScorer:
     def score(self, model) -> list[dict]:
         """Per image of the split: its ``tp`` matrix, ``conf``, ``pred_cls`` and ``target_cls`` (NumPy), from one
         eval forward of a fused copy of ``model`` (left unchanged)."""
-        net = fused_copy(network_of(model))
+        return self._score(fused_copy(network_of(model)))
+
+    def score_onnx(self, path: str | Path, names: dict, end2end: bool = False, threads: int = 0) -> list[dict]:
+        """``score`` for an exported ONNX (FP32 or INT8 QDQ) run by ONNX Runtime on the same images, in batches of the
+        export's static batch (a short last batch padded with zero images whose outputs are dropped).
+
+        Args:
+            path: The ``.onnx`` file (input ``imgsz`` square).
+            names: The class names (the PyTorch network's ``names``).
+            end2end: The export ends in the one-to-one head's top-k (yolo26n's Detect): no NMS, as Ultralytics'
+                validator treats such a model.
+            threads: ONNX Runtime intra-op threads (0: its default).
+
+        Examples:
+            >>> per_image = scorer.score_onnx("int8.onnx", names={0: "circle"})  # doctest: +SKIP
+        """
+        return self._score(OnnxNet(path, names, end2end, threads))
+
+    def _score(self, net) -> list[dict]:
         v, recorded = self.validator, []
         v.init_metrics(net)
         update = v.metrics.update_stats
@@ -75,6 +93,29 @@ class ImageScorer:
         finally:
             v.metrics.update_stats = update
         return recorded
+
+
+class OnnxNet:
+    """An ONNX Runtime session that a ``DetectionValidator`` can run like an eval network: ``names``, ``end2end``,
+    and a call on a float tensor batch that returns the graph's first output as a tensor."""
+
+    def __init__(self, path: str | Path, names: dict, end2end: bool = False, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input, self.batch = first.name, first.shape[0]
+        self.names, self.end2end = names, end2end
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x, outputs = images.float().numpy(), []
+        for i in range(0, len(x), self.batch):  # the export's static batch; a short last batch is padded with zeros
+            chunk = x[i : i + self.batch]
+            padded = np.concatenate([chunk, np.zeros((self.batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self.session.run(None, {self.input: padded})[0][: len(chunk)])
+        return torch.from_numpy(np.concatenate(outputs))
 
 
 def map50_95(per_image: list[dict], index: np.ndarray | None = None) -> float:
