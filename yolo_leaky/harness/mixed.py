@@ -121,7 +121,7 @@ def rank_layers(c: CompareConfig, spec: MixedSpec, data: str | Path) -> dict:
     # the tune YAML lists the same training split, so the calibration draws are the swap stage's draws 0 and 1
     prepared = {"weights": Path(c.weights), "silu": silu, "units": scan_units(silu, spec.base, "layer")}
     prepared |= {"data": Path(yaml_path), "standin": False}
-    result = run_sensitivity(sc, prepared, log=lambda _: None)
+    result = run_sensitivity(sc, prepared, log=say)
     ranking = {
         "key": key,
         "contents": contents,
