@@ -60,6 +60,7 @@ def load_fixture(name: str) -> tuple[CompareConfig, Summary, dict]:
         standin=results["standin"],
         int8=results["int8"],
         int8_raw=results["int8_stage"],  # plots only (trimmed from the fixtures)
+        mixed=results.get("mixed"),
     )
     return c, summary, results["plots"]
 

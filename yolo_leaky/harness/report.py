@@ -297,6 +297,10 @@ def mixed_between(c, summary: Summary) -> dict | None:
     return out
 
 
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
 def _mixed_section(c, summary: Summary) -> str:
     rows = mixed_between(c, summary)
     if not rows:
@@ -323,13 +327,13 @@ def _mixed_section(c, summary: Summary) -> str:
     header = ["variant", "SiLU kept in layer (cost alone ± 95%)", "next in rank", "kept vs next separable",
               "full swap's cost", "ranked on"]  # fmt: skip
     out.append(_table(header, body))
+    body = []
     for label, r in rows.items():
         s = r["repaired_map50_95"]
-        if r["between"] is None:
-            out.append(text("mixed.unknown", label=label))
-            continue
-        key = "mixed.between" if r["between"] else "mixed.not_between"
-        out.append(text(key, label=label, repair=r["repair"], **s))
+        placed = {True: "yes", False: "**no**", None: "–"}[r["between"]]
+        body.append([f"`{label}`", f"`{r['repair']}`", *(_num(s[k]) for k in ("mixed", "full_swap", "silu")), placed])
+    header = ["variant", "repair", "mixed", "full swap", "SiLU + `bn`", "between"]
+    out += ["", text("mixed.placed") + "\n", _table(header, body)]
     return "\n".join(out) + "\n"
 
 
