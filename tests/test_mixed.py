@@ -90,7 +90,7 @@ def test_the_cell_and_its_start_rebuild_the_mix(quick_run):
     run, results = quick_run
     keep = results["mixed"]["relu@keep1"]["keep"]
     start = results["swap"]["variants"]["relu@keep1"]["seeds"]["0"]["start"]["path"]
-    yolo = load(start)
+    yolo = load(run.parents[2] / start)  # the run's paths are relative to the folder it ran in
     assert yolo.model.yaml["yolo_leaky"] == {"act": "relu", "keep_silu": keep}
     census = take_census(yolo)
     assert census.mix() == {"ReLU": census.mix()["ReLU"], "SiLU": compact(keep)}

@@ -333,7 +333,7 @@ def _mixed_section(c, summary: Summary) -> str:
         placed = {True: "yes", False: "**no**", None: "–"}[r["between"]]
         body.append([f"`{label}`", f"`{r['repair']}`", *(_num(s[k]) for k in ("mixed", "full_swap", "silu")), placed])
     header = ["variant", "repair", "mixed", "full swap", "SiLU + `bn`", "between"]
-    out += ["", text("mixed.placed") + "\n", _table(header, body)]
+    out += [text("mixed.placed") + "\n", _table(header, body)]
     return "\n".join(out) + "\n"
 
 
