@@ -143,7 +143,9 @@ def choose(ranking: dict, k: int) -> dict:
     """The ``k`` most costly layers of a ranking, with what the ranking's noise says about the choice.
 
     Examples:
-        >>> row = lambda r, layer, cost: {"rank": r, "layer": layer, "cost": cost, "noise": 0.005, "separable_from": []}
+        >>> def row(rank, layer, cost):
+        ...     return {"rank": rank, "layer": layer, "type": "C3k2", "sites": 4, "cost": cost, "noise": 0.005,
+        ...             "separable_from": []}
         >>> choose({"units": [row(1, 16, 0.03), row(2, 4, 0.01)]}, 1)["keep"]
         [16]
     """
