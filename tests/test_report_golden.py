@@ -10,6 +10,8 @@ The fixtures (tests/fixtures/report/):
   INT8 latency baseline timed against another variant or not timed, timings from an earlier version).
 - ``scratch``, ``user``: the real run edited to reach the other branches (scratch on COCO8, no signal, warm-up, a
   failed cell, one timing block, a GPU; a user checkpoint, unresolved data, the COCO path's learning rate).
+- ``mixed``: the real ``compare --quick variants=[silu,relu,relu@keep1] recovery=[finetune]`` run of
+  tests/test_mixed.py (its golden file is that run's report.md but for one blank line removed since).
 
 After a deliberate wording change, ``YOLO_LEAKY_REGOLDEN=1 python -m pytest tests/test_report_golden.py`` rewrites
 the golden files; review their diff.
@@ -29,7 +31,7 @@ from yolo_leaky.harness.config import CompareConfig
 from yolo_leaky.harness.summary import Summary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
-NAMES = ["quick", "int8", "untimed", "scratch", "user"]
+NAMES = ["quick", "int8", "untimed", "scratch", "user", "mixed"]
 REPO = Path(__file__).resolve().parents[1]
 RUN_RECORDS = {"gpu-check.md"}  # a past run's output quoted as it was measured (a report excerpt), not a method page
 
@@ -60,6 +62,7 @@ def load_fixture(name: str) -> tuple[CompareConfig, Summary, dict]:
         standin=results["standin"],
         int8=results["int8"],
         int8_raw=results["int8_stage"],  # plots only (trimmed from the fixtures)
+        mixed=results.get("mixed"),
     )
     return c, summary, results["plots"]
 

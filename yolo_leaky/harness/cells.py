@@ -17,8 +17,9 @@ from ultralytics.utils import TQDM
 
 from ..core.census import take_census
 from ..core.loading import load, save_checkpoint
+from ..core.partial import compact
 from ..core.repair import REPAIRS, applicable_repair, calibration_set, files_digest, ls_leaky_slope, repaired
-from ..core.spec import ActSpec, parse_act
+from ..core.spec import ActSpec
 from ..core.swap import trained_network
 from ..core.tasks import METRICS, task_metrics
 from ..data.datasets import file_digest
@@ -27,7 +28,7 @@ from ..utils import atomic
 from ..utils.console import interactive, say
 from ..utils.errors import UserError
 from ..utils.testhold import hold_point, requested
-from .config import CompareConfig
+from .config import CompareConfig, MixedSpec, parse_variant, variant_act, variant_sites
 from .executor import Job, execute
 
 METRIC_KEYS = METRICS["detect"]  # detection's record keys -> Ultralytics' results_dict keys (core.tasks)
@@ -125,7 +126,7 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
             _progress(bar, f"[cell {k}/{len(jobs)}] {key}: reusing completed result")
             cells[key] = with_paths(done, folder)
             continue
-        failure = {"variant": parse_act(job["act"]).label, "act": job["act"], "seed": job["seed"]}
+        failure = {"variant": parse_variant(job["act"]).label, "act": job["act"], "seed": job["seed"]}
         todo.append(Job(key, run_cell, job, folder, failure={**failure, "recovery": job["recovery"]}))
         number[key] = k
     clock = {"spent": 0.0, "trained": 0}
@@ -201,7 +202,7 @@ def run_cell(job: dict, folder: Path) -> dict:
     """
     c: CompareConfig = job["config"]
     spec, seed, method, inputs, device = (
-        parse_act(job["act"]),
+        parse_variant(job["act"]),
         job["seed"],
         job["recovery"],
         job["inputs"],
@@ -227,7 +228,7 @@ def run_cell(job: dict, folder: Path) -> dict:
         if job["diagnostics"]:
             yolo.add_callback("on_fit_epoch_end", track_unit_health(data, imgsz=min(c.imgsz, 128)))
         result.update(_train(yolo, c, data, device, train_dir, seed, extra))
-        _check_census(result, spec)
+        _check_census(result, spec, c.mixes.get(spec.label))
         final = load(folder / result["weights"])
         start_s = time.perf_counter()
         result["metrics"] = validate_metrics(final, c, data, device)  # the final epoch, scored like before/after swap
@@ -248,7 +249,9 @@ def _record_census(result: dict):
     """A callback that takes the census of the network the trainer really optimises."""
 
     def record(trainer):
-        result["census_in_trainer"] = dict(take_census(trained_network(trainer)).sites)
+        census = take_census(trained_network(trainer))
+        result["census_in_trainer"] = dict(census.sites)
+        result["mix_in_trainer"] = census.mix()  # {type: layers holding it}: a mixed variant's kept layers
 
     return record
 
@@ -286,9 +289,19 @@ def _watch_teacher(yolo, result: dict) -> None:
     yolo.add_callback("on_train_end", at_end)
 
 
-def _check_census(result: dict, spec: ActSpec) -> None:
+def _check_census(result: dict, spec: ActSpec, keep: list | None = None) -> None:
+    """The trainer optimised the variant's network: every site ``spec`` (a mixed variant: SiLU in exactly the kept
+    layers ``keep``, its activation in every other layer)."""
     sites = result.get("census_in_trainer", {})
     expected = type(spec.build(channels=1)).__name__
+    if isinstance(spec, MixedSpec):
+        mix = result.get("mix_in_trainer", {})
+        if mix.get("SiLU") != compact(keep or []) or not sites.get(expected):
+            raise RuntimeError(
+                f"the trainer did not train the {spec} network (SiLU in layer {compact(keep or [])} only): "
+                f"mix by layer {mix}"
+            )
+        return
     if not sites.get(expected) or (spec.name != "silu" and sites.get("SiLU")):
         raise RuntimeError(f"the trainer did not train the {spec} network: activation sites {sites}")
 
@@ -452,12 +465,13 @@ def swap_stage(c: CompareConfig, data: str, device) -> dict:
 
     def compute() -> dict:
         silu = load(c.weights)
-        swapped = {spec.label: load(c.weights, act=spec) for spec in c.specs}
+        swapped = {spec.label: load(c.weights, act=variant_act(spec), sites=variant_sites(c, spec)) for spec in c.specs}
         out = {
             "seeds": list(c.seeds),
             "calibration": {"images": None, "by_seed": {}},
             "ls_leaky_slope_by_seed": {},
             "repair": c.repair,
+            "mixes": dict(c.mixes),  # the layers each mixed variant keeps SiLU in (mixed.rank_stage)
             "variants": {},
         }
         for spec in c.specs:
@@ -505,6 +519,8 @@ def swap_stage(c: CompareConfig, data: str, device) -> dict:
     def reusable(cached: dict) -> bool:
         rows = cached.get("variants", {})
         if set(rows) != {s.label for s in c.specs} or cached.get("seeds") != list(c.seeds):
+            return False
+        if cached.get("mixes", {}) != dict(c.mixes):  # a mixed variant's start must hold the layers ranked now
             return False
         starts = [p.get("start", {}) for r in rows.values() for p in r.get("seeds", {}).values()]
         return len(starts) == len(rows) * len(c.seeds) and all(
@@ -580,8 +596,9 @@ def variant_models(c: CompareConfig, cells: dict) -> Models:
         cell = cells.get(key, {})
         if cell.get("status") != "ok":
             say(f"[speed] {spec.label}: cell {key} failed; timing an untrained {spec} model")
-            models[spec.label] = load(untrained, act=spec)
-            sources[spec.label] = model_source(untrained, act=str(spec), cell=key, trained=False)
+            models[spec.label] = load(untrained, act=variant_act(spec), sites=variant_sites(c, spec))
+            act = str(spec) if not isinstance(spec, MixedSpec) else f"{spec.base} {variant_sites(c, spec)}"
+            sources[spec.label] = model_source(untrained, act=act, cell=key, trained=False)
         elif not Path(cell["weights"]).is_file():
             raise UserError(
                 f"weights of completed cell {key} are missing ({cell['weights']}); "

@@ -28,6 +28,7 @@ from ultralytics.utils.torch_utils import get_flops, get_num_params
 from ..core.loading import load, model_task, save_checkpoint
 from ..core.memory import saved_tensor_bytes
 from ..data.datasets import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
+from ..data.standin import MODEL as STANDIN_MODEL
 from ..data.standin import STANDIN, cache_root, recipe_key, standin_checkpoint
 from ..data.synthetic import FORMAT_VERSION
 from ..measure.bench import benchmark, export_onnx
@@ -51,6 +52,7 @@ from .cells import (
 )
 from .config import CompareConfig, load_config
 from .executor import Job, execute
+from .mixed import check_mixed, mixed_specs, rank_stage
 from .report import write_report
 from .summary import Summary, headline_recovery, summarize
 from .target_compare import target_tables, targets_stage
@@ -547,6 +549,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
     if c.path_note:
         say(f"yolo-leaky compare: weights=auto -> {c.weights} on {c.data}: {c.path_note}")
     check_weights(c, located)
+    check_mixed(c, STANDIN_MODEL if c.weights == STANDIN else c.weights)
     run = take_run_dir(c, force, contents=content_fingerprint(c, located))
     weights, standin = resolve_weights(c)
     if weights is not None:
@@ -563,6 +566,10 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
     device = pick_device(c)
     started = time.time()
     clock = StageClock()
+    mixed = None
+    if mixed_specs(c):  # before the swap stage: it fixes which layers each mixed variant keeps SiLU in
+        with quiet(log, c.verbose), clock("rank"):
+            c, mixed = rank_stage(c, data)
     with quiet(log, c.verbose), clock("swap"):
         baseline = pretrained_baseline(c, data, device)
         swap = swap_stage(c, data, device) if c.protocol == "recover" else None
@@ -603,6 +610,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
             standin=standin,
             int8=int8,
         )
+        summary.mixed = mixed
         summary.targets, summary.targets_raw = target_tables(c, targets, summary.n_val), targets or None
         report = write_report(c, run, summary)
     say(final_table(c, summary))

@@ -10,11 +10,13 @@ import dataclasses
 import difflib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml as pyyaml
 
+from ..core.partial import Selection
 from ..core.repair import REPAIRS
 from ..core.spec import ActSpec, parse_act
 from ..utils.errors import UserError
@@ -69,6 +71,78 @@ def check_ultralytics_args(args: dict) -> None:
         raise UserError(str(e).splitlines()[0]) from None
 
 
+_KEEP = re.compile(r"^(?P<act>[^@]+)@keep(?P<k>.*)$")
+
+
+@dataclass(frozen=True)
+class MixedSpec(ActSpec):
+    """A mixed variant of ``compare``: ``act`` everywhere except the ``keep`` layers that the sensitivity ranking
+    (computed on the training side, ``harness.mixed``) names as most costly, which keep SiLU.
+
+    Attributes:
+        keep: How many layers keep SiLU (at least 1).
+    """
+
+    keep: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.base}@keep{self.keep}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.base.label}@keep{self.keep}"
+
+    @property
+    def base(self) -> ActSpec:
+        """The activation put everywhere else (a plain ``ActSpec``: what the model YAML records)."""
+        return ActSpec(self.name, self.slope, self.prelu_mode, self.init)
+
+
+def parse_variant(text: str | ActSpec) -> ActSpec:
+    """Parse one ``variants`` entry: an activation spec, or a mixed variant ``<act>@keep<k>`` (never evaluated).
+
+    Raises:
+        UserError: For a spec that does not parse, ``k`` that is not a whole number >= 1, or ``silu@keep<k>``.
+
+    Examples:
+        >>> str(parse_variant("relu@keep3"))
+        'relu@keep3'
+        >>> parse_variant("leaky_relu:0.1@keep1").label
+        'leaky_relu0.1@keep1'
+    """
+    if isinstance(text, ActSpec):
+        return text
+    found = _KEEP.match(text.strip()) if isinstance(text, str) else None
+    if found is None:
+        if isinstance(text, str) and "@" in text:
+            raise UserError(f"variant {text!r} is not <act>@keep<k>; write e.g. relu@keep1 (SiLU kept in 1 layer)")
+        return parse_act(text)
+    base, k = parse_act(found["act"]), found["k"].strip()
+    if not k.isdigit() or int(k) < 1:
+        raise UserError(
+            f"variant {text!r}: keep{k} must be a whole number of layers >= 1 that keep SiLU; write e.g. "
+            f"{found['act'].strip()}@keep1"
+        )
+    if base.name == "silu":
+        raise UserError(f"variant {text!r} keeps SiLU inside SiLU: nothing to mix; write e.g. relu@keep{int(k)}")
+    return MixedSpec(base.name, base.slope, base.prelu_mode, base.init, keep=int(k))
+
+
+def variant_sites(c: CompareConfig, spec: ActSpec) -> Selection | None:
+    """The partial swap of a variant: ``keep_silu=<ranked layers>`` for a mixed one (``c.mixes``, set by the
+    ranking stage), None (every site) otherwise."""
+    if not isinstance(spec, MixedSpec):
+        return None
+    if spec.label not in c.mixes:
+        raise RuntimeError(f"{spec.label}: its layers were not ranked before use: a bug")
+    return Selection("keep_silu", tuple(sorted(c.mixes[spec.label])))
+
+
+def variant_act(spec: ActSpec) -> ActSpec:
+    """What a variant swaps in: the base activation of a mixed variant, the spec itself otherwise."""
+    return spec.base if isinstance(spec, MixedSpec) else spec
+
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "cfg/compare.yaml"
 PROTOCOLS = ("recover", "scratch")
 RECOVERIES = ("finetune", "distill")
@@ -110,6 +184,7 @@ class CompareConfig:
     cell_gpus: float = 0  # executor=ray: GPUs each cell (and the timing task) reserves; 0.5 packs two per GPU
     train_args: dict = field(default_factory=dict)  # any other Ultralytics train argument, applied to every cell
     path_note: str | None = None  # what weights=auto chose, and why (set by load_config)
+    mixes: dict = field(default_factory=dict)  # mixed variant label -> layers kept SiLU (set by mixed.rank_stage)
 
     # fields that do not change results: a rerun with other values may reuse completed cells
     NON_RESULT_FIELDS = (
@@ -123,6 +198,7 @@ class CompareConfig:
         "cell_gpus",
         "int8",  # adds the INT8 stage (int8.json); the cells it reads are the same
         "targets",  # adds the targets stage (targets.json); the cells it reads are the same
+        "mixes",  # derived from the fingerprinted weights, data, variants and repair (mixed.rank_stage)
     )
 
     @property
@@ -131,7 +207,7 @@ class CompareConfig:
 
     @property
     def specs(self) -> list[ActSpec]:
-        return [parse_act(v) for v in self.variants]
+        return [parse_variant(v) for v in self.variants]
 
     @property
     def baseline(self) -> str:
@@ -184,7 +260,7 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     Keys that are not compare's own but are Ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic`` ...)
     are validated the way Ultralytics validates them and go into ``train_args``, applied identically to every cell.
     """
-    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args", "path_note"}
+    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args", "path_note", "mixes"}
     passthrough = train_arg_keys() - fields
     overrides = parse_kv(tokens, fields | passthrough | {"cfg"})
     cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
@@ -297,6 +373,11 @@ def _validated(c: CompareConfig) -> CompareConfig:
             raise UserError(f"repair={c.repair!r} is not one of {', '.join(REPAIRS)}")
         if "silu" not in [s.name for s in c.specs]:
             raise UserError("protocol=recover compares against SiLU: add silu to variants (it is the control)")
+    mixed = [str(s) for s in c.specs if isinstance(s, MixedSpec)]
+    if mixed and c.protocol != "recover":
+        raise UserError(
+            f"variant {mixed[0]} needs protocol=recover: its layers are ranked on a pretrained SiLU checkpoint"
+        )
     if not isinstance(c.speed_band, (int, float)) or not 0 <= c.speed_band < 0.5:
         raise UserError(f"speed_band={c.speed_band!r} must be a number in [0, 0.5), e.g. speed_band=0.02 (±2%)")
     for key in ("epochs", "imgsz", "batch", "bench_imgsz", "bench_threads", "bench_blocks", "calib_images"):

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from ..core.spec import parse_act  # noqa: E402
 from ..utils import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
-from .config import CompareConfig  # noqa: E402
+from .config import CompareConfig, MixedSpec  # noqa: E402
 from .summary import Summary, headline_recovery, int8_pareto_points  # noqa: E402
 
 
@@ -179,6 +179,8 @@ def _read_csv(path) -> dict:
 def _shapes(ax, c, units) -> None:
     x = torch.linspace(-4, 4, 401)
     for spec in c.specs:
+        if isinstance(spec, MixedSpec):  # its activation's curve is already drawn; its SiLU layers are SiLU's
+            continue
         act = spec.build(channels=1)
         slope = (units.get(spec.label, {}).get("prelu", {}).get("summary") or {}).get("median_of_site_medians")
         label = spec.label

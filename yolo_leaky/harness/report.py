@@ -18,8 +18,9 @@ from pathlib import Path
 from ..data.synthetic import CLASSES as SHAPE_CLASSES
 from ..utils import atomic
 from ..utils.testhold import hold_point
-from .config import CompareConfig, default_path_of
+from .config import CompareConfig, MixedSpec, default_path_of
 from .plots import write_plots
+from .sensitivity import Z
 from .summary import (
     NO_SIGNAL,
     PUBLISHED_ANCHORS,
@@ -87,6 +88,7 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
             "cells": summary.cells,
             "pretrained": summary.baseline,
             "swap": summary.swap,
+            "mixed": mixed_between(c, summary),
             "recovery": summary.recovery,
             "standin": summary.standin,
             "int8": summary.int8,
@@ -126,6 +128,7 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         _settings_section(c, env, n_val, seconds),
         _path_section(c, summary),
         _caveats_section(c, rows, n_val, overlap),
+        _mixed_section(c, summary),
         _recovery_section(c, summary),
         _accuracy_section(c, rows, cells, _accuracy_scope(c, summary)),
         _speed_section(c, rows, speed),
@@ -265,6 +268,73 @@ def _lr0_line(c) -> str:
     if lr0 is None:
         return text("lr0.ultralytics")
     return text(f"lr0.{path if path in ('standin', 'coco') else 'user'}", lr0=lr0)
+
+
+def mixed_between(c, summary: Summary) -> dict | None:
+    """Per mixed variant: its kept layers and ranking (``summary.mixed``), plus where its repaired, training-free
+    mAP50-95 lies against SiLU's and the full swap's under the same repair (mean over seeds): ``between`` is True
+    when full swap <= mixed <= SiLU, measured, never assumed."""
+    if not summary.mixed:
+        return None
+    variants = (summary.swap or {}).get("variants", {})
+    silu = next((s for s in c.specs if s.name == "silu" and not isinstance(s, MixedSpec)), None)
+    out = {}
+    for label, row in summary.mixed.items():
+        spec = next(s for s in c.specs if s.label == label)
+        full = next((s for s in c.specs if s == spec.base), None)  # the full swap of the same activation, if listed
+        repair = variants.get(label, {}).get("start", {}).get("repair")
+
+        def score(lab, repair=repair):
+            got = variants.get(lab, {}).get("repairs", {}).get(repair) if lab else None
+            return None if got is None else got["metrics"]["map50_95"]
+
+        silu_score = score(silu.label if silu else None, "bn")  # the reference of a repair: SiLU + bn (no fit)
+        scores = {"mixed": score(label), "full_swap": score(full.label if full else None), "silu": silu_score}
+        between = None
+        if None not in scores.values():
+            between = scores["full_swap"] <= scores["mixed"] <= scores["silu"]
+        out[label] = {**row, "repair": repair, "repaired_map50_95": scores, "between": between}
+    return out
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def _mixed_section(c, summary: Summary) -> str:
+    rows = mixed_between(c, summary)
+    if not rows:
+        return ""
+    out = ["## Mixed variants: which layers keep SiLU, and why\n", text("mixed.how") + "\n"]
+    body = []
+    for label, r in rows.items():
+        rank = r["ranking"]
+        kept = ", ".join(f"{k['layer']} ({k['type']}, {k['sites']} sites, {k['cost']:+.4f} ± {k['ci95']:.4f})"
+                         for k in r["kept"])  # fmt: skip
+        nxt = r["next"]
+        sep = {True: "yes", False: "no (within noise)", None: "–"}[r["separable_from_next"]]
+        body.append(
+            [
+                f"`{label}`",
+                kept,
+                "–" if nxt is None else f"{nxt['layer']} ({nxt['cost']:+.4f} ± {nxt['ci95']:.4f})",
+                sep,
+                f"{rank['full']['cost']:+.4f} ± {Z * rank['full']['noise']:.4f}",
+                f"{rank['scored_on']['images']} {rank['scored_on']['what']} images"
+                + (", cached" if rank.get("cached") else f", {rank['seconds']:.0f} s"),
+            ]
+        )
+    header = ["variant", "SiLU kept in layer (cost alone ± 95%)", "next in rank", "kept vs next separable",
+              "full swap's cost", "ranked on"]  # fmt: skip
+    out.append(_table(header, body))
+    body = []
+    for label, r in rows.items():
+        s = r["repaired_map50_95"]
+        placed = {True: "yes", False: "**no**", None: "–"}[r["between"]]
+        body.append([f"`{label}`", f"`{r['repair']}`", *(_num(s[k]) for k in ("mixed", "full_swap", "silu")), placed])
+    header = ["variant", "repair", "mixed", "full swap", "SiLU + `bn`", "between"]
+    out += [text("mixed.placed") + "\n", _table(header, body)]
+    return "\n".join(out) + "\n"
 
 
 def _recovery_section(c, summary: Summary) -> str:

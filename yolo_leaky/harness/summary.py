@@ -704,6 +704,7 @@ class Summary:
     int8_raw: dict | None = None  # the INT8 stage's own result (int8.json)
     targets: dict | None = None  # target_compare.target_tables, with targets=[...] (set by compare)
     targets_raw: dict | None = None  # the targets stage's own result (targets.json)
+    mixed: dict | None = None  # mixed variants: kept layers and their ranking (mixed.rank_stage; set by compare)
 
     @property
     def runtime(self) -> str | None:
