@@ -188,6 +188,48 @@ def test_deploy_target_typo_and_missing_toolchain_are_one_line(shapes, tmp_path)
     assert not (tmp_path / "runs").exists()
 
 
+def test_tflite_int8_reads_the_targets_row_of_its_runtime():
+    """tflite-int8's TARGETS row is tflite-xnnpack (the TFLite runtime on CPUs); ort-cpu's is its own name, and a
+    target the table lacks has none."""
+    found = backends()
+    assert found["tflite-int8"].table_entry() == "tflite-xnnpack"
+    assert found["ort-cpu"].table_entry() == "ort-cpu" and found["openvino-cpu"].table_entry() is None
+    assert found["tflite-int8"].bench_runtime == "litert-cpu"
+
+
+@pytest.mark.slow
+def test_deploy_tflite_int8_times_the_artifact_and_warns_from_its_table_row(shapes, tmp_path):
+    """``deploy target=tflite-int8``: the INT8 .tflite and its FP32 .tflite are timed in one interleaved benchmark
+    (measure.bench's litert-cpu runtime, fresh process per block, CI over blocks), and the targets table's warning
+    comes from the tflite-xnnpack row. Every real cell of that row is fused or native, so the test makes one warn."""
+    for module in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        require(module, "tflite")
+    weights, data = shapes
+    pre = (
+        "from yolo_leaky.targets.table import TARGETS, Cell; "
+        "TARGETS['tflite-xnnpack'].cells['relu'] = Cell('cpu-fallback', 'a test-only cell', 'tests/test_deploy.py')"
+    )
+    args = ["deploy", f"model={weights}", "target=tflite-int8", f"data={data}", "act=relu", f"imgsz={IMGSZ}"]
+    result = run_cli([*args, "n_calib=8", "seconds=2", "name=tfl"], tmp_path, pre)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    warning = "falls back to the host CPU on tflite-xnnpack (a test-only cell)"
+    assert warning in result.stdout
+    run = tmp_path / "runs/deploy/tfl"
+    d = json.loads((run / "deploy.json").read_text())
+    assert d["target_table"] == "tflite-xnnpack" and any(warning in w for w in d["target_warnings"])
+    artifact, reference = run / d["build"]["artifact"], run / d["build"]["reference"]
+    assert artifact.suffix == reference.suffix == ".tflite" and artifact.is_file() and reference.is_file()
+    assert d["accuracy"]["fp32_model"] == d["build"]["reference"]  # FP32 scored in the same runtime
+    lat = d["latency"]
+    assert "skipped" not in lat, lat
+    assert lat["runtime"] == "litert-cpu" and lat["blocks"] == 4 and lat["rounds"] >= 40, lat
+    assert lat["ratio_ci"][0] <= lat["ratio"] <= lat["ratio_ci"][1], lat
+    assert lat["artifact_median_ms"] > 0 and lat["fp32_median_ms"] > 0
+    card = (run / "deploy.md").read_text()
+    assert "litert-cpu, 1 thread" in card and f"{lat['ratio']:.3f}" in card and "warning (targets table)" in card
+    assert leftovers(run.parent) == []
+
+
 FAKE_DPU = '''
 import os, shutil
 from pathlib import Path
@@ -260,7 +302,7 @@ def _stage(maps: dict, times: dict | None, cpu_ops: dict) -> dict:
                 "checkpoint": f"{label}{s}",
                 "metrics": {"map50_95": values[s]},
                 "placement": {"accelerator": {"CONV_2D": 60}, "cpu": {"LOGISTIC": cpu_ops[label]}},
-                "estimate": {"time_ms": times[label][s]} if times else None,
+                "estimate": {"inference_time_ms": times[label][s]} if times else None,
             }
             for label, values in maps.items()
         }
@@ -316,8 +358,16 @@ def test_which_activation_line_follows_the_numbers():
 
 @pytest.mark.slow
 def test_compare_targets_end_to_end_lists_a_missing_toolchain(tmp_path):
-    """``compare targets=[ort-cpu,openvino-cpu] --quick`` on the stand-in, OpenVINO hidden: ort-cpu's artifacts are
-    built from the recovered cells and scored, openvino-cpu is listed with its install step."""
+    """``compare targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu] --quick`` on the stand-in, OpenVINO hidden: the
+    artifacts are built from the recovered cells by the real toolchains (ONNX Runtime, Ultralytics' LiteRT export,
+    Vela) and scored; openvino-cpu is listed with its install step; each target's line follows from the numbers in
+    results.json, and changing one number there changes the line."""
+    for module in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        require(module, "tflite")
+    require("ethosu", "ethos-u")
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.harness.target_compare import target_tables
+
     hidden = tmp_path / "hide"
     (hidden / "openvino").mkdir(parents=True)
     (hidden / "openvino/__init__.py").write_text("raise ImportError('hidden by the test')\n")
@@ -325,19 +375,41 @@ def test_compare_targets_end_to_end_lists_a_missing_toolchain(tmp_path):
     base = ["compare", "--quick", "weights=standin", "data=shapes", "variants=[silu,relu]", "recovery=[finetune]"]
     base += ["runtimes=[torch-cpu]", "diagnostics=false"]
     assert_user_error(run_cli([*base, "targets=[ort-cpux]"], tmp_path, pre), "did you mean ort-cpu")
-    result = run_cli([*base, "targets=[ort-cpu,openvino-cpu]"], tmp_path, pre)
+    result = run_cli([*base, "targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu]"], tmp_path, pre)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     run = tmp_path / "runs/compare/quick"
     results = json.loads((run / "results.json").read_text())
     stage, tables = results["targets_stage"]["targets"], results["targets"]
-    ort = stage["ort-cpu"]["seeds"]["0"]
-    assert set(ort) == {"silu", "relu"} and all((tmp_path / v["artifact"]).is_file() for v in ort.values())
-    for label, row in tables["ort-cpu"]["rows"].items():
-        assert row["values"] == [ort[label]["metrics"]["map50_95"]]
-    assert ort["relu"]["metrics"] != ort["silu"]["metrics"]
+    for name, suffix in (("ort-cpu", ".onnx"), ("tflite-int8", ".tflite"), ("ethos-u", "_vela.tflite")):
+        built = stage[name]["seeds"]["0"]
+        assert set(built) == {"silu", "relu"}, (name, built)
+        for row in built.values():
+            assert row["artifact"].endswith(suffix) and (tmp_path / row["artifact"]).is_file(), (name, row)
+        for label, row in tables[name]["rows"].items():
+            assert row["values"] == [built[label]["metrics"]["map50_95"]], (name, label)
+        assert built["relu"]["metrics"] != built["silu"]["metrics"], name
     assert "openvino-cpu needs openvino" in stage["openvino-cpu"]["missing"]
+
+    # the lines, from the numbers: ethos-u has Vela's time estimate, tflite-int8 and ort-cpu (host runtimes) none
+    vela = {k: v["estimate"]["inference_time_ms"] for k, v in stage["ethos-u"]["seeds"]["0"].items()}
+    assert tables["ethos-u"]["rows"]["relu"]["time_ms"] == vela["relu"]
+    assert vela["relu"] < 0.98 * vela["silu"], vela  # measured: ReLU fuses into CONV_2D, SiLU is LOGISTIC + MUL
+    assert tables["ethos-u"]["line"].startswith(
+        f"ethos-u: relu, {vela['silu'] / vela['relu']:.2f}x faster by the vendor's estimate, "
+    ), tables["ethos-u"]["line"]
+    for name in ("tflite-int8", "ort-cpu"):
+        assert tables[name]["line"].startswith(f"{name}: no measurable reason to swap from this target's evidence")
     report = (run / "report.md").read_text()
     assert "## Which activation for which target" in report
-    assert tables["ort-cpu"]["line"] in report and tables["openvino-cpu"]["line"] in report
+    assert all(t["line"] in report for t in tables.values())
     missing = "openvino-cpu: not run here, its toolchain is missing; install it with: pip install yolo-leaky[openvino]"
     assert missing in report
+
+    # change a number in results.json, the line changes: Vela's estimate for ReLU within 1% of SiLU's -> no swap
+    c = CompareConfig(variants=["silu", "relu"], seeds=[0])
+    assert target_tables(c, results["targets_stage"], n_val=64)["ethos-u"]["line"] == tables["ethos-u"]["line"]
+    results["targets_stage"]["targets"]["ethos-u"]["seeds"]["0"]["relu"]["estimate"]["inference_time_ms"] = (
+        0.99 * vela["silu"]
+    )
+    slow = target_tables(c, results["targets_stage"], n_val=64)["ethos-u"]["line"]
+    assert slow.startswith("ethos-u: no measurable reason to swap: no variant is more than 2% faster than silu"), slow

@@ -498,8 +498,8 @@ def benchmark_fp32_int8(
 
     Args:
         files: Variant label -> ``{"fp32": path, "int8": path}`` (ONNX for ``ort-cpu``, OpenVINO ``.xml`` or ONNX
-            for ``openvino-cpu``).
-        runtime: ``ort-cpu`` or ``openvino-cpu``.
+            for ``openvino-cpu``, ``.tflite`` for ``litert-cpu``).
+        runtime: ``ort-cpu``, ``openvino-cpu`` or ``litert-cpu``.
         imgsz: The files' square input size.
         seconds: Timing budget of the whole benchmark (see ``bench.benchmark``).
         threads: Intra-op threads.
@@ -511,13 +511,14 @@ def benchmark_fp32_int8(
     Returns:
         The ``BenchResult`` (labels ``<variant>`` and ``<variant>@int8``) and ``int8_vs_fp32`` of it.
     """
-    if runtime not in ("ort-cpu", "openvino-cpu"):
-        raise UserError(f"INT8 files are timed on ort-cpu or openvino-cpu, not {runtime!r}")
+    keys = {"ort-cpu": "onnx_paths", "openvino-cpu": "openvino_paths", "litert-cpu": "litert_paths"}
+    if runtime not in keys:
+        raise UserError(f"INT8 files are timed on ort-cpu, openvino-cpu or litert-cpu, not {runtime!r}")
     paths = {}
     for label, pair in files.items():
         paths[label] = str(pair["fp32"])
         paths[int8_label(label)] = str(pair["int8"])
-    key = "onnx_paths" if runtime == "ort-cpu" else "openvino_paths"
+    key = keys[runtime]
     result = benchmark(
         dict.fromkeys(paths),
         imgsz=imgsz,

@@ -59,6 +59,9 @@ class TFLiteInt8(Backend):
     name = "tflite-int8"
     install = "pip install 'yolo-leaky[tflite]'"
     runs_on_host = True
+    bench_runtime = "litert-cpu"
+    table_key = "tflite-xnnpack"  # the table's row for the TFLite runtime on CPUs (its XNNPACK delegate)
+    stage_options = {"fp32_reference": False}  # compare targets= scores the artifact only
 
     def __init__(self, fp32_reference: bool = True) -> None:
         self.fp32_reference = fp32_reference
@@ -128,9 +131,11 @@ class TFLiteInt8(Backend):
         return validate_onnx(build.artifact, data_yaml, imgsz)
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
-        """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), on a
-        seeded random image in [0, 1]."""
-        return interpreter_runner(build.artifact, threads, seed)
+        """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), set up as
+        a benchmark block sets it up (``measure.bench``, runtime ``litert-cpu``); the call returns the interpreter."""
+        from ..measure.bench import file_runner
+
+        return file_runner("litert-cpu", build.artifact, imgsz, threads, seed)
 
 
 def export_litert(weights: Path, out_dir: Path, imgsz: int, log: Path, target: str, data: Path | None = None) -> Path:
@@ -212,28 +217,6 @@ def tflite_ops(path: str | Path) -> dict:
         "output_types": [types[graph.Tensors(graph.Outputs(k)).Type()] for k in range(graph.OutputsLength())],
         "subgraphs": model.SubgraphsLength(),
     }
-
-
-def interpreter_runner(path: str | Path, threads: int = 1, seed: int = 0) -> Callable[[], object]:
-    """A call that runs one inference of ``path`` in the LiteRT interpreter on a fixed seeded input."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    x = np.random.default_rng(seed).random(inp["shape"], dtype=np.float32)
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-    interpreter.set_tensor(inp["index"], x)
-
-    def run() -> object:
-        interpreter.invoke()
-        return interpreter
-
-    return run
 
 
 def _fused_activation(schema, op) -> int:
