@@ -574,6 +574,7 @@ def export_openvino(
     int8: bool = False,
     calib: Calibration | None = None,
     name: str | None = None,
+    naive: bool = False,
 ) -> Path:
     """Export with Ultralytics' exporter to OpenVINO IR (FP32, or INT8 through NNCF: ``quantize=8``, formerly
     ``int8=True``) and return the ``.xml``.
@@ -590,6 +591,8 @@ def export_openvino(
         int8: Quantize with NNCF.
         calib: Calibration images, required for ``int8``.
         name: Stem; default ``<model>-<act label>``.
+        naive: INT8 without Ultralytics' ignored scope (``int8_detect=False`` in its ``torch2openvino``): NNCF
+            quantizes the Detect decoding and the Sigmoids too. Not shipped: the contrast to the default.
 
     Raises:
         UserError: openvino (or, for INT8, nncf) is not installed, or INT8 without calibration images.
@@ -612,7 +615,8 @@ def export_openvino(
     old = net.__dict__.get("pt_path", missing)
     net.pt_path = str(out_dir / f"{stem}.pt")  # only its name is used (as in bench.export_onnx)
     try:
-        produced = Path(yolo.export(**kwargs))
+        with _openvino_whole_graph(naive and int8):
+            produced = Path(yolo.export(**kwargs))
     finally:
         if old is missing:
             del net.pt_path
@@ -622,6 +626,22 @@ def export_openvino(
     if xml is None:
         raise RuntimeError(f"Ultralytics' OpenVINO export wrote no .xml into {produced}")
     return xml
+
+
+@contextlib.contextmanager
+def _openvino_whole_graph(on: bool):
+    """While exporting: Ultralytics' ``torch2openvino`` called with ``int8_detect=False`` (no ignored scope)."""
+    if not on:
+        yield
+        return
+    import ultralytics.utils.export.openvino as ov_export
+
+    old = ov_export.torch2openvino
+    ov_export.torch2openvino = lambda *a, **k: old(*a, **{**k, "int8_detect": False})
+    try:
+        yield
+    finally:
+        ov_export.torch2openvino = old
 
 
 def _require(module: str) -> None:
