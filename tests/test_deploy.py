@@ -387,10 +387,10 @@ TARGETS_RUN = Path(__file__).parent / "fixtures" / "targets" / "quick-targets.js
 
 
 def test_the_documented_run_s_lines_follow_from_its_numbers():
-    """The fixture is what ``target_tables`` reads of the real run that docs/deploy.md and the README quote
-    (``compare --quick targets=[ort-cpu,openvino-cpu,tflite-int8,ethos-u] name=targets``): its ``targets_stage``, the
-    variants, seeds and validation count, and the lines that run wrote. The lines follow from those numbers alone, the
-    docs quote them, and making Vela's estimate for the recommended variant equal SiLU's changes ethos-u's line."""
+    """The fixture is what ``target_tables`` reads of the real ``compare targets=`` run that docs/deploy.md and the
+    README quote (its command is the fixture's ``what``): its ``targets_stage``, the variants, seeds and validation
+    count, and the lines that run wrote. The lines follow from those numbers alone, the docs quote them, and making
+    Vela's estimate for the recommended variant equal SiLU's changes ethos-u's line."""
     from yolo_leaky.harness.config import CompareConfig
     from yolo_leaky.harness.target_compare import target_tables
 
