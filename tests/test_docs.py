@@ -40,10 +40,6 @@ RUN_BY_TESTS = {
     'yolo-leaky compare --quick weights=standin data=shapes "targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu]"': (
         "tests/test_deploy.py::test_compare_targets_end_to_end_lists_a_missing_toolchain"
     ),
-    "yolo-leaky compare --quick weights=standin data=shapes variants=[silu,relu] recovery=[finetune] "
-    "runtimes=[torch-cpu] diagnostics=false targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu]": (
-        "tests/test_deploy.py::test_compare_targets_end_to_end_lists_a_missing_toolchain"
-    ),
     "YOLO_OFFLINE=1 yolo-leaky compare int8=true": (
         "tests/test_compare.py::test_recover_protocol_with_a_local_checkpoint_on_coco8"
     ),
