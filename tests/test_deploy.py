@@ -106,18 +106,45 @@ def test_openvino_cpu_artifact_is_int8_and_keeps_fp32_accuracy(shapes, calib, tm
     artifact, fp32 = backend.score(build, data, IMGSZ), validate_onnx(build.reference, data, IMGSZ)
     assert abs(artifact["map50_95"] - fp32["map50_95"]) <= TOLERANCE and artifact != fp32, (artifact, fp32)
 
+    # the naive contrast (no ignored scope: NNCF quantizes the Detect decoding and the Sigmoids too) quantizes more,
+    # yet keeps FP32 accuracy here, unlike ort-cpu's: NNCF puts no FakeQuantize on the output Concat's inputs, so
+    # box pixels and 0-1 scores never share one INT8 scale. Measured: FP32 0.5482, naive 0.5461 and 0.5463 (two runs).
+    from yolo_leaky.targets.openvino import OpenvinoCpu
+
+    naive_backend = OpenvinoCpu(scheme="naive")
+    naive_build = naive_backend.build(weights, calib, tmp_path / "naive", IMGSZ)
+    assert naive_build.details["scheme"] == "naive"
+    deploy_fq, naive_fq = fake_quantize(build.artifact), fake_quantize(naive_build.artifact)
+    assert naive_fq["count"] > deploy_fq["count"], (naive_fq, deploy_fq)
+    assert "FakeQuantize" not in naive_fq["output_concat_inputs"], naive_fq
+    naive = naive_backend.score(naive_build, data, IMGSZ)
+    print("openvino map50_95: fp32", fp32["map50_95"], "deploy", artifact["map50_95"], "naive", naive["map50_95"])
+    assert abs(naive["map50_95"] - fp32["map50_95"]) <= TOLERANCE and naive != artifact, (naive, fp32)
+
+
+def fake_quantize(xml: Path) -> dict:
+    """How many FakeQuantize nodes an OpenVINO IR has, and the op types that feed its output Concat."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    count = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
+    concat = model.get_results()[0].input_value(0).get_node()
+    inputs = [concat.input_value(i).get_node().get_type_name() for i in range(concat.get_input_size())]
+    return {"count": count, "output_concat_inputs": inputs, "output_op": concat.get_type_name()}
+
 
 # ------------------------------------------------------------------------------------------------------- the CLI
 
 
-def run_cli(args, cwd, pre: str = "", env_extra=None):
-    """The real CLI in a fresh interpreter; ``pre`` runs first (imports a test backend)."""
+def run_cli(args, cwd, pre: str = "", env_extra=None, timeout: int = 900):
+    """The real CLI in a fresh interpreter; ``pre`` runs first (imports a test backend). ``timeout`` only stops a
+    hung run: LiteRT exports take minutes each on a loaded 2-core machine."""
     import os
 
     code = f"import sys; {pre + '; ' if pre else ''}from yolo_leaky.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -186,6 +213,48 @@ def test_deploy_target_typo_and_missing_toolchain_are_one_line(shapes, tmp_path)
     result = run_cli([*base, "target=openvino-cpu"], tmp_path, pre=f"sys.path.insert(0, {str(hidden)!r})")
     assert_user_error(result, "openvino-cpu needs openvino, which is not installed; pip install yolo-leaky[openvino]")
     assert not (tmp_path / "runs").exists()
+
+
+def test_tflite_int8_reads_the_targets_row_of_its_runtime():
+    """tflite-int8's TARGETS row is tflite-xnnpack (the TFLite runtime on CPUs); ort-cpu's is its own name, and a
+    target the table lacks has none."""
+    found = backends()
+    assert found["tflite-int8"].table_entry() == "tflite-xnnpack"
+    assert found["ort-cpu"].table_entry() == "ort-cpu" and found["openvino-cpu"].table_entry() is None
+    assert found["tflite-int8"].bench_runtime == "litert-cpu"
+
+
+@pytest.mark.slow
+def test_deploy_tflite_int8_times_the_artifact_and_warns_from_its_table_row(shapes, tmp_path):
+    """``deploy target=tflite-int8``: the INT8 .tflite and its FP32 .tflite are timed in one interleaved benchmark
+    (measure.bench's litert-cpu runtime, fresh process per block, CI over blocks), and the targets table's warning
+    comes from the tflite-xnnpack row. Every real cell of that row is fused or native, so the test makes one warn."""
+    for module in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        require(module, "tflite")
+    weights, data = shapes
+    pre = (
+        "from yolo_leaky.targets.table import TARGETS, Cell; "
+        "TARGETS['tflite-xnnpack'].cells['relu'] = Cell('cpu-fallback', 'a test-only cell', 'tests/test_deploy.py')"
+    )
+    args = ["deploy", f"model={weights}", "target=tflite-int8", f"data={data}", "act=relu", f"imgsz={IMGSZ}"]
+    result = run_cli([*args, "n_calib=8", "seconds=2", "name=tfl"], tmp_path, pre, timeout=3600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    warning = "falls back to the host CPU on tflite-xnnpack (a test-only cell)"
+    assert warning in result.stdout
+    run = tmp_path / "runs/deploy/tfl"
+    d = json.loads((run / "deploy.json").read_text())
+    assert d["target_table"] == "tflite-xnnpack" and any(warning in w for w in d["target_warnings"])
+    artifact, reference = run / d["build"]["artifact"], run / d["build"]["reference"]
+    assert artifact.suffix == reference.suffix == ".tflite" and artifact.is_file() and reference.is_file()
+    assert d["accuracy"]["fp32_model"] == d["build"]["reference"]  # FP32 scored in the same runtime
+    lat = d["latency"]
+    assert "skipped" not in lat, lat
+    assert lat["runtime"] == "litert-cpu" and lat["blocks"] == 4 and lat["rounds"] >= 40, lat
+    assert lat["ratio_ci"][0] <= lat["ratio"] <= lat["ratio_ci"][1], lat
+    assert lat["artifact_median_ms"] > 0 and lat["fp32_median_ms"] > 0
+    card = (run / "deploy.md").read_text()
+    assert "litert-cpu, 1 thread" in card and f"{lat['ratio']:.3f}" in card and "warning (targets table)" in card
+    assert leftovers(run.parent) == []
 
 
 FAKE_DPU = '''
@@ -260,7 +329,7 @@ def _stage(maps: dict, times: dict | None, cpu_ops: dict) -> dict:
                 "checkpoint": f"{label}{s}",
                 "metrics": {"map50_95": values[s]},
                 "placement": {"accelerator": {"CONV_2D": 60}, "cpu": {"LOGISTIC": cpu_ops[label]}},
-                "estimate": {"time_ms": times[label][s]} if times else None,
+                "estimate": {"inference_time_ms": times[label][s]} if times else None,
             }
             for label, values in maps.items()
         }
@@ -314,10 +383,44 @@ def test_which_activation_line_follows_the_numbers():
     assert "faster" not in host["npu"]["line"]
 
 
+TARGETS_RUN = Path(__file__).parent / "fixtures" / "targets" / "quick-targets.json"
+
+
+def test_the_documented_run_s_lines_follow_from_its_numbers():
+    """The fixture is what ``target_tables`` reads of the real ``compare targets=`` run that docs/deploy.md and the
+    README quote (its command is the fixture's ``what``): its ``targets_stage``, the variants, seeds and validation
+    count, and the lines that run wrote. The lines follow from those numbers alone, the docs quote them, and making
+    Vela's estimate for the recommended variant equal SiLU's changes ethos-u's line."""
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.harness.target_compare import target_tables
+
+    run = json.loads(TARGETS_RUN.read_text())
+    c = CompareConfig(variants=run["variants"], seeds=run["seeds"])
+    tables = target_tables(c, run["targets_stage"], run["n_val"])
+    assert {name: t["line"] for name, t in tables.items()} == run["lines"]
+    docs = (Path(__file__).parents[1] / "docs" / "deploy.md").read_text()
+    assert all(line in docs for line in run["lines"].values())
+    line = run["lines"]["ethos-u"]
+    best = line.split(": ", 1)[1].split(",", 1)[0]
+    assert best in run["variants"], line  # the run recommends a swap on ethos-u; the edit below takes it away
+    for per_seed in run["targets_stage"]["targets"]["ethos-u"]["seeds"].values():
+        per_seed[best]["estimate"]["inference_time_ms"] = per_seed["silu"]["estimate"]["inference_time_ms"]
+    changed = target_tables(c, run["targets_stage"], run["n_val"])["ethos-u"]["line"]
+    assert not changed.startswith(f"ethos-u: {best},"), changed
+
+
 @pytest.mark.slow
 def test_compare_targets_end_to_end_lists_a_missing_toolchain(tmp_path):
-    """``compare targets=[ort-cpu,openvino-cpu] --quick`` on the stand-in, OpenVINO hidden: ort-cpu's artifacts are
-    built from the recovered cells and scored, openvino-cpu is listed with its install step."""
+    """``compare targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu] --quick`` on the stand-in, OpenVINO hidden: the
+    artifacts are built from the recovered cells by the real toolchains (ONNX Runtime, Ultralytics' LiteRT export,
+    Vela) and scored; openvino-cpu is listed with its install step; each target's line follows from the numbers in
+    results.json, and changing one number there changes the line."""
+    for module in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        require(module, "tflite")
+    require("ethosu", "ethos-u")
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.harness.target_compare import target_tables
+
     hidden = tmp_path / "hide"
     (hidden / "openvino").mkdir(parents=True)
     (hidden / "openvino/__init__.py").write_text("raise ImportError('hidden by the test')\n")
@@ -325,19 +428,41 @@ def test_compare_targets_end_to_end_lists_a_missing_toolchain(tmp_path):
     base = ["compare", "--quick", "weights=standin", "data=shapes", "variants=[silu,relu]", "recovery=[finetune]"]
     base += ["runtimes=[torch-cpu]", "diagnostics=false"]
     assert_user_error(run_cli([*base, "targets=[ort-cpux]"], tmp_path, pre), "did you mean ort-cpu")
-    result = run_cli([*base, "targets=[ort-cpu,openvino-cpu]"], tmp_path, pre)
+    result = run_cli([*base, "targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu]"], tmp_path, pre, timeout=5400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     run = tmp_path / "runs/compare/quick"
     results = json.loads((run / "results.json").read_text())
     stage, tables = results["targets_stage"]["targets"], results["targets"]
-    ort = stage["ort-cpu"]["seeds"]["0"]
-    assert set(ort) == {"silu", "relu"} and all((tmp_path / v["artifact"]).is_file() for v in ort.values())
-    for label, row in tables["ort-cpu"]["rows"].items():
-        assert row["values"] == [ort[label]["metrics"]["map50_95"]]
-    assert ort["relu"]["metrics"] != ort["silu"]["metrics"]
+    for name, suffix in (("ort-cpu", ".onnx"), ("tflite-int8", ".tflite"), ("ethos-u", "_vela.tflite")):
+        built = stage[name]["seeds"]["0"]
+        assert set(built) == {"silu", "relu"}, (name, built)
+        for row in built.values():
+            assert row["artifact"].endswith(suffix) and (tmp_path / row["artifact"]).is_file(), (name, row)
+        for label, row in tables[name]["rows"].items():
+            assert row["values"] == [built[label]["metrics"]["map50_95"]], (name, label)
+        assert built["relu"]["metrics"] != built["silu"]["metrics"], name
     assert "openvino-cpu needs openvino" in stage["openvino-cpu"]["missing"]
+
+    # the lines, from the numbers: ethos-u has Vela's time estimate, tflite-int8 and ort-cpu (host runtimes) none
+    vela = {k: v["estimate"]["inference_time_ms"] for k, v in stage["ethos-u"]["seeds"]["0"].items()}
+    assert tables["ethos-u"]["rows"]["relu"]["time_ms"] == vela["relu"]
+    assert vela["relu"] < 0.98 * vela["silu"], vela  # measured: ReLU fuses into CONV_2D, SiLU is LOGISTIC + MUL
+    assert tables["ethos-u"]["line"].startswith(
+        f"ethos-u: relu, {vela['silu'] / vela['relu']:.2f}x faster by the vendor's estimate, "
+    ), tables["ethos-u"]["line"]
+    for name in ("tflite-int8", "ort-cpu"):
+        assert tables[name]["line"].startswith(f"{name}: no measurable reason to swap from this target's evidence")
     report = (run / "report.md").read_text()
     assert "## Which activation for which target" in report
-    assert tables["ort-cpu"]["line"] in report and tables["openvino-cpu"]["line"] in report
+    assert all(t["line"] in report for t in tables.values())
     missing = "openvino-cpu: not run here, its toolchain is missing; install it with: pip install yolo-leaky[openvino]"
     assert missing in report
+
+    # change a number in results.json, the line changes: Vela's estimate for ReLU within 1% of SiLU's -> no swap
+    c = CompareConfig(variants=["silu", "relu"], seeds=[0])
+    assert target_tables(c, results["targets_stage"], n_val=64)["ethos-u"]["line"] == tables["ethos-u"]["line"]
+    results["targets_stage"]["targets"]["ethos-u"]["seeds"]["0"]["relu"]["estimate"]["inference_time_ms"] = (
+        0.99 * vela["silu"]
+    )
+    slow = target_tables(c, results["targets_stage"], n_val=64)["ethos-u"]["line"]
+    assert slow.startswith("ethos-u: no measurable reason to swap: no variant is more than 2% faster than silu"), slow

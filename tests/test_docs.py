@@ -37,7 +37,7 @@ RUN_BY_TESTS = {
     "yolo-leaky compare executor=ray": "tests/test_ray.py::test_ray_grid_matches_the_local_grid_digit_for_digit",
     "yolo-leaky deploy model=<stand-in>/standin.pt target=ort-cpu data=<stand-in>/shapes/shapes.yaml n_calib=16 "
     "seconds=2": "tests/test_deploy.py::test_deploy_swaps_repairs_builds_scores_and_times",
-    'yolo-leaky compare --quick weights=standin data=shapes "targets=[ort-cpu,openvino-cpu]"': (
+    'yolo-leaky compare --quick weights=standin data=shapes "targets=[ort-cpu,tflite-int8,ethos-u,openvino-cpu]"': (
         "tests/test_deploy.py::test_compare_targets_end_to_end_lists_a_missing_toolchain"
     ),
     "YOLO_OFFLINE=1 yolo-leaky compare int8=true": (

@@ -81,6 +81,28 @@ def test_tflite_int8_is_full_integer_and_scores_near_fp32(builds, standin, shape
 
 
 @pytest.mark.slow
+def test_naive_tflite_int8_loses_what_the_deploy_export_keeps(standin, shapes_yaml, tmp_path):
+    """The contrast to the test above (the deploy export lands within TOLERANCE of FP32): the same export with the
+    Detect output quantized while its boxes are still pixels beside the 0-1 scores (``scheme="naive"``), normalized
+    only after. Its FP32 graph, with the same per-channel multiply, scores as the checkpoint does (the wrapper is
+    faithful); its INT8 artifact loses far more than TOLERANCE."""
+    for module in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        require(module, "tflite")
+    from yolo_leaky.measure.quant import calibration_images, validate_onnx
+    from yolo_leaky.targets.tflite_int8 import TFLiteInt8
+
+    calib = calibration_images(shapes_yaml, n=N_CALIB, imgsz=IMGSZ, seed=0)
+    backend = TFLiteInt8(scheme="naive")
+    build = backend.build(Path(standin[0]), calib, tmp_path, IMGSZ)
+    assert build.details["scheme"] == "naive" and build.details["ops"]["float_ops"] == {"DEQUANTIZE": 1}
+    naive, naive_fp32 = backend.score(build, shapes_yaml, IMGSZ), validate_onnx(build.reference, shapes_yaml, IMGSZ)
+    fp32 = validate_onnx(standin[0], shapes_yaml, IMGSZ)
+    print("naive tflite map50_95: fp32 .pt", fp32["map50_95"], "fp32 .tflite", naive_fp32["map50_95"], "int8", naive)
+    assert abs(naive_fp32["map50_95"] - fp32["map50_95"]) <= 0.01, (naive_fp32, fp32)
+    assert fp32["map50_95"] - naive["map50_95"] > TOLERANCE, (naive, fp32)
+
+
+@pytest.mark.slow
 def test_vela_places_silu_and_relu_models(builds):
     """Vela 5.2's SUPPORTED_OPS.md lists LOGISTIC, MUL and RELU as NPU ops for int8 on U55/U65: both models go to
     the NPU whole except the float entry QUANTIZE and exit DEQUANTIZE, on both configurations. The difference is

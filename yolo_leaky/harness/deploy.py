@@ -33,7 +33,7 @@ from ..core.spec import parse_act
 from ..data.datasets import file_digest, resolve_data
 from ..measure.quant import benchmark_fp32_int8, calibration_images, validate_onnx
 from ..targets.base import ToolchainRejected, get_backend
-from ..targets.table import TARGETS, check_target
+from ..targets.table import check_target
 from ..utils.atomic import write_json, write_text
 from ..utils.console import quiet, say
 from ..utils.errors import UserError
@@ -121,7 +121,8 @@ def deploy(
     final = project_dir / name
     if final.exists() and not force:
         raise UserError(f"{final} already exists; pass another name= or --force to replace it")
-    warnings = check_target(yolo, backend.name) if backend.name in TARGETS else []
+    table_key = backend.table_entry()  # tflite-int8 runs where the table's tflite-xnnpack row describes
+    warnings = check_target(yolo, table_key) if table_key else []
     for line in warnings:
         say(f"[deploy] warning: {line}")
     project_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def deploy(
         record.update(
             command=command or f"deploy(model={model!r}, target={target!r}, data={data!r}, act={act!r})",
             target_warnings=warnings,
-            target_table=backend.name in TARGETS,
+            target_table=table_key,
         )
         write_json(tmp / "deploy.json", record)
         write_text(tmp / "deploy.md", render_card(json.loads((tmp / "deploy.json").read_text())))

@@ -10,8 +10,8 @@ records the rejection for that variant, and the others still run.
 
 ``target_tables`` computes, per target, each variant's artifact mAP50-95 over seeds and its difference from the
 baseline's artifact on the same target (Welch, Holm-adjusted within the target: ``summary.verdicts``), the vendor's
-estimated time (``estimate["time_ms"]``, a backend convention) and op placement; ``recommendation`` derives each
-target's one line from those numbers alone.
+estimated time (``estimate["inference_time_ms"]``, a backend convention) and op placement; ``recommendation``
+derives each target's one line from those numbers alone.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .cells import cell_key
 from .config import CompareConfig
 from .summary import difference, headline_recovery, mean_std, verdicts
 
-TIME_KEY = "time_ms"  # the key of a vendor estimate that is its estimated inference time (ms at its default clock)
+TIME_KEY = "inference_time_ms"  # a vendor estimate's estimated inference time, ms at its default clock (ethos-u)
 
 
 def targets_stage(c: CompareConfig, cells: dict, data: str) -> dict:
@@ -47,7 +47,7 @@ def targets_stage(c: CompareConfig, cells: dict, data: str) -> dict:
     out: dict = {"targets": {}}
     for name in c.targets:
         cls = known[name]
-        backend = cls()
+        backend = cls(**cls.stage_options)
         problem = backend.missing()
         entry: dict = {"install": cls.install, "seeds": {}}
         out["targets"][name] = entry

@@ -11,7 +11,9 @@ Method (what ``benchmark`` does):
    ``openvino-cpu`` compiles OpenVINO IR (or ONNX) files for the CPU plugin with ``openvino_config``: ``threads``
    inference threads, one stream, the LATENCY hint, no core pinning, and FP32 inference precision (left alone, the
    plugin runs an FP32 model in bf16 on CPUs with AMX or AVX512-BF16; an INT8 model's quantized layers run in INT8
-   either way). Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
+   either way); ``litert-cpu`` runs ``.tflite`` files in the LiteRT interpreter (``ai_edge_litert``) with
+   ``num_threads=threads`` and its default delegate (XNNPACK on x86 and Arm), the input set before every call.
+   Every model gets the same seeded input of shape ``(1, 3, imgsz, imgsz)``.
 2. Warm-up: ``warmup`` untimed calls per model.
 3. Blocks. The timing budget is split into ``blocks`` independent blocks. Each block runs in a fresh worker process
    (a new Python interpreter started with ``subprocess``, not a fork: libraries are mapped at new addresses, the heap
@@ -75,8 +77,8 @@ from ..core.swap import YAML_KEY
 from ..utils.errors import UserError
 from ..utils.testhold import hold_point
 
-RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu")
-FILE_RUNTIMES = ("ort-cpu", "openvino-cpu")  # they time model files; the torch runtimes time networks
+RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16", "openvino-cpu", "litert-cpu")
+FILE_RUNTIMES = ("ort-cpu", "openvino-cpu", "litert-cpu")  # they time model files; the torch runtimes time networks
 MIN_ROUNDS = 30  # per benchmark with one block (and the floor of a block's share)
 MIN_ROUNDS_PER_BLOCK = 10
 DEFAULT_BLOCKS = 8
@@ -136,7 +138,7 @@ class BenchResult:
     """Outcome of ``benchmark``.
 
     Attributes:
-        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16`` or ``openvino-cpu``.
+        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16``, ``openvino-cpu`` or ``litert-cpu``.
         imgsz: Square input size.
         threads: Intra-op threads.
         baseline: Label the ratios are taken against.
@@ -227,14 +229,15 @@ def benchmark(
     blocks: int = DEFAULT_BLOCKS,
     openvino_paths: dict[str, str] | None = None,
     isolate: bool = True,
+    litert_paths: dict[str, str] | None = None,
 ) -> BenchResult:
     """Time several variants side by side and compare each with ``baseline`` (method: module docstring).
 
     Args:
         models: Variant label -> Ultralytics network (``yolo.model``), already swapped; copied, never modified.
-            For ``ort-cpu`` and ``openvino-cpu`` only the labels are used.
+            For the file runtimes (``FILE_RUNTIMES``) only the labels are used.
         imgsz: Square input size.
-        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16`` or ``openvino-cpu``.
+        runtime: ``torch-cpu``, ``ort-cpu``, ``torch-cuda-fp16``, ``openvino-cpu`` or ``litert-cpu``.
         seconds: Wall time to spend in the timed rounds (at least ``MIN_ROUNDS`` rounds are run regardless).
         threads: Intra-op threads (torch, ORT or OpenVINO).
         warmup: Untimed calls per model before timing.
@@ -245,6 +248,7 @@ def benchmark(
         openvino_paths: Label -> OpenVINO ``.xml`` (or ``.onnx``) file, required for ``openvino-cpu``.
         isolate: Run each block in a fresh worker process (the default; the interval then covers what varies
             between processes). False runs the blocks in this process: for tests of the protocol only.
+        litert_paths: Label -> ``.tflite`` file, required for ``litert-cpu``.
 
     Returns:
         A ``BenchResult``; ``settings`` records the isolation, each block's process id and the time spent outside
@@ -253,15 +257,15 @@ def benchmark(
     Raises:
         ValueError: Unknown runtime, missing baseline or ONNX file, or an ONNX input shape that is not ``imgsz``.
         RuntimeError: ``torch-cuda-fp16`` without CUDA, or a worker process that died without a result.
-        UserError: ``openvino-cpu`` without OpenVINO installed.
+        UserError: ``openvino-cpu`` without OpenVINO installed, ``litert-cpu`` without LiteRT.
     """
-    _check_args(models, runtime, baseline, onnx_paths, threads, openvino_paths)
+    _check_args(models, runtime, baseline, onnx_paths, threads, openvino_paths, litert_paths)
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
     labels = list(models)
     before = _loadavg()
     min_rounds = MIN_ROUNDS if blocks == 1 else MIN_ROUNDS_PER_BLOCK
-    paths = openvino_paths if runtime == "openvino-cpu" else onnx_paths
+    paths = {"openvino-cpu": openvino_paths, "litert-cpu": litert_paths}.get(runtime, onnx_paths)
     spec = {
         "runtime": runtime,
         "imgsz": imgsz,
@@ -331,7 +335,13 @@ def stats_from_dict(result: dict) -> dict[str, dict]:
 
 
 def _check_args(
-    models: dict, runtime: str, baseline: str, onnx_paths: dict | None, threads: int, openvino_paths: dict | None = None
+    models: dict,
+    runtime: str,
+    baseline: str,
+    onnx_paths: dict | None,
+    threads: int,
+    openvino_paths: dict | None = None,
+    litert_paths: dict | None = None,
 ) -> None:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -350,6 +360,11 @@ def _check_args(
         if missing:
             raise ValueError(f"openvino-cpu needs openvino_paths for every model; missing: {', '.join(missing)}")
         import_openvino()
+    if runtime == "litert-cpu":
+        missing = [k for k in models if not litert_paths or k not in litert_paths]
+        if missing:
+            raise ValueError(f"litert-cpu needs litert_paths for every model; missing: {', '.join(missing)}")
+        import_litert()
     if runtime == "torch-cuda-fp16" and not torch.cuda.is_available():
         raise RuntimeError("torch-cuda-fp16 needs a CUDA device, and torch.cuda.is_available() is False")
 
@@ -445,6 +460,8 @@ def _make_runners(models, runtime, imgsz, threads, paths, seed) -> dict[str, Cal
         return _ort_runners({k: paths[k] for k in models}, imgsz, threads, seed)
     if runtime == "openvino-cpu":
         return _openvino_runners({k: paths[k] for k in models}, imgsz, threads, seed)
+    if runtime == "litert-cpu":
+        return _litert_runners({k: paths[k] for k in models}, imgsz, threads, seed)
     cuda = runtime == "torch-cuda-fp16"
     device, dtype = (torch.device("cuda"), torch.float16) if cuda else (torch.device("cpu"), torch.float32)
     x = _input(imgsz, seed).to(device, dtype)
@@ -453,16 +470,18 @@ def _make_runners(models, runtime, imgsz, threads, paths, seed) -> dict[str, Cal
 
 def file_runner(runtime: str, path: str | Path, imgsz: int, threads: int = 1, seed: int = 0) -> Callable[[], object]:
     """One inference of the model file ``path`` per call, set up exactly as a benchmark block sets it up
-    (``ort-cpu``: ``ort_session``; ``openvino-cpu``: ``openvino_config``), on the block's seeded input.
+    (``ort-cpu``: ``ort_session``; ``openvino-cpu``: ``openvino_config``; ``litert-cpu``: the LiteRT interpreter),
+    on the block's seeded input.
 
     Examples:
         >>> file_runner("torch-cpu", "m.onnx", 64)
         Traceback (most recent call last):
         ...
-        ValueError: file_runner times model files on ort-cpu or openvino-cpu, not 'torch-cpu'
+        ValueError: file_runner times model files on ort-cpu, openvino-cpu or litert-cpu, not 'torch-cpu'
     """
     if runtime not in FILE_RUNTIMES:
-        raise ValueError(f"file_runner times model files on {' or '.join(FILE_RUNTIMES)}, not {runtime!r}")
+        known = f"{', '.join(FILE_RUNTIMES[:-1])} or {FILE_RUNTIMES[-1]}"
+        raise ValueError(f"file_runner times model files on {known}, not {runtime!r}")
     return _make_runners({"model": None}, runtime, imgsz, threads, {"model": str(path)}, seed)["model"]
 
 
@@ -570,6 +589,45 @@ def _openvino_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int
 def _openvino_runner(request, x: np.ndarray) -> Callable[[], object]:
     feed = {0: x}
     return lambda: request.infer(feed, share_inputs=True)
+
+
+def import_litert():
+    """LiteRT's ``Interpreter`` class, or a one-line ``UserError`` naming the install command (an optional extra)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise UserError("LiteRT (ai-edge-litert) is not installed; pip install 'yolo-leaky[tflite]'") from None
+    return Interpreter
+
+
+def _litert_runners(paths: dict[str, str], imgsz: int, threads: int, seed: int) -> dict[str, Callable[[], object]]:
+    interpreter_class = import_litert()
+    x = _input(imgsz, seed).numpy()
+    runners = {}
+    for label, path in paths.items():
+        interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        if list(inp["shape"]) != list(x.shape):
+            raise ValueError(
+                f"{label}: {path} takes input {list(inp['shape'])}, not {list(x.shape)}; export it at imgsz={imgsz}"
+            )
+        feed = x
+        if inp["dtype"] != np.float32:  # a model with an integer graph input: the input quantized as it expects
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            feed = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        runners[label] = _litert_runner(interpreter, inp["index"], feed)
+    return runners
+
+
+def _litert_runner(interpreter, index: int, x: np.ndarray) -> Callable[[], object]:
+    def run() -> object:
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return interpreter
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------------------ timing
@@ -762,6 +820,10 @@ def _env(runtime: str) -> dict:
         env["gpu"] = torch.cuda.get_device_name(0)
     if runtime == "openvino-cpu":
         env["openvino"] = import_openvino().__version__
+    if runtime == "litert-cpu":
+        from importlib.metadata import version
+
+        env["ai-edge-litert"] = version("ai-edge-litert")
     return env
 
 

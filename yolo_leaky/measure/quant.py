@@ -543,8 +543,8 @@ def benchmark_fp32_int8(
 
     Args:
         files: Variant label -> ``{"fp32": path, "int8": path}`` (ONNX for ``ort-cpu``, OpenVINO ``.xml`` or ONNX
-            for ``openvino-cpu``).
-        runtime: ``ort-cpu`` or ``openvino-cpu``.
+            for ``openvino-cpu``, ``.tflite`` for ``litert-cpu``).
+        runtime: ``ort-cpu``, ``openvino-cpu`` or ``litert-cpu``.
         imgsz: The files' square input size.
         seconds: Timing budget of the whole benchmark (see ``bench.benchmark``).
         threads: Intra-op threads.
@@ -556,13 +556,14 @@ def benchmark_fp32_int8(
     Returns:
         The ``BenchResult`` (labels ``<variant>`` and ``<variant>@int8``) and ``int8_vs_fp32`` of it.
     """
-    if runtime not in ("ort-cpu", "openvino-cpu"):
-        raise UserError(f"INT8 files are timed on ort-cpu or openvino-cpu, not {runtime!r}")
+    keys = {"ort-cpu": "onnx_paths", "openvino-cpu": "openvino_paths", "litert-cpu": "litert_paths"}
+    if runtime not in keys:
+        raise UserError(f"INT8 files are timed on ort-cpu, openvino-cpu or litert-cpu, not {runtime!r}")
     paths = {}
     for label, pair in files.items():
         paths[label] = str(pair["fp32"])
         paths[int8_label(label)] = str(pair["int8"])
-    key = "onnx_paths" if runtime == "ort-cpu" else "openvino_paths"
+    key = keys[runtime]
     result = benchmark(
         dict.fromkeys(paths),
         imgsz=imgsz,
@@ -618,6 +619,7 @@ def export_openvino(
     int8: bool = False,
     calib: Calibration | None = None,
     name: str | None = None,
+    naive: bool = False,
 ) -> Path:
     """Export with Ultralytics' exporter to OpenVINO IR (FP32, or INT8 through NNCF: ``quantize=8``, formerly
     ``int8=True``) and return the ``.xml``.
@@ -634,6 +636,8 @@ def export_openvino(
         int8: Quantize with NNCF.
         calib: Calibration images, required for ``int8``.
         name: Stem; default ``<model>-<act label>``.
+        naive: INT8 without Ultralytics' ignored scope (``int8_detect=False`` in its ``torch2openvino``): NNCF
+            quantizes the Detect decoding and the Sigmoids too. Not shipped: the contrast to the default.
 
     Raises:
         UserError: openvino (or, for INT8, nncf) is not installed, or INT8 without calibration images.
@@ -656,7 +660,8 @@ def export_openvino(
     old = net.__dict__.get("pt_path", missing)
     net.pt_path = str(out_dir / f"{stem}.pt")  # only its name is used (as in bench.export_onnx)
     try:
-        produced = Path(yolo.export(**kwargs))
+        with _openvino_whole_graph(naive and int8):
+            produced = Path(yolo.export(**kwargs))
     finally:
         if old is missing:
             del net.pt_path
@@ -666,6 +671,22 @@ def export_openvino(
     if xml is None:
         raise RuntimeError(f"Ultralytics' OpenVINO export wrote no .xml into {produced}")
     return xml
+
+
+@contextlib.contextmanager
+def _openvino_whole_graph(on: bool):
+    """While exporting: Ultralytics' ``torch2openvino`` called with ``int8_detect=False`` (no ignored scope)."""
+    if not on:
+        yield
+        return
+    import ultralytics.utils.export.openvino as ov_export
+
+    old = ov_export.torch2openvino
+    ov_export.torch2openvino = lambda *a, **k: old(*a, **{**k, "int8_detect": False})
+    try:
+        yield
+    finally:
+        ov_export.torch2openvino = old
 
 
 def _require(module: str) -> None:

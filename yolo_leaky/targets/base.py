@@ -81,12 +81,32 @@ class Backend(ABC):
         runs_on_host: True when the artifact can be timed on this machine (``runner``).
         bench_runtime: The ``measure.bench`` runtime that times the artifact and ``Build.reference`` in one
             interleaved benchmark (fresh process per block, block CIs), or None where bench has no such runtime.
+        table_key: The target's key in ``targets.table.TARGETS`` (whose cells warn about an activation the target
+            cannot run), where it differs from ``name``; None: ``name`` itself, where the table has it.
+        stage_options: Constructor arguments for ``compare targets=``, which scores only the artifact (e.g. no FP32
+            reference build).
     """
 
     name: ClassVar[str]
     install: ClassVar[str]
     runs_on_host: ClassVar[bool] = False
     bench_runtime: ClassVar[str | None] = None
+    table_key: ClassVar[str | None] = None
+    stage_options: ClassVar[dict] = {}
+
+    @classmethod
+    def table_entry(cls) -> str | None:
+        """The key of ``targets.table.TARGETS`` that describes this target, or None where the table has none.
+
+        Examples:
+            >>> from yolo_leaky.targets.base import backends
+            >>> backends()["tflite-int8"].table_entry(), backends()["openvino-cpu"].table_entry()
+            ('tflite-xnnpack', None)
+        """
+        from .table import TARGETS
+
+        key = cls.table_key or cls.name
+        return key if key in TARGETS else None
 
     @abstractmethod
     def missing(self) -> str | None:

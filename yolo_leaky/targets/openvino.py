@@ -16,9 +16,19 @@ from pathlib import Path
 from ..utils.errors import UserError
 from .base import Backend, Build, run_tool
 
+SCHEMES = {
+    "deploy": "Ultralytics' export as it is: NNCF quantizes the network, its ignored scope keeps the Detect decoding "
+    "and every Sigmoid in float",
+    "naive": "NNCF on the whole graph (Ultralytics' torch2openvino with int8_detect=False: no ignored scope), the "
+    "Detect decoding and its output (box pixels and 0-1 scores) included; not shipped: the contrast",
+}
+
 
 class OpenvinoCpu(Backend):
     """OpenVINO on the host CPU, INT8 IR quantized by NNCF through Ultralytics' exporter.
+
+    Args:
+        scheme: ``deploy`` (default, Ultralytics' export) or ``naive`` (``SCHEMES``).
 
     Examples:
         >>> OpenvinoCpu.install
@@ -29,6 +39,11 @@ class OpenvinoCpu(Backend):
     install = "pip install yolo-leaky[openvino]"
     runs_on_host = True
     bench_runtime = "openvino-cpu"
+
+    def __init__(self, scheme: str = "deploy") -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown openvino-cpu scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        self.scheme = scheme
 
     def missing(self) -> str | None:
         """None when OpenVINO and NNCF import; else one line with the install step."""
@@ -64,7 +79,9 @@ class OpenvinoCpu(Backend):
             self.name,
             "Ultralytics OpenVINO export with NNCF INT8",
             log,
-            lambda: export_openvino(load(weights), out_dir, imgsz, int8=True, calib=calibration, name=stem),
+            lambda: export_openvino(
+                load(weights), out_dir, imgsz, int8=True, calib=calibration, name=stem, naive=self.scheme == "naive"
+            ),
         )
         shutil.rmtree(out_dir / f"{stem}_calibration", ignore_errors=True)  # a copy of the images listed in deploy.json
         fusion = openvino_fusion(int8)
@@ -90,6 +107,8 @@ class OpenvinoCpu(Backend):
             log=log if log.exists() else None,
             reference=fp32,
             details={
+                "scheme": self.scheme,
+                "scheme_description": SCHEMES[self.scheme],
                 "quantization": "NNCF post-training INT8 through Ultralytics' exporter (MIXED preset; the Detect "
                 "decoding and every Sigmoid left in float by Ultralytics' ignored scope)",
                 "runtime_graph": {

@@ -30,18 +30,29 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
 import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
+from ..data.datasets import file_digest
 from ..utils.errors import UserError
 from .base import Backend, Build, ToolchainRejected
 
 TOOLCHAIN = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")  # what Ultralytics' LiteRT INT8 export imports
 DISTRIBUTIONS = {m: m.replace("_", "-") for m in TOOLCHAIN}  # module -> distribution name
 RECIPE = "ai_edge_quantizer recipe.static_wi8_ai8(), graph input and output left float (Ultralytics 8.4 torch2litert)"
+SCHEMES = {
+    "deploy": "Ultralytics' export as it is: box coordinates divided by the input size before the output "
+    "(_NormalizeCoords), so boxes and 0-1 scores share one INT8 scale without ruining the scores",
+    "naive": "the Detect output (box pixels and 0-1 scores in one tensor) quantized at one INT8 scale as it leaves "
+    "the head, then multiplied per channel into Ultralytics' normalized coordinates; not shipped: the contrast",
+}
 
 
 class TFLiteInt8(Backend):
@@ -50,6 +61,8 @@ class TFLiteInt8(Backend):
     Args:
         fp32_reference: Also convert the FP32 ``.tflite`` (``Build.reference``), so the FP32 score and the
             latency ratio are taken in the same runtime; one more conversion (about as long as the INT8 export).
+        scheme: ``deploy`` (default, Ultralytics' export) or ``naive`` (``SCHEMES``: the contrast that shows what
+            the coordinate normalization saves).
 
     Examples:
         >>> TFLiteInt8().install
@@ -59,9 +72,14 @@ class TFLiteInt8(Backend):
     name = "tflite-int8"
     install = "pip install 'yolo-leaky[tflite]'"
     runs_on_host = True
+    bench_runtime = "litert-cpu"
+    table_key = "tflite-xnnpack"  # the table's row for the TFLite runtime on CPUs (its XNNPACK delegate)
+    stage_options = {"fp32_reference": False}  # compare targets= scores the artifact only
 
-    def __init__(self, fp32_reference: bool = True) -> None:
-        self.fp32_reference = fp32_reference
+    def __init__(self, fp32_reference: bool = True, scheme: str = "deploy") -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown tflite-int8 scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        self.fp32_reference, self.scheme = fp32_reference, scheme
 
     def missing(self) -> str | None:
         """None when the LiteRT export chain imports here; else which module is missing and the install step."""
@@ -85,10 +103,17 @@ class TFLiteInt8(Backend):
         stem = Path(weights).stem
         log = out_dir / f"{stem}_litert.log"
         calib_yaml = _calibration_yaml(calibration, out_dir / f"{stem}_calibration")
-        int8 = export_litert(weights, out_dir, imgsz, log, self.name, data=calib_yaml)
-        reference = export_litert(weights, out_dir, imgsz, log, self.name) if self.fp32_reference else None
+        naive = self.scheme == "naive"
+        key = (file_digest(weights), imgsz, calibration.digest, self.scheme)
+        int8 = _reuse(key, out_dir, log)
+        if int8 is None:
+            int8 = export_litert(weights, out_dir, imgsz, log, self.name, data=calib_yaml, naive=naive)
+            _EXPORTS[key] = int8
+        reference = export_litert(weights, out_dir, imgsz, log, self.name, naive=naive) if self.fp32_reference else None
         details = {
             "recipe": RECIPE,
+            "scheme": self.scheme,
+            "scheme_description": SCHEMES[self.scheme],
             "calibration": {
                 "how": "Ultralytics' exporter calibrates on data='s val split; that split is exactly these training "
                 "images (measure.quant.write_calibration_dataset), batch 1, fraction 1.0",
@@ -128,14 +153,37 @@ class TFLiteInt8(Backend):
         return validate_onnx(build.artifact, data_yaml, imgsz)
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
-        """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), on a
-        seeded random image in [0, 1]."""
-        return interpreter_runner(build.artifact, threads, seed)
+        """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), set up as
+        a benchmark block sets it up (``measure.bench``, runtime ``litert-cpu``); the call returns the interpreter."""
+        from ..measure.bench import file_runner
+
+        return file_runner("litert-cpu", build.artifact, imgsz, threads, seed)
 
 
-def export_litert(weights: Path, out_dir: Path, imgsz: int, log: Path, target: str, data: Path | None = None) -> Path:
+_EXPORTS: dict[tuple, Path] = {}  # (checkpoint SHA-256, imgsz, calibration digest, scheme) -> INT8 .tflite
+
+
+def _reuse(key: tuple, out_dir: Path, log: Path) -> Path | None:
+    """A copy in ``out_dir`` of an INT8 export this process already made from the same checkpoint contents,
+    calibration tensor, size and scheme (``compare targets=[tflite-int8,ethos-u]`` builds each one twice otherwise),
+    or None. The reuse is written to ``log``."""
+    done = _EXPORTS.get(key)
+    if done is None or not done.is_file():
+        return None
+    copy = Path(out_dir) / done.name
+    if copy.resolve() != done.resolve():
+        shutil.copyfile(done, copy)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"reused {done}: the same checkpoint (sha256 {key[0]}), calibration digest, imgsz and scheme\n")
+    return copy
+
+
+def export_litert(
+    weights: Path, out_dir: Path, imgsz: int, log: Path, target: str, data: Path | None = None, naive: bool = False
+) -> Path:
     """Ultralytics' LiteRT export of ``weights`` into ``out_dir``: INT8 (``quantize=8``) when ``data`` (a dataset
-    YAML whose val split is the calibration set) is given, else FP32. Output goes to ``log``.
+    YAML whose val split is the calibration set) is given, else FP32. Output goes to ``log``. ``naive``: the
+    ``naive`` scheme (``SCHEMES``), Ultralytics' coordinate normalization replaced by ``_QuantizedDecode``.
 
     Raises:
         ToolchainRejected: The export failed; its traceback is appended to ``log``.
@@ -150,7 +198,7 @@ def export_litert(weights: Path, out_dir: Path, imgsz: int, log: Path, target: s
         kwargs.update(quantize=8, data=str(data))
     yolo.model.pt_path = str(Path(out_dir) / f"{stem}.pt")  # the exporter names its file after this (only the name)
     try:
-        with quiet(log):
+        with quiet(log), _naive_decode(naive):
             produced = Path(yolo.export(**kwargs))
     except UserError:
         raise
@@ -161,6 +209,40 @@ def export_litert(weights: Path, out_dir: Path, imgsz: int, log: Path, target: s
     if not produced.is_file():
         raise ToolchainRejected(target, "Ultralytics' LiteRT export", f"no .tflite written ({produced})", log)
     return produced
+
+
+class _QuantizedDecode(torch.nn.Module):
+    """The ``naive`` scheme's stand-in for Ultralytics' ``_NormalizeCoords`` (same arguments): the head's output
+    tensor, box pixels beside 0-1 scores, is left as it is (so the quantizer gives it one scale), then one per-channel
+    multiply turns the boxes into the normalized coordinates Ultralytics' LiteRT backend expects."""
+
+    def __init__(self, model: torch.nn.Module, h: int, w: int, task: str, nc: int, kpt_shape=None) -> None:
+        super().__init__()
+        self.model, self.h, self.w = model, h, w
+
+    def forward(self, x: torch.Tensor):
+        y = self.model(x)
+        det = y[0] if isinstance(y, (tuple, list)) else y
+        scale = torch.ones(1, det.shape[1], 1, dtype=det.dtype, device=det.device)
+        scale[:, 0:4:2], scale[:, 1:4:2] = 1 / self.w, 1 / self.h
+        det = det * scale
+        return (det, *y[1:]) if isinstance(y, (tuple, list)) else det
+
+
+@contextlib.contextmanager
+def _naive_decode(naive: bool):
+    """While exporting: Ultralytics' ``_NormalizeCoords`` replaced by ``_QuantizedDecode`` when ``naive``."""
+    if not naive:
+        yield
+        return
+    import ultralytics.utils.export.litert as litert
+
+    old = litert._NormalizeCoords
+    litert._NormalizeCoords = _QuantizedDecode
+    try:
+        yield
+    finally:
+        litert._NormalizeCoords = old
 
 
 def tflite_ops(path: str | Path) -> dict:
@@ -212,28 +294,6 @@ def tflite_ops(path: str | Path) -> dict:
         "output_types": [types[graph.Tensors(graph.Outputs(k)).Type()] for k in range(graph.OutputsLength())],
         "subgraphs": model.SubgraphsLength(),
     }
-
-
-def interpreter_runner(path: str | Path, threads: int = 1, seed: int = 0) -> Callable[[], object]:
-    """A call that runs one inference of ``path`` in the LiteRT interpreter on a fixed seeded input."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    x = np.random.default_rng(seed).random(inp["shape"], dtype=np.float32)
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-    interpreter.set_tensor(inp["index"], x)
-
-    def run() -> object:
-        interpreter.invoke()
-        return interpreter
-
-    return run
 
 
 def _fused_activation(schema, op) -> int:
