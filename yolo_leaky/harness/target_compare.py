@@ -150,6 +150,10 @@ def recommendation(name: str, table: dict, base: str, band: float) -> str:
     ``band`` faster than the baseline) among those whose artifact accuracy is not significantly lower than the
     baseline's on this target; else "no measurable reason to swap" and why.
 
+    A variant that leaves more ops on the CPU than the baseline is not ranked by the estimate (a vendor's estimate
+    such as Vela's covers the accelerator only, so the ops it leaves on the CPU are missing from it), and a fastest
+    variant whose accuracy difference has no interval (one seed) is named, not recommended.
+
     Examples:
         >>> rows = {"silu": {"values": [0.5, 0.51], "time_ms": 2.0, "time_ratio": 1.0, "cpu_ops": 4},
         ...         "relu": {"values": [0.5, 0.5], "time_ms": 1.0, "time_ratio": 0.5, "cpu_ops": 0,
@@ -172,12 +176,24 @@ all ops on the accelerator"
     if rows[base].get("time_ms") is None:
         return (
             f"{name}: no measurable reason to swap from this target's evidence: its toolchain gives no speed estimate "
-            f"(host latency: see the speed section); accuracy vs {base}: " + _accuracy_list(rows, base)
+            f"(host latency: yolo-leaky deploy target={name} times the artifact); accuracy vs {base}: "
+            + _accuracy_list(rows, base)
         )
+    base_cpu = rows[base].get("cpu_ops")
+    fallback = [label for label in timed if None not in (base_cpu, rows[label].get("cpu_ops"))]
+    fallback = [label for label in fallback if rows[label]["cpu_ops"] > base_cpu]
+    timed = [label for label in timed if label not in fallback]
+    unranked = (
+        "; not ranked, their CPU ops are outside the vendor's estimate: "
+        + ", ".join(f"{label} ({rows[label]['cpu_ops']} ops on the CPU, {base}: {base_cpu})" for label in fallback)
+        if fallback
+        else ""
+    )
     if not timed:
         return (
             f"{name}: no measurable reason to swap: no variant with a vendor time estimate keeps {base}'s artifact "
-            "accuracy (each is significantly lower, or was rejected)"
+            "accuracy and its ops on the accelerator (each is significantly lower, was rejected, or leaves more ops "
+            "on the CPU)" + unranked
         )
     best = min(timed, key=lambda label: rows[label]["time_ratio"])
     r = rows[best]
@@ -185,21 +201,33 @@ all ops on the accelerator"
         return (
             f"{name}: no measurable reason to swap: no variant is more than {band:.0%} faster than {base} by the "
             f"vendor's estimate (best: {best}, {r['time_ratio']:.2f}x the time) without a significant accuracy loss"
+            + unranked
         )
     d = r.get("diff") or {}
-    ci = f" [{d['low']:+.3f}, {d['high']:+.3f}]" if d and not math.isnan(d.get("low", math.nan)) else ""
+    tested = bool(d) and not math.isnan(d.get("low", math.nan))
+    ci = f" [{d['low']:+.3f}, {d['high']:+.3f}]" if tested else ""
     delta = d.get("diff", (r["mean"] if "mean" in r else 0) - (rows[base].get("mean") or 0))
-    where = _placement_text(r)
+    where = _placement_text(r, base, base_cpu)
+    if not tested:
+        return (
+            f"{name}: no activation to recommend yet: {best} is {1 / r['time_ratio']:.2f}x faster by the vendor's "
+            f"estimate" + (f" ({where})" if where else "") + f", but its accuracy cost on this target is untested "
+            f"({delta:+.3f} mAP50-95, {r.get('verdict', 'untested')}); run two or more seeds" + unranked
+        )
     return (
         f"{name}: {best}, {1 / r['time_ratio']:.2f}x faster by the vendor's estimate, {delta:+.3f} mAP50-95{ci} "
-        f"{r.get('verdict', 'untested')}" + (f", {where}" if where else "")
+        f"{r.get('verdict', 'untested')}" + (f", {where}" if where else "") + unranked
     )
 
 
-def _placement_text(r: dict) -> str:
+def _placement_text(r: dict, base: str, base_cpu: int | None) -> str:
     if r.get("cpu_ops") is None:
         return ""
-    return "all ops on the accelerator" if r["cpu_ops"] == 0 else f"{r['cpu_ops']} ops fall back to the CPU"
+    if r["cpu_ops"] == 0:
+        return "all ops on the accelerator"
+    return f"{r['cpu_ops']} ops on the CPU" + (
+        "" if base_cpu is None else f", as many as {base}'s" if r["cpu_ops"] == base_cpu else f" ({base}: {base_cpu})"
+    )
 
 
 def _accuracy_list(rows: dict, base: str) -> str:
