@@ -186,8 +186,8 @@ all ops on the accelerator"
     if rows[base].get("time_ms") is None:
         return (
             f"{name}: no measurable reason to swap from this target's evidence: its toolchain gives no speed estimate "
-            f"(host latency: yolo-leaky deploy target={name} times the artifact); accuracy vs {base}: "
-            + _accuracy_list(rows, base)
+            f"(host latency, where the artifact runs on the host: yolo-leaky deploy target={name}); "
+            f"accuracy vs {base}: " + _accuracy_list(rows, base)
         )
     base_cpu = rows[base].get("cpu_ops")
     fallback = [label for label in timed if None not in (base_cpu, rows[label].get("cpu_ops"))]
