@@ -398,22 +398,6 @@ def test_which_activation_line_follows_the_numbers():
     assert "faster" not in host["npu"]["line"]
 
 
-def test_a_simulator_scored_target_reaches_the_table():
-    """rknpu2's ``score`` names its metrics as ``Backend.score`` documents them (``mAP50-95``, beside the float
-    model's ``fp32_mAP50-95``); ``compare targets=[rknpu2]`` died with KeyError 'map50_95' in the report stage."""
-    from yolo_leaky.harness.config import CompareConfig
-    from yolo_leaky.harness.target_compare import target_tables
-
-    stage = _stage(MAPS, None, {"silu": 0, "relu": 0})
-    for per_seed in stage["targets"]["npu"]["seeds"].values():
-        for row in per_seed.values():
-            value = row["metrics"].pop("map50_95")
-            row["metrics"].update({"mAP50-95": value, "fp32_mAP50-95": value + 0.01})
-    c = CompareConfig(variants=["silu", "relu"], seeds=[0, 1, 2])
-    rows = target_tables(c, stage, n_val=64)["npu"]["rows"]
-    assert rows["relu"]["values"] == MAPS["relu"] and rows["silu"]["values"] == MAPS["silu"]
-
-
 TARGETS_RUN = Path(__file__).parent / "fixtures" / "targets" / "quick-targets.json"
 
 

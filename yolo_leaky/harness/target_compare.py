@@ -109,7 +109,7 @@ def target_tables(c: CompareConfig, stage: dict | None, n_val: int | None) -> di
                 s[spec.label] for _, s in sorted(entry["seeds"].items(), key=lambda kv: int(kv[0])) if spec.label in s
             ]
             ok = [p for p in per if "metrics" in p]
-            values = [artifact_map50_95(p["metrics"]) for p in ok]
+            values = [float(p["metrics"]["map50_95"]) for p in ok]
             times = [float(p["estimate"][TIME_KEY]) for p in ok if (p.get("estimate") or {}).get(TIME_KEY) is not None]
             placement = next((p["placement"] for p in ok if p.get("placement")), None)
             row = {
@@ -136,16 +136,6 @@ def target_tables(c: CompareConfig, stage: dict | None, n_val: int | None) -> di
         t["line"] = recommendation(name, t, base, c.speed_band)
         out[name] = t
     return out
-
-
-def artifact_map50_95(metrics: dict) -> float:
-    """The artifact's mAP50-95 from a backend's ``score``: host backends name it ``map50_95`` (the harness's metric
-    keys), rknpu2's simulator ``mAP50-95`` (``Backend.score``'s documented key).
-
-    >>> artifact_map50_95({"map50_95": 0.5}), artifact_map50_95({"mAP50-95": 0.4, "fp32_mAP50-95": 0.45})
-    (0.5, 0.4)
-    """
-    return float(metrics["map50_95"] if "map50_95" in metrics else metrics["mAP50-95"])
 
 
 def _ops(placement: dict | None, where: str) -> int | None:

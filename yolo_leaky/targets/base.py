@@ -120,8 +120,8 @@ class Backend(ABC):
 
     @abstractmethod
     def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
-        """Accuracy of the artifact itself (``{"mAP50": ..., "mAP50-95": ...}``), on the host or in the vendor's
-        simulator, never of the float model it came from."""
+        """Accuracy of the artifact itself, under the harness's metric keys (``{"map50": ..., "map50_95": ...}``), on
+        the host or in the vendor's simulator, never of the float model it came from."""
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
         """A no-argument call that runs one inference of the artifact on the host, for timing; None when the

@@ -183,7 +183,7 @@ class Rknpu2(Backend):
         the same images, and how far the simulator's scores and boxes are from the float model's.
 
         Returns:
-            ``mAP50`` and ``mAP50-95`` of the artifact in the simulator, ``fp32_mAP50`` and ``fp32_mAP50-95`` of the
+            ``map50`` and ``map50_95`` of the artifact in the simulator, ``fp32_map50`` and ``fp32_map50_95`` of the
             float ONNX, and the ``agreement`` numbers (see ``agreement``), all floats. The full record is written
             to ``score.json`` beside the artifact.
 
@@ -238,10 +238,10 @@ class Rknpu2(Backend):
         }
         (build.artifact.parent / "score.json").write_text(json.dumps(record, indent=2))
         return {
-            "mAP50": quant["map50"],
-            "mAP50-95": quant["map50_95"],
-            "fp32_mAP50": fp32["map50"],
-            "fp32_mAP50-95": fp32["map50_95"],
+            "map50": quant["map50"],
+            "map50_95": quant["map50_95"],
+            "fp32_map50": fp32["map50"],
+            "fp32_map50_95": fp32["map50_95"],
             **agree,
         }
 
