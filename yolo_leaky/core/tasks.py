@@ -16,11 +16,52 @@ METRICS: dict[str, dict[str, str]] = {
         "map50": "metrics/mAP50(B)",
         "map50_95": "metrics/mAP50-95(B)",
     },
+    "segment": {
+        "precision": "metrics/precision(B)",
+        "recall": "metrics/recall(B)",
+        "map50": "metrics/mAP50(B)",
+        "map50_95": "metrics/mAP50-95(B)",
+        "mask_map50": "metrics/mAP50(M)",
+        "mask_map50_95": "metrics/mAP50-95(M)",
+    },
+    "pose": {
+        "precision": "metrics/precision(B)",
+        "recall": "metrics/recall(B)",
+        "map50": "metrics/mAP50(B)",
+        "map50_95": "metrics/mAP50-95(B)",
+        "pose_map50": "metrics/mAP50(P)",
+        "pose_map50_95": "metrics/mAP50-95(P)",
+    },
+    # OBBValidator writes its rotated-box metrics under the (B) keys, so the record keys are detection's; what they
+    # measure (rotated IoU) is in HEADLINE's name
+    "obb": {
+        "precision": "metrics/precision(B)",
+        "recall": "metrics/recall(B)",
+        "map50": "metrics/mAP50(B)",
+        "map50_95": "metrics/mAP50-95(B)",
+    },
     "classify": {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"},
 }
 
 # task -> (record key of the metric that verdicts, CIs and rankings are on, its name in reports)
-HEADLINE: dict[str, tuple[str, str]] = {"detect": ("map50_95", "mAP50-95"), "classify": ("top1", "top-1")}
+HEADLINE: dict[str, tuple[str, str]] = {
+    "detect": ("map50_95", "mAP50-95"),
+    "segment": ("mask_map50_95", "mask mAP50-95"),
+    "pose": ("pose_map50_95", "pose mAP50-95"),
+    "obb": ("map50_95", "rotated-box mAP50-95"),
+    "classify": ("top1", "top-1"),
+}
+
+# task -> (record key of the looser metric reports show beside the headline, its name): mAP50 beside mAP50-95
+SECOND: dict[str, tuple[str, str]] = {
+    "detect": ("map50", "mAP50"),
+    "segment": ("mask_map50", "mask mAP50"),
+    "pose": ("pose_map50", "pose mAP50"),
+    "obb": ("map50", "rotated-box mAP50"),
+    "classify": ("top5", "top-5"),
+}
+
+TASKS = tuple(METRICS)  # every task yolo-leaky measures, in one order
 
 
 def task_metrics(results_dict: dict, task: str = "detect") -> dict[str, float]:
@@ -53,3 +94,13 @@ def headline(task: str = "detect") -> tuple[str, str]:
         (('map50_95', 'mAP50-95'), ('top1', 'top-1'))
     """
     return HEADLINE[task]
+
+
+def second(task: str = "detect") -> tuple[str, str]:
+    """The record key and report name of the looser metric shown beside ``task``'s headline.
+
+    Examples:
+        >>> second("pose"), second("classify")
+        (('pose_map50', 'pose mAP50'), ('top5', 'top-5'))
+    """
+    return SECOND[task]

@@ -185,6 +185,7 @@ class CompareConfig:
     train_args: dict = field(default_factory=dict)  # any other Ultralytics train argument, applied to every cell
     path_note: str | None = None  # what weights=auto chose, and why (set by load_config)
     mixes: dict = field(default_factory=dict)  # mixed variant label -> layers kept SiLU (set by mixed.rank_stage)
+    task: str = "detect"  # the model's task (core.tasks), read from model/weights by run_compare; not a key
 
     # fields that do not change results: a rerun with other values may reuse completed cells
     NON_RESULT_FIELDS = (
@@ -199,6 +200,7 @@ class CompareConfig:
         "int8",  # adds the INT8 stage (int8.json); the cells it reads are the same
         "targets",  # adds the targets stage (targets.json); the cells it reads are the same
         "mixes",  # derived from the fingerprinted weights, data, variants and repair (mixed.rank_stage)
+        "task",  # derived from the fingerprinted model and weights
     )
 
     @property
@@ -260,7 +262,7 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     Keys that are not compare's own but are Ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic`` ...)
     are validated the way Ultralytics validates them and go into ``train_args``, applied identically to every cell.
     """
-    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args", "path_note", "mixes"}
+    fields = {f.name for f in dataclasses.fields(CompareConfig)} - {"train_args", "path_note", "mixes", "task"}
     passthrough = train_arg_keys() - fields
     overrides = parse_kv(tokens, fields | passthrough | {"cfg"})
     cfg_file = Path(overrides.pop("cfg", None) or DEFAULT_CONFIG)
