@@ -63,6 +63,11 @@ SECOND: dict[str, tuple[str, str]] = {
 
 TASKS = tuple(METRICS)  # every task yolo-leaky measures, in one order
 
+# task -> why recovery by distillation cannot run for it (compare runs finetune only and its report says why)
+NO_DISTILL: dict[str, str] = {
+    "classify": "Ultralytics 8.4's distillation trainer needs a detection-family head (Detect or a subclass)",
+}
+
 
 def task_metrics(results_dict: dict, task: str = "detect") -> dict[str, float]:
     """A validator's ``results_dict`` as the record keys of ``task`` (NaN for a metric the validator did not write).
