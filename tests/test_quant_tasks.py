@@ -111,3 +111,51 @@ def test_export_check_for_each_task(task_int8):
     assert len(agreement) == (2 if task_int8["task"] == "segment" else 1)
     for name, a in agreement.items():
         assert a["scale"] > 0 and a["max_rel"] < 1e-3, f"{task_int8['task']} {name}: {a}"
+
+
+def test_openvino_calibration_dataset_keeps_the_tasks_keys(tmp_path):
+    """Ultralytics' OpenVINO INT8 export builds the task's dataset from the calibration YAML: pose needs its
+    ``kpt_shape`` (without it the export died: "'kpt_shape' in data.yaml missing or incorrect")."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    from yolo_leaky.data.standin import TASKS, cache_root, recipe_key
+    from yolo_leaky.measure.quant import write_calibration_dataset
+
+    data = TASKS["pose"]["data"](cache_root() / f"standin-{recipe_key(MODELS['pose'])}")
+    calib = calibration_images(data, n=4, imgsz=64, seed=0)
+    written = check_det_dataset(str(write_calibration_dataset(calib, tmp_path)), autodownload=False)
+    assert written["kpt_shape"] == [5, 3] and written["flip_idx"] == [0, 1, 4, 3, 2]
+    cfg = get_cfg(overrides={"imgsz": 64, "task": "pose", "rect": False})
+    dataset = build_yolo_dataset(cfg, written["val"], 1, written, mode="val")
+    assert len(dataset) == 4 and dataset[0]["keypoints"].shape[-2:] == (5, 3)
+
+
+def test_measure_int8_for_a_classifier_records_its_keys_on_both_runtimes(tmp_path):
+    """The INT8 stage on a classifier: its task read from the checkpoint, calibration from its folder, top-1/top-5
+    records for ONNX Runtime and OpenVINO (NNCF INT8 calibrated on a classification folder), latency for both."""
+    from conftest import require
+
+    from yolo_leaky.data.standin import TASKS, cache_root, recipe_key, standin_checkpoint
+    from yolo_leaky.measure.quant import measure_int8
+
+    require("openvino", "openvino")
+    require("nncf", "openvino")
+    weights, record = standin_checkpoint(model=MODELS["classify"], log=lambda line: None)
+    data = TASKS["classify"]["data"](cache_root() / f"standin-{recipe_key(MODELS['classify'])}")
+    imgsz = record["recipe"]["imgsz"]
+    result = measure_int8(
+        {"silu": weights}, data, tmp_path, imgsz=imgsz, n_calib=16, seconds=2, blocks=2, schemes=("deploy",)
+    )
+    assert result["settings"]["task"] == "classify" and result["calibration"]["n"] == 16
+    entry = result["variants"]["silu"]
+    for metrics in (
+        entry["fp32"],
+        entry["int8"]["deploy"]["metrics"],
+        entry["openvino"]["fp32"],
+        entry["openvino"]["int8"],
+    ):
+        assert list(metrics) == ["top1", "top5"] and 0.5 < metrics["top1"] <= 1.0
+    assert entry["fp32"]["top1"] == pytest.approx(record["metrics"]["top1"], abs=1e-6)
+    assert set(result["latency"]) == {"ort-cpu", "openvino-cpu"} and not result["skipped"]
