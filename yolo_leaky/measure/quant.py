@@ -14,9 +14,11 @@ points. An INT8 gain must be measured per activation, side by side, on identical
   preprocessed tensor are recorded, so a report can show that every variant saw the same calibration set.
 * ``quantize``: ONNX Runtime ``quantize_static``, QDQ format, per-channel INT8 weights, uint8 activations (the
   U8S8 pair ONNX Runtime recommends for x86 CPUs), an explicit calibration method. Three schemes (``SCHEMES``):
-  ``deploy`` (convolutions and activations in INT8, the Detect head's decoding left in float), ``conv-only`` and
+  ``deploy`` (convolutions and activations in INT8, the head's decoding left in float), ``conv-only`` and
   ``naive``.
-* ``validate_onnx``: precision, recall, mAP50 and mAP50-95 from ``YOLO(path, task="detect").val(...)``.
+* ``validate_onnx``: the task's metrics (``core.tasks.task_metrics``: precision, recall, mAP50 and mAP50-95 for
+  detection, plus mask or pose mAPs; top-1 and top-5) from ``YOLO(path, task=task).val(...)``.
+* Every task: ``head_float_nodes`` finds what ``deploy`` leaves in float in any head (docs/int8.md, per task).
 * ``benchmark_fp32_int8``: FP32 and INT8 files of every variant in one interleaved ``bench.benchmark`` call (labels
   ``relu`` and ``relu@int8``), and each variant's INT8/FP32 paired ratio with the same block CI, taken from the same
   rounds (``int8_vs_fp32``).
