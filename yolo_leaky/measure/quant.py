@@ -74,11 +74,12 @@ from .onnx_check import optimize_with_ort, summarize_fusion
 
 SCHEMES = {
     "deploy": (
-        "convolutions, activations and the rest of the network in INT8 (QDQ on every tensor); the Detect head's "
-        "decoding (DFL softmax, anchor/stride arithmetic, score sigmoid, final concat) left in float"
+        "convolutions, activations and the rest of the network in INT8 (QDQ on every tensor); the head's own "
+        "decoding left in float (head_float_nodes; detection: DFL softmax, anchor/stride arithmetic, score sigmoid, "
+        "final concat; pose, OBB and segment add their keypoint, angle and coefficient decoding; classify its softmax)"
     ),
     "conv-only": "only Conv inputs, weights and outputs in INT8; activations computed in float between them",
-    "naive": "every supported op in INT8, the Detect decoding and its output (box pixels and 0-1 scores) included",
+    "naive": "every supported op in INT8, the head's decoding and its output (box pixels and 0-1 scores) included",
 }
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"
