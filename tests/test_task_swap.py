@@ -44,7 +44,7 @@ def recovery_recipe(imgsz: int, batch: int) -> dict:
     stand-in's own image size and batch."""
     block = yaml.safe_load((REPO / "cfg/compare.yaml").read_text())["auto"]["standin"]
     train = {k: v for k, v in block.items() if k not in ("weights", "data", "name")}
-    return {**train, "epochs": 1, "imgsz": imgsz, "batch": batch, "nbs": batch, "workers": 0, "plots": False}
+    return {**train, "epochs": 1, "imgsz": imgsz, "batch": batch, "workers": 0, "plots": False}
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -163,9 +163,11 @@ def test_the_cost_measure_runs_on_every_task(stages):
     prelu_channels = sum(m.weight.numel() for m in nets["prelu"].modules() if isinstance(m, nn.PReLU))
     assert params["silu"] == params["relu"] == params["prelu"] - prelu_channels and prelu_channels > 0
     assert get_flops(nets["relu"], imgsz=imgsz) > 0
-    one, two = (saved_tensor_bytes(nets["relu"], torch.randn(n, 3, imgsz, imgsz)) for n in (1, 2))
-    assert 1.8 * one < two < 2.2 * one, (one, two)  # activations saved for backward scale with the batch
-    print(f"{stages['task']} cost: params {params}, saved bytes batch 1 {one}, batch 2 {two}")
+    # batches of 2 and 4: compare measures min(batch, 2), and a classifier at imgsz 32 reaches 1x1 before its last
+    # BatchNorm, which cannot train on one value per channel
+    two, four = (saved_tensor_bytes(nets["relu"], torch.randn(n, 3, imgsz, imgsz)) for n in (2, 4))
+    assert 1.8 * two < four < 2.2 * two, (two, four)  # activations saved for backward scale with the batch
+    print(f"{stages['task']} cost: params {params}, saved bytes batch 2 {two}, batch 4 {four}")
 
 
 @pytest.mark.slow
