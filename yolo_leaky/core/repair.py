@@ -47,22 +47,65 @@ def applicable_repair(spec: ActSpec, repair: str) -> str:
     return repair
 
 
-def eval_dataset(data_yaml: str | Path, split: str, imgsz: int):
-    """Ultralytics' dataset for ``split`` exactly as the validator builds it for a static-shape model (``rect=False``,
-    no augmentation); returns ``(dataset, resolved data dict)``. A folder is a classification dataset (Ultralytics'
-    own rule: ``check_cls_dataset`` takes a folder, every other task a YAML), built by the classifier's validator."""
+def data_task(data_yaml: str | Path) -> str:
+    """The task a dataset's own files say it is for, when no model says it: a folder is a classification dataset
+    (Ultralytics' ``check_cls_dataset`` rule), a YAML with ``kpt_shape`` a pose dataset, any other YAML ``detect``.
+
+    A segment or OBB YAML reads as ``detect``: its labels (polygons, four corners) parse as detection labels, so the
+    same images are kept and preprocessed the same; pass the model's task to read them as its own.
+
+    Examples:
+        >>> data_task("coco8-pose.yaml")  # doctest: +SKIP
+        'pose'
+    """
+    if Path(data_yaml).is_dir():
+        return "classify"
+    from ultralytics.utils import YAML
+    from ultralytics.utils.checks import check_yaml
+
+    try:
+        cfg = YAML.load(check_yaml(str(data_yaml), hard=False) or str(data_yaml))  # a stock name: Ultralytics' copy
+    except (FileNotFoundError, OSError):
+        return "detect"  # check_det_dataset names the missing file
+    return "pose" if isinstance(cfg, dict) and cfg.get("kpt_shape") else "detect"
+
+
+def model_task_of(model) -> str:
+    """The Ultralytics task of a ``YOLO`` object or its network (``detect``, ``segment``, ``pose``, ``obb``,
+    ``classify``), read from the head as Ultralytics' own ``guess_model_task`` reads it.
+
+    Examples:
+        >>> from yolo_leaky import load
+        >>> model_task_of(load("yolo11n-obb.yaml")), model_task_of(load("yolo11n-cls.yaml").model)
+        ('obb', 'classify')
+    """
+    task = getattr(model, "task", None)
+    if isinstance(task, str) and task:
+        return task
+    from ultralytics.nn.tasks import guess_model_task
+
+    return guess_model_task(network_of(model))
+
+
+def eval_dataset(data_yaml: str | Path, split: str, imgsz: int, task: str | None = None):
+    """Ultralytics' dataset for ``split`` exactly as the task's validator builds it for a static-shape model
+    (``rect=False``, no augmentation); returns ``(dataset, resolved data dict)``. ``task`` (the model's task; None:
+    ``data_task``) picks the dataset class: a YOLO dataset reading the task's labels (boxes, polygons, keypoints or
+    rotated boxes), or for ``classify`` (a folder, Ultralytics' own rule: ``check_cls_dataset`` takes a folder, every
+    other task a YAML) the classifier's validator's dataset."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import LOGGER
 
+    task = task or data_task(data_yaml)
     level = LOGGER.level
     LOGGER.setLevel("WARNING")  # the label scan and image-speed check are not news here
     try:
-        if Path(data_yaml).is_dir():
+        if task == "classify" or Path(data_yaml).is_dir():
             return _classify_dataset(data_yaml, split, imgsz)
         data = check_det_dataset(str(data_yaml), autodownload=False)
-        cfg = get_cfg(overrides={"imgsz": imgsz, "rect": False, "task": "detect", "fraction": 1.0})
+        cfg = get_cfg(overrides={"imgsz": imgsz, "rect": False, "task": task, "fraction": 1.0})
         return build_yolo_dataset(cfg, data[split], 1, data, mode="val", rect=False), data
     finally:
         LOGGER.setLevel(level)
@@ -80,7 +123,9 @@ def _classify_dataset(root: str | Path, split: str, imgsz: int):
     return dataset, data
 
 
-def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+def calibration_set(
+    data_yaml: str | Path, n: int, imgsz: int, seed: int = 0, task: str | None = None
+) -> tuple[list[str], np.ndarray, dict]:
     """The calibration set of one seed of a run: ``n`` training images chosen by a seeded draw among Ultralytics'
     sorted file list, preprocessed exactly as the validator preprocesses them. Seed ``s`` of a run draws with ``s``:
     its repairs and its INT8 calibration both use this set, so the spread over seeds includes the draw.
@@ -91,6 +136,8 @@ def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) ->
         n: How many images (all of them when the split is smaller).
         imgsz: Square input size.
         seed: Seed of ``numpy.random.default_rng`` for the draw; the same seed gives the same images.
+        task: The model's task, whose dataset class reads the images and labels (None: ``data_task``, right for
+            every task's images but a segment or OBB dataset's labels; pass it where the model is known).
 
     Returns:
         ``(paths, images as float32 (N, 3, imgsz, imgsz) in 0-1 RGB, resolved data dict)``.
@@ -100,11 +147,12 @@ def calibration_set(data_yaml: str | Path, n: int, imgsz: int, seed: int = 0) ->
         >>> images.shape, float(images.max()) <= 1.0  # doctest: +SKIP
         ((64, 3, 64, 64), True)
     """
-    dataset, data = eval_dataset(data_yaml, "train", imgsz)
+    dataset, data = eval_dataset(data_yaml, "train", imgsz, task)
     count = min(n, len(dataset.im_files))
     picked = np.sort(np.random.default_rng(seed).choice(len(dataset.im_files), size=count, replace=False))
-    images = np.stack([dataset[int(i)]["img"].numpy() for i in picked]).astype(np.float32)
-    if not Path(data_yaml).is_dir():  # detection datasets give uint8; the classifier's transforms give 0-1 floats
+    raw = np.stack([dataset[int(i)]["img"].numpy() for i in picked])
+    images = raw.astype(np.float32)
+    if raw.dtype == np.uint8:  # YOLO datasets give uint8 images; the classifier's transforms give 0-1 floats
         images = images / 255.0
     return [dataset.im_files[int(i)] for i in picked], images, data
 
@@ -254,14 +302,14 @@ def repair_swap(
     silu_model, swapped_model, spec: ActSpec, repair: str, data_yaml: str | Path, n: int, imgsz: int, seed: int
 ) -> tuple[object, dict]:
     """Repair one swapped network as ``compare`` repairs the start of a recovery cell: ``applicable_repair`` of
-    ``repair``, calibrated on ``calibration_set(data_yaml, n, imgsz, seed)``.
+    ``repair``, calibrated on ``calibration_set(data_yaml, n, imgsz, seed)`` read by the network's own task's dataset.
 
     Args:
         silu_model: The SiLU network the swap started from (used by ``fit``).
         swapped_model: The swapped network (a YOLO object or its ``nn.Module``); left unchanged.
         spec: The activation swapped in.
         repair: One of ``REPAIRS``.
-        data_yaml: The dataset YAML whose training split calibrates the repair.
+        data_yaml: The dataset YAML (a classifier: its folder) whose training split calibrates the repair.
         n: Calibration images.
         imgsz: Square input size of the calibration images (the training size).
         seed: The draw's seed (a run's training seed).
@@ -279,7 +327,7 @@ def repair_swap(
     applied = applicable_repair(spec, repair)
     if applied == "none":
         return copy.deepcopy(swapped_model), {"asked": repair, "act": str(spec), "repair": "none"}
-    files, array, _ = calibration_set(data_yaml, n=n, imgsz=imgsz, seed=seed)
+    files, array, _ = calibration_set(data_yaml, n=n, imgsz=imgsz, seed=seed, task=model_task_of(swapped_model))
     model, done = repaired(silu_model, swapped_model, applied, torch.from_numpy(array))
     calibration = {
         "images": len(files),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.repair import model_task_of
 from ..core.spec import DEFAULT_PRELU_INIT
 from ..core.swap import (
     YAML_KEY,
@@ -32,6 +33,7 @@ from ..core.swap import (
     spec_from_yaml,
     trained_network,
 )
+from ..core.tasks import TASKS
 from ..data.datasets import resolve_data
 from ..utils import atomic
 from ..utils.errors import UserError
@@ -46,6 +48,9 @@ from ..utils.errors import UserError
 # 1e-6 separates the two groups in all of these: it flags channels getting ~100x less than a typical live one.
 # A dead ReLU's input gradient is exactly 0.
 GRAD_EPS = 1e-6
+# the loss gains of Ultralytics 8.4's task losses (detect, segment, pose, obb; classify has none), kept from the
+# checkpoint's training arguments so the gradient is the one its training took
+LOSS_GAINS = ("box", "cls", "dfl", "pose", "kobj", "rle", "angle")
 RELU_LIKE = (nn.ReLU, nn.ReLU6)  # zero output and zero gradient for every input <= 0
 RELU_LIKE_MEDIAN = 0.05  # PReLU site median slope below this: drifted towards ReLU
 LINEAR_MEDIAN = 0.9  # above this: drifted towards the identity (the unit is nearly linear)
@@ -93,12 +98,17 @@ def _channel_view(t: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------- data
-def _data_dict(data: str | Path | dict) -> dict:
-    """Resolve a dataset YAML (or ``coco8``) to Ultralytics' checked dataset dict, never downloading."""
+def _data_dict(data: str | Path | dict, task: str) -> dict:
+    """Resolve a dataset YAML (or ``coco8``), or a classifier's dataset folder, to Ultralytics' checked dataset dict,
+    never downloading."""
     if isinstance(data, dict):
         return data
-    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.data.utils import check_cls_dataset, check_det_dataset
 
+    if task == "classify":
+        if not Path(data).is_dir():
+            raise UserError(f"dataset {str(data)!r} is not a folder; a classifier needs a folder with train/ and val/")
+        return check_cls_dataset(str(data))
     try:
         return check_det_dataset(resolve_data(str(data)), autodownload=False)
     except (FileNotFoundError, SyntaxError, TypeError) as e:
@@ -106,36 +116,40 @@ def _data_dict(data: str | Path | dict) -> dict:
         raise UserError(msg) from None
 
 
-def _loader(data: dict, split: str, imgsz: int, batch: int):
-    """Ultralytics' own dataset and dataloader for ``split``, letterboxed to ``imgsz`` without augmentation."""
+def _dataset(data: dict, split: str, imgsz: int, task: str):
+    """Ultralytics' own dataset of ``task`` for ``split``, letterboxed to ``imgsz`` without augmentation: the
+    task's labels (masks, keypoints, rotated boxes) come with the images, as its trainer's loss needs them."""
     from ultralytics.cfg import get_cfg
-    from ultralytics.data.build import build_dataloader, build_yolo_dataset
+    from ultralytics.data.build import build_yolo_dataset
+    from ultralytics.data.dataset import ClassificationDataset
 
     if not data.get(split):
         raise UserError(f"dataset has no {split!r} images; add {split}: to the dataset YAML")
-    cfg = get_cfg(overrides={"imgsz": imgsz, "task": "detect", "rect": False, "cache": False, "fraction": 1.0})
-    dataset = build_yolo_dataset(cfg, data[split], batch, data, mode="val", stride=32)  # mode != train: no augment
-    return build_dataloader(dataset, batch, workers=0, shuffle=False, device="cpu")
+    cfg = get_cfg(overrides={"imgsz": imgsz, "task": task, "rect": False, "cache": False, "fraction": 1.0})
+    if task == "classify":  # augment=False: the classifier's validation transforms
+        return ClassificationDataset(str(data[split]), cfg, augment=False, prefix=split, names=data["names"])
+    return build_yolo_dataset(cfg, data[split], 1, data, mode="val", stride=32)  # mode != train: no augment
 
 
-def _batches(loader, max_images: int, device: torch.device):
-    """Yield preprocessed batches (float images in [0, 1] on ``device``) until ``max_images`` are used."""
-    left = max_images
-    for batch in loader:
-        if left <= 0:
-            break
-        n = min(left, batch["img"].shape[0])
-        keep = batch["batch_idx"] < n
-        out = {k: v for k, v in batch.items() if not isinstance(v, torch.Tensor)}
-        out["img"] = batch["img"][:n].to(device).float() / 255
-        for k in ("cls", "bboxes", "batch_idx"):
-            out[k] = batch[k][keep].to(device)
-        left -= n
-        yield out
+def _batches(dataset, batch: int, max_images: int, device: torch.device):
+    """Yield the first ``max_images`` samples of ``dataset`` in order, ``batch`` at a time, collated by the dataset's
+    own ``collate_fn`` (per-instance labels carry their image's index) and preprocessed as the task's validator
+    does: every tensor on ``device``, images float in [0, 1] (a YOLO dataset's uint8 divided by 255; the
+    classifier's transforms give floats already)."""
+    from torch.utils.data import default_collate
+
+    collate = getattr(dataset, "collate_fn", None) or default_collate
+    for start in range(0, min(max_images, len(dataset)), batch):
+        items = [dataset[i] for i in range(start, min(start + batch, max_images, len(dataset)))]
+        b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collate(items).items()}
+        b["img"] = b["img"].float() / 255 if b["img"].dtype == torch.uint8 else b["img"].float()
+        yield b
 
 
 # ---------------------------------------------------------------------------------------------------------- measures
-def _negative_only(net: nn.Module, sites, data: dict, imgsz: int, batch: int, max_images: int, device) -> tuple:
+def _negative_only(
+    net: nn.Module, sites, data: dict, task: str, imgsz: int, batch: int, max_images: int, device
+) -> tuple:
     """Per site path: a bool tensor, True for channels whose input was <= 0 everywhere. Also the image count."""
     peak: dict[str, torch.Tensor] = {}
 
@@ -151,7 +165,7 @@ def _negative_only(net: nn.Module, sites, data: dict, imgsz: int, batch: int, ma
     try:
         net.eval()
         with torch.inference_mode():
-            for b in _batches(_loader(data, "val", imgsz, batch), max_images, device):
+            for b in _batches(_dataset(data, "val", imgsz, task), batch, max_images, device):
                 net(b["img"])
                 images += b["img"].shape[0]
     finally:
@@ -160,7 +174,7 @@ def _negative_only(net: nn.Module, sites, data: dict, imgsz: int, batch: int, ma
     return {p: v <= 0 for p, v in peak.items()}, images
 
 
-def _near_zero_grad(net: nn.Module, sites, data: dict, imgsz: int, batch: int, device) -> dict:
+def _near_zero_grad(net: nn.Module, sites, data: dict, task: str, imgsz: int, batch: int, device) -> dict:
     """Per site path: ``(output, input)`` bool tensors, True for channels whose mean |dL/d output| (resp. |dL/d input|)
     on one training batch is below ``GRAD_EPS``."""
     grads: dict[tuple[str, int], torch.Tensor] = {}
@@ -181,7 +195,7 @@ def _near_zero_grad(net: nn.Module, sites, data: dict, imgsz: int, batch: int, d
         return hook
 
     _prepare_loss(net, data)
-    b = next(_batches(_loader(data, "train", imgsz, batch), batch, device), None)
+    b = next(_batches(_dataset(data, "train", imgsz, task), batch, batch, device), None)
     if b is None:
         raise UserError("dataset has no training images to take a gradient on")
     handles = [m.register_forward_hook(hook_for(p)) for p, m in sites]
@@ -203,7 +217,9 @@ def _prepare_loss(net: nn.Module, data: dict) -> None:
         raise UserError(f"{type(net).__name__} has no Ultralytics loss; pass a YOLO object or an Ultralytics model")
     args = getattr(net, "args", None)
     args = vars(args) if hasattr(args, "__dict__") else dict(args or {})
-    net.args = get_cfg(overrides={k: args[k] for k in ("box", "cls", "dfl") if k in args})  # loss reads .box etc.
+    # the loss reads its gains as attributes (.box, .pose ...); the mask layout (overlap_mask) stays the default,
+    # the one _dataset's masks are built with
+    net.args = get_cfg(overrides={k: args[k] for k in LOSS_GAINS if k in args})
     net.criterion = None
     nc = getattr(net, "nc", None) or getattr(net.model[-1], "nc", None)
     if nc is not None and int(data.get("nc", 0)) > nc:
@@ -216,8 +232,11 @@ def unit_health(yolo_or_module, data: str | Path | dict, imgsz: int = 64, batch:
     """Measure dead / negative-only channels and near-zero gradients at every activation site.
 
     Args:
-        yolo_or_module: An Ultralytics ``YOLO`` object or a detection model (``nn.Module``) with ``.loss``.
-        data: A dataset YAML path (``coco8`` resolves to a local copy), or Ultralytics' dataset dict.
+        yolo_or_module: An Ultralytics ``YOLO`` object or its network (``nn.Module`` with ``.loss``) of any task in
+            ``core.tasks.TASKS``; its head's task picks the dataset class and the loss (masks, keypoints, rotated
+            boxes or class labels come with the batch).
+        data: A dataset YAML path (``coco8`` resolves to a local copy), a classifier's dataset folder, or
+            Ultralytics' dataset dict.
         imgsz: Letterbox size of the images.
         batch: Batch size, for the eval pass and for the one training batch.
         max_images: Validation images to run for the dead / negative-only count.
@@ -233,13 +252,16 @@ def unit_health(yolo_or_module, data: str | Path | dict, imgsz: int = 64, batch:
         the gradient that reaches the conv/BN weights feeding the unit: a dead ReLU gives exactly 0 there.
     """
     source = network_of(yolo_or_module)
+    task = model_task_of(yolo_or_module)
+    if task not in TASKS:
+        raise UserError(f"unit health measures {', '.join(TASKS)} models, not {task}; pass a model of one of those")
     device = next(source.parameters()).device
-    d = _data_dict(data)
+    d = _data_dict(data, task)
     net, sites = _private_copy(source)
     if not sites:
         raise UserError("the model has no activation sites to measure")
-    negative, images = _negative_only(net, sites, d, imgsz, batch, max_images, device)
-    zero_grad = _near_zero_grad(net, sites, d, imgsz, batch, device)  # eval pass changed nothing in the copy
+    negative, images = _negative_only(net, sites, d, task, imgsz, batch, max_images, device)
+    zero_grad = _near_zero_grad(net, sites, d, task, imgsz, batch, device)  # eval pass changed nothing in the copy
     per_layer = [_layer_entry(p, m, negative.get(p), *zero_grad[p]) for p, m in sites]
     return {
         "measure": "dead" if all(isinstance(m, RELU_LIKE) for _, m in sites) else "negative_only",
