@@ -583,7 +583,7 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
                 "recovery=[finetune]"
             )
         recovery.remove("distill")
-        say(f"yolo-leaky compare: no distill cells for {TASK_NAMES[task]} model ({NO_DISTILL[task]}); finetune only")
+        say(f"yolo-leaky compare: no distill cells for {TASK_NAMES[task]} model: {NO_DISTILL[task]}; finetune only")
     if c.targets and task != "detect":
         raise UserError(
             f"targets={c.targets} needs a detection model: the target back ends score detections, and {c.model} "
