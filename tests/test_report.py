@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from yolo_leaky.core.tasks import METRICS as TASK_METRICS
+from yolo_leaky.core.tasks import NO_DISTILL, TASKS, headline, metric_name, second
 from yolo_leaky.harness.cells import cell_key
 from yolo_leaky.harness.config import CompareConfig
 from yolo_leaky.harness.report import render_markdown
@@ -26,8 +29,9 @@ def _figures(text: str, skip_documentation: bool = False) -> set[str]:
     return {m.group(1) for ln in lines for m in FIGURE.finditer(ln)}
 
 
-def _metrics(rng) -> dict:
-    return {k: float(rng.uniform(0.2, 0.9)) for k in ("map50", "map50_95", "precision", "recall")}
+def _metrics(rng, task: str = "detect") -> dict:
+    keys = ("map50", "map50_95", "precision", "recall") if task == "detect" else tuple(TASK_METRICS[task])
+    return {k: float(rng.uniform(0.2, 0.9)) for k in keys}
 
 
 def _bench(rng, labels: list[str], baseline: str, runtime: str, imgsz: int, blocks: int) -> BenchResult:
@@ -65,6 +69,7 @@ def synthetic_run(
     timing_baseline: str | None = None,
     n_calib_found: int | None = None,
     untimed: tuple = (),
+    task: str = "detect",
     **config,
 ) -> tuple[CompareConfig, Summary, dict]:
     """A finished recover run with INT8 whose every measured figure is drawn from ``rng(seed)``; returns the config,
@@ -81,7 +86,7 @@ def synthetic_run(
         int8=True,
         runtimes=["ort-cpu"],
     )
-    c = CompareConfig(**{**settings, **config})
+    c = CompareConfig(**{**settings, **config}, task=task)
     labels = [s.label for s in c.specs]
     n_val = int(rng.integers(60, 300))
     cells = {}
@@ -92,16 +97,16 @@ def synthetic_run(
                 "seed": s,
                 "status": "ok",
                 "recovery": "finetune",
-                "metrics": _metrics(rng),
+                "metrics": _metrics(rng, task),
                 "epoch_seconds": float(rng.uniform(5, 90)),
                 "results_csv": "missing.csv",
             }
-    baseline = _metrics(rng)
+    baseline = _metrics(rng, task)
 
     def _seed_rows(label: str) -> dict:  # swap.json's per-seed layout (cells.swap_stage): SiLU gets bn too
         out = {}
         for s in c.seeds:
-            repairs = {"bn": {"metrics": _metrics(rng)}}
+            repairs = {"bn": {"metrics": _metrics(rng, task)}}
             start = {"repair": "bn", "path": "start.pt", "digest": "0" * 64, "metrics": repairs["bn"]["metrics"]}
             out[str(s)] = {"repairs": repairs, "start": start}
         return out
@@ -117,15 +122,15 @@ def synthetic_run(
         "repair": "bn",
         "variants": {
             label: {
-                "after_swap": _metrics(rng),
+                "after_swap": _metrics(rng, task),
                 "seeds": per_seed[label],
                 "repairs": {
                     "bn": {
                         "metrics": {
                             k: float(np.mean([per_seed[label][str(s)]["repairs"]["bn"]["metrics"][k] for s in c.seeds]))
-                            for k in _metrics(rng)
+                            for k in _metrics(rng, task)
                         },
-                        "metrics_std": {k: float(rng.uniform(0.001, 0.02)) for k in _metrics(rng)},
+                        "metrics_std": {k: float(rng.uniform(0.001, 0.02)) for k in _metrics(rng, task)},
                     }
                 },
                 "start": {"repair": "bn"},
@@ -189,15 +194,15 @@ def synthetic_run(
         for label in labels:
             nodes = {"QuantizeLinear": int(rng.integers(200, 400)), "DequantizeLinear": int(rng.integers(400, 600))}
             variants_out[label] = {
-                "fp32": _metrics(rng),
+                "fp32": _metrics(rng, task),
                 "int8": {
-                    scheme: {"metrics": _metrics(rng), "nodes": {**nodes, "QLinear": 0}}
+                    scheme: {"metrics": _metrics(rng, task), "nodes": {**nodes, "QLinear": 0}}
                     for scheme in ("deploy", "conv-only")
                 },
                 "ort_int8": {"standalone": {"PRelu": 77} if label.startswith("prelu") else {}},
                 "openvino": {
-                    "fp32": _metrics(rng),
-                    "int8": _metrics(rng),
+                    "fp32": _metrics(rng, task),
+                    "int8": _metrics(rng, task),
                     "fusion_fp32": _fusion(rng, label, {}),
                     "fusion_int8": _fusion(rng, label, OV_STANDALONE.get(label, OV_STANDALONE["prelu"])),
                 },
@@ -249,6 +254,7 @@ def synthetic_run(
         swap=swap,
         int8=int8_tables(c, raw, n_val),
         int8_raw=raw,
+        task=task,
     )
     return c, summary, raw
 
@@ -338,10 +344,10 @@ def test_int8_pareto_pairs_each_runtime_latency_with_its_own_map():
     assert len(points) == 2 * 2 * 3
     for label, row in summary.int8["rows"].items():
         ort, ov = points[("ort-cpu", label, "INT8")], points[("openvino-cpu", label, "INT8")]
-        assert ort["map50_95"] == row["deploy_mean"] and ort["seeds"] == [3, 5, 8]
-        assert ov["map50_95"] == row["openvino"]["int8_map50_95"] != row["deploy_mean"]
-        assert ov["map50_95_std"] is None and ov["seeds"] == [3]  # NNCF's model is scored on the first seed only
-        assert points[("openvino-cpu", label, "FP32")]["map50_95"] == row["openvino"]["fp32_map50_95"]
+        assert ort["score"] == row["deploy_mean"] and ort["seeds"] == [3, 5, 8]
+        assert ov["score"] == row["openvino"]["int8_map50_95"] != row["deploy_mean"]
+        assert ov["score_std"] is None and ov["seeds"] == [3]  # NNCF's model is scored on the first seed only
+        assert points[("openvino-cpu", label, "FP32")]["score"] == row["openvino"]["fp32_map50_95"]
         stats = raw["latency"]["openvino-cpu"]["benchmark"]["stats"][f"{label}@int8"]
         assert (ov["ratio"], ov["ci_low"], ov["ci_high"]) == (
             stats["paired_ratio"],
@@ -380,3 +386,36 @@ def test_accuracy_axes_name_the_stand_in_as_not_coco():
                 f"{draw.__name__}: the y label is cut off by the figure's edge ({label} vs {inside})"
             )
             plt.close(fig)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_reports_its_own_metrics(task):
+    """A segment, pose, OBB or classify run's report tables, verdicts and INT8 figures are on that task's headline
+    metric (mask mAP50-95, pose mAP50-95, rotated-box mAP50-95, top-1), never on detection's box keys, which such a
+    record does not hold (classify) or which are not its headline (segment, pose)."""
+    c, summary, _ = synthetic_run(11, task=task)
+    key, name = headline(task)
+    text = render_markdown(c, summary, {})
+    accuracy = text.split("## Accuracy", 1)[1].split("\n## ", 1)[0]
+    header = next(ln for ln in accuracy.splitlines() if ln.startswith("| variant"))
+    assert header.split(" | ")[1:3] == [second(task)[1], name]
+    assert [h.strip() for h in header.split("|")[4:-3]] == [
+        metric_name(k, task) for k in TASK_METRICS[task] if k not in (key, second(task)[0])
+    ]
+    assert f"vs {c.baseline} ({name})" in header
+    relu = summary.rows["relu"]
+    line = next(ln for ln in accuracy.splitlines() if ln.startswith("| `relu`"))
+    assert line.split(" | ")[2] == f"{relu[f'{key}_mean']:.3f} ± {relu[f'{key}_std']:.3f}"
+    recovered = text.split("### After", 1)[1].split("\n### ", 1)[0]
+    assert f"| {name} − silu [95% CI] |" in recovered
+    assert summary.recovery["recovered"]["relu/finetune"][f"{key}_verdict"] in recovered
+    int8 = text.split("## INT8", 1)[1].split("\n## ", 1)[0]
+    silu = summary.int8["rows"]["silu"]
+    assert silu["fp32_values"] == [summary.int8_raw["seeds"][str(s)]["variants"]["silu"]["fp32"][key] for s in c.seeds]
+    assert f"| `silu` | {silu['fp32_mean']:.3f} ± {silu['fp32_std']:.3f} |" in int8
+    assert f"FP32 {name}" in int8 and f"({name})" in int8
+    if task != "detect":  # detection's own words stay as they were (tests/test_report_golden.py)
+        assert "anchors are detection figures" in text
+        assert ("No `distill` rows" in text) == (task in NO_DISTILL)
+    if task == "classify":
+        assert "mAP" not in accuracy and "mAP" not in int8

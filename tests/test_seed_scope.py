@@ -164,7 +164,7 @@ def test_report_states_the_scope_next_to_each_interval():
     }
     swap = fake_swap()
     rec = recovery_tables(c, cells, swap, BEFORE, 64)
-    text = _recovery_section(c, SimpleNamespace(recovery=rec, swap=swap))
+    text = _recovery_section(c, SimpleNamespace(recovery=rec, swap=swap, task="detect"))
     no_training, recovered = text.split("### After")
     assert "Across seeds, varies: calibration draw (seed s draws 64 training images). Held fixed:" in no_training
     assert "0.477 ± " not in no_training and f"{np.mean(PER_SEED[('relu', 'bn')]):.3f} ± 0.012" in no_training

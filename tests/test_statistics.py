@@ -268,12 +268,12 @@ def test_recovery_and_accuracy_tables_adjust_per_family_and_agree():
     assert "(the variants against `silu`, as in the `finetune` rows of the recovery table: 3 tests)" in (
         _accuracy_section(c, rows, cells, seed_scope(c, "recovered", 4, N_VAL))
     )
-    text = _recovery_section(c, SimpleNamespace(recovery=rec, swap={}))
+    text = _recovery_section(c, SimpleNamespace(recovery=rec, swap={}, task="detect"))
     assert "Holm–Bonferroni-adjusted within each family (`finetune` rows: 3 tests; `distill` rows: 3 tests)" in text
     assert "(the variants, mAP50-95: 4 tests)" in text
     rec_one_seed = recovery_tables(c, {k: v for k, v in cells.items() if k.endswith("s0")}, swap, metric, N_VAL)
     assert rec_one_seed["tests"]["finetune"]["map50_95"] == 0
-    text = _recovery_section(c, SimpleNamespace(recovery=rec_one_seed, swap={}))
+    text = _recovery_section(c, SimpleNamespace(recovery=rec_one_seed, swap={}, task="detect"))
     assert text.count("No comparison in this table reached a test") == 2
 
 

@@ -109,3 +109,24 @@ def second(task: str = "detect") -> tuple[str, str]:
         (('pose_map50', 'pose mAP50'), ('top5', 'top-5'))
     """
     return SECOND[task]
+
+
+# the prefix that says what a task's box metrics measure (a segment or pose model's box metrics are secondary)
+_BOX = {"detect": "", "segment": "box ", "pose": "box ", "obb": "rotated-box "}
+_NAMES = {"mask_map50": "mask mAP50", "mask_map50_95": "mask mAP50-95", "pose_map50": "pose mAP50"}
+_NAMES.update(pose_map50_95="pose mAP50-95", top1="top-1", top5="top-5")
+
+
+def metric_name(key: str, task: str = "detect") -> str:
+    """How reports name the record key ``key`` of ``task`` (one name per meaning: OBB's ``map50_95`` is rotated).
+
+    Examples:
+        >>> metric_name("map50_95"), metric_name("map50_95", "obb"), metric_name("precision", "segment")
+        ('mAP50-95', 'rotated-box mAP50-95', 'box precision')
+        >>> metric_name("top1", "classify")
+        'top-1'
+    """
+    if key in _NAMES:
+        return _NAMES[key]
+    base = {"map50": "mAP50", "map50_95": "mAP50-95"}.get(key, key)
+    return _BOX[task] + base

@@ -112,6 +112,11 @@ def deploy(
             raise UserError(f"{key}={value!r} is not a number >= {low}; pass e.g. {key}={DEFAULTS.get(key, 320)}")
     data_yaml = resolve_data(str(data))
     yolo = load(model, act=spec)
+    if yolo.task != "detect":  # every backend's scorer, naive contrast and decode split are detection's
+        raise UserError(
+            f"deploy builds and scores detection models; {model} is a {yolo.task} model. Compare its activations with "
+            f"yolo-leaky compare weights={model} (every task), or export it yourself after load('{model}', act=...)"
+        )
     imgsz = int(imgsz or _trained_imgsz(yolo) or 640)
     label = spec.label if spec is not None else "as-trained"
     name = str(name or f"{Path(str(model)).stem}-{label}-{backend.name}")

@@ -13,6 +13,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..core.spec import parse_act  # noqa: E402
+from ..core.tasks import METRICS as TASK_METRICS  # noqa: E402
+from ..core.tasks import headline  # noqa: E402
+from ..data.standin import TASKS as STANDIN_TASKS  # noqa: E402
 from ..utils import atomic  # noqa: E402
 from .cells import cell_key  # noqa: E402
 from .config import CompareConfig, MixedSpec  # noqa: E402
@@ -22,11 +25,12 @@ from .summary import Summary, headline_recovery, int8_pareto_points  # noqa: E40
 def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
     """Write every plot that has data; return {description: path}. Renders ``summary`` only; computes nothing."""
     cells, units = summary.cells, summary.units
+    metric = headline(summary.task)[1]
     plots = {}
     for what, name, draw in [
-        ("mAP50-95 vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, summary)),
+        (f"{metric} vs latency ratio (Pareto)", "pareto.png", lambda ax: _pareto(ax, c, summary)),
         (
-            "FP32 and INT8: mAP50-95 vs latency ratio per runtime",
+            f"FP32 and INT8: {metric} vs latency ratio per runtime",
             "pareto_int8.png",
             lambda ax: _pareto_int8(ax, c, summary),
         ),
@@ -42,7 +46,7 @@ def write_plots(run: Path, c: CompareConfig, summary: Summary) -> dict:
     ]:
         path = run / name
         if name == "curves.png":
-            ok = _curves(path, c, cells)
+            ok = _curves(path, c, cells, summary.task)
         else:
             ok = _single(path, draw)
         if ok:
@@ -68,7 +72,8 @@ def _save(fig, path: Path) -> None:
 
 def _data_name(summary: Summary) -> str:
     """What the accuracy axis was scored on, as a plot names it: a stand-in is never mistaken for COCO."""
-    return "the synthetic stand-in data, not COCO" if summary.standin else "the validation images"
+    stands_for = STANDIN_TASKS.get(summary.task, STANDIN_TASKS["detect"])["stands_for"]
+    return f"the synthetic stand-in data, not {stands_for}" if summary.standin else "the validation images"
 
 
 def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
@@ -78,7 +83,8 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
     for label, r in summary.rows.items():
         if f"{runtime}_paired_ratio" not in r:
             continue
-        y, e = r["map50_95_mean"], r["map50_95_std"] or 0.0
+        key = headline(summary.task)[0]
+        y, e = r[f"{key}_mean"], r[f"{key}_std"] or 0.0
         ratio, lo, hi = (r[f"{runtime}_{k}"] for k in ("paired_ratio", "paired_ci_low", "paired_ci_high"))
         ax.errorbar(ratio, y, xerr=[[ratio - lo], [hi - ratio]], yerr=e, fmt="o", capsize=3)
         ax.annotate(label, (ratio, y), textcoords="offset points", xytext=(5, 5 + 12 * (len(ax.texts) % 3)))
@@ -87,30 +93,30 @@ def _pareto(ax, c: CompareConfig, summary: Summary) -> bool | None:
         ax.axvline(floor, ls="--", c="grey", lw=1, label="identity floor")
         ax.legend()
     ax.set_xlabel(f"latency / {c.baseline} latency ({runtime}, 95% CI)")
-    ax.set_ylabel(f"mAP50-95 on {_data_name(summary)}\n(mean ± std over seeds)")  # one line would not fit
+    ax.set_ylabel(f"{headline(summary.task)[1]} on {_data_name(summary)}\n(mean ± std over seeds)")  # 2 lines: fits
     ax.set_title("Accuracy vs speed (left is faster, higher is more accurate)")
     return None
 
 
 def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
-    """Renders ``summary.int8_pareto_points``: each runtime's latency against its own mAP."""
-    points = int8_pareto_points(summary.int8, summary.int8_raw)
+    """Renders ``summary.int8_pareto_points``: each runtime's latency against its own score."""
+    points = int8_pareto_points(summary.int8, summary.int8_raw, summary.task)
     if not points:
         return False
     markers = {"ort-cpu": "o", "openvino-cpu": "s"}
     for p in points:
         ax.errorbar(
             p["ratio"],
-            p["map50_95"],
+            p["score"],
             xerr=[[p["ratio"] - p["ci_low"]], [p["ci_high"] - p["ratio"]]],
-            yerr=p["map50_95_std"] or 0.0,
+            yerr=p["score_std"] or 0.0,
             fmt=markers.get(p["runtime"], "^"),
             mfc="none" if p["precision"] == "FP32" else None,
             capsize=2,
         )
         ax.annotate(
             f"{p['variant']} {p['precision']} ({p['runtime']})",
-            (p["ratio"], p["map50_95"]),
+            (p["ratio"], p["score"]),
             fontsize=6,
             xytext=(4, 3),
             textcoords="offset points",
@@ -123,15 +129,19 @@ def _pareto_int8(ax, c: CompareConfig, summary: Summary) -> bool | None:
     )
     ov_seeds = sorted({s for p in points if p["runtime"] == "openvino-cpu" for s in p["seeds"]})
     ax.set_ylabel(
-        f"mAP50-95 at imgsz {summary.int8['settings']['imgsz']} on {_data_name(summary)}\nORT: mean ± std over seeds"
-        + (f"; OpenVINO: seed {', '.join(map(str, ov_seeds))}" if ov_seeds else ""),
+        f"{headline(summary.task)[1]} at imgsz {summary.int8['settings']['imgsz']} on {_data_name(summary)}\n"
+        "ORT: mean ± std over seeds" + (f"; OpenVINO: seed {', '.join(map(str, ov_seeds))}" if ov_seeds else ""),
         fontsize=8,
     )
     ax.set_title("FP32 (open), INT8 (filled), each at its own runtime's mAP\ncircles ORT, squares OpenVINO", fontsize=9)
     return None
 
 
-def _curves(path: Path, c, cells: dict) -> bool:
+# task -> the training loss column a curve shows (Ultralytics' results.csv; classification has one loss)
+LOSS_COLUMN = {"classify": ("train/loss", "train loss")}
+
+
+def _curves(path: Path, c, cells: dict, task: str = "detect") -> bool:
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
     try:
         drawn = False
@@ -149,14 +159,15 @@ def _curves(path: Path, c, cells: dict) -> bool:
             drawn = True
             n = min(len(s["epoch"]) for s in series)
             epochs = series[0]["epoch"][:n]
-            for ax, col in ((ax_loss, "train/box_loss"), (ax_map, "metrics/mAP50-95(B)")):
+            loss_col = LOSS_COLUMN.get(task, ("train/box_loss",))[0]
+            for ax, col in ((ax_loss, loss_col), (ax_map, TASK_METRICS[task][headline(task)[0]])):
                 values = np.array([s[col][:n] for s in series if col in s])
                 if values.size:
                     ax.plot(epochs, values.mean(0), marker=".", label=spec.label)
         if not drawn:
             return False
-        ax_loss.set(title="train box loss (mean over seeds)", xlabel="epoch")
-        ax_map.set(title="val mAP50-95 (mean over seeds)", xlabel="epoch")
+        ax_loss.set(title=f"{LOSS_COLUMN.get(task, ('', 'train box loss'))[1]} (mean over seeds)", xlabel="epoch")
+        ax_map.set(title=f"val {headline(task)[1]} (mean over seeds)", xlabel="epoch")
         ax_loss.legend()
         fig.tight_layout()
         _save(fig, path)

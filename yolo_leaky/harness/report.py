@@ -15,6 +15,8 @@ import math
 import re
 from pathlib import Path
 
+from ..core.tasks import NO_DISTILL, headline, metric_name, second
+from ..data.standin import TASKS as STANDIN_TASKS
 from ..data.synthetic import CLASSES as SHAPE_CLASSES
 from ..utils import atomic
 from ..utils.testhold import hold_point
@@ -27,9 +29,11 @@ from .summary import (
     SMALL_VAL,
     WARMUP_STEPS,
     Summary,
+    compared_metrics,
     headline_recovery,
     headline_runtime,
     paired_ratio_ci,
+    row_keys,
     seed_scope,
     speed_ci_covers_processes,
     speed_ci_scope,
@@ -82,6 +86,7 @@ def write_report(c: CompareConfig, run: Path, summary: Summary) -> Path:
     atomic.write_json(
         run / "results.json",
         {
+            "task": summary.task,
             "settings": c.fingerprint(),
             "environment": summary.environment,
             "variants": summary.rows,
@@ -127,10 +132,10 @@ def render_markdown(c: CompareConfig, summary: Summary, plots: dict) -> str:
         f"# yolo-leaky comparison: `{c.name}`\n",
         _settings_section(c, env, n_val, seconds),
         _path_section(c, summary),
-        _caveats_section(c, rows, n_val, overlap),
+        _caveats_section(c, rows, n_val, overlap, summary.task),
         _mixed_section(c, summary),
         _recovery_section(c, summary),
-        _accuracy_section(c, rows, cells, _accuracy_scope(c, summary)),
+        _accuracy_section(c, rows, cells, _accuracy_scope(c, summary), summary.task),
         _speed_section(c, rows, speed),
         _int8_section(c, summary),
         targets_section(summary.targets),
@@ -188,11 +193,22 @@ def _settings_section(c, env, n_val, seconds) -> str:
     return "## What was compared\n\n" + body + "\n"
 
 
-def _caveats_section(c, rows, n_val, overlap) -> str:
+def _score_word(task: str) -> str:
+    """What a task's scores are called in prose: mAP, or accuracy for classification."""
+    return "accuracy" if task == "classify" else "mAP"
+
+
+# task -> what the report calls a model of that task that has learned (the synthetic-data caveat)
+LEARNER = {"detect": "detector", "segment": "segmentation model", "pose": "pose model", "obb": "oriented-box detector"}
+LEARNER["classify"] = "classifier"
+
+
+def _caveats_section(c, rows, n_val, overlap, task: str = "detect") -> str:
     lines = ["## What these numbers cannot say\n"]
-    all_maps = [r["map50_95_mean"] for r in rows.values() if not math.isnan(r["map50_95_mean"])]
+    key, name = headline(task)
+    all_maps = [r[f"{key}_mean"] for r in rows.values() if not math.isnan(r[f"{key}_mean"])]
     if all_maps and max(all_maps) < NO_SIGNAL:
-        lines.append(text("caveats.no_signal", max_map=max(all_maps)))
+        lines.append(text("caveats.no_signal", max_map=max(all_maps), metric=name, score=_score_word(task)))
     if "unknown" in overlap:
         lines.append(text("caveats.data_unknown", why=overlap["unknown"]))
     coco8_scratch = (
@@ -211,7 +227,15 @@ def _caveats_section(c, rows, n_val, overlap) -> str:
             )
         )
     elif str(c.data) in ("shapes", "shapes.yaml"):
-        lines.append(text("caveats.synthetic", n_classes=len(SHAPE_CLASSES)))
+        lines.append(
+            text(
+                "caveats.synthetic",
+                n_classes=len(SHAPE_CLASSES),
+                learner=LEARNER[task],
+                stands_for=STANDIN_TASKS[task]["stands_for"],
+                score=_score_word(task),
+            )
+        )
     if n_val is not None and n_val < SMALL_VAL and not coco8_scratch:
         lines.append(text("caveats.small_val", n_val=n_val))
     steps = c.epochs * math.ceil(overlap.get("train_images", 0) / c.batch) if overlap.get("train_images") else None
@@ -240,15 +264,19 @@ def _path_section(c, summary: Summary) -> str:
     lines = ["## Which path this run took\n"]
     if summary.standin:
         st = summary.standin
+        (skey, sname), (hkey, hname) = second(summary.task), headline(summary.task)
         lines.append(
             text(
                 "path.standin",
+                stands_for=STANDIN_TASKS[summary.task]["stands_for"],
                 what=st["what"],
                 **{k: st["recipe"][k] for k in ("epochs", "imgsz", "batch", "seed", "optimizer", "lr0")},
                 weights_sha256=st["weights_sha256"][:16],
                 data_digest=st["data_digest"][:16],
-                map50=st["metrics"]["map50"],
-                map50_95=st["metrics"]["map50_95"],
+                second_name=sname,
+                second=st["metrics"][skey],
+                headline_name=hname,
+                headline=st["metrics"][hkey],
                 train_seconds=st["train_seconds"],
                 ultralytics=st["versions"]["ultralytics"],
                 torch=st["versions"]["torch"],
@@ -286,7 +314,7 @@ def mixed_between(c, summary: Summary) -> dict | None:
 
         def score(lab, repair=repair):
             got = variants.get(lab, {}).get("repairs", {}).get(repair) if lab else None
-            return None if got is None else got["metrics"]["map50_95"]
+            return None if got is None else got["metrics"][headline(summary.task)[0]]
 
         silu_score = score(silu.label if silu else None, "bn")  # the reference of a repair: SiLU + bn (no fit)
         scores = {"mixed": score(label), "full_swap": score(full.label if full else None), "silu": silu_score}
@@ -341,7 +369,8 @@ def _recovery_section(c, summary: Summary) -> str:
     rec = summary.recovery
     if not rec:
         return ""
-    base = c.baseline
+    base, task = c.baseline, summary.task
+    (skey, sname), (hkey, hname) = second(task), headline(task)
     out = ["## What the swap costs, and what recovery wins back\n"]
     swap = summary.swap or {}
     cal = swap.get("calibration", {})
@@ -350,56 +379,56 @@ def _recovery_section(c, summary: Summary) -> str:
     header = ["variant", "before swap", "after swap", *[f"after `{r}`" for r in repairs], "recovery starts from"]
     body = []
     for label, row in rec["no_training"].items():
-        cells = [f"`{label}`", _map_pair(row["before"]), _map_pair(row["after_swap"])]
+        cells = [f"`{label}`", _map_pair(row["before"], task), _map_pair(row["after_swap"], task)]
         for r in repairs:
             got = row["repairs"].get(r)
-            cells.append("–" if got is None else _map_pm(got["metrics"], got["metrics_std"]))
+            cells.append("–" if got is None else _map_pm(got["metrics"], got["metrics_std"], task))
         cells.append(row["start"] if label != base or row["start"] == "none" else f"{row['start']} (as the variants)")
         body.append(cells)
     digests = ", ".join(f"s{k} `{v['digest'][:8]}`" for k, v in cal.get("by_seed", {}).items())
     out.append(
-        f"### Before any training (mAP50 / mAP50-95; repairs: mean ± std over seeds {seeds})\n\n"
+        f"### Before any training ({sname} / {hname}; repairs: mean ± std over seeds {seeds})\n\n"
         + text("recovery.repairs", images=cal.get("images", "?"), digests=digests, baseline=base)
         + "\n\n"
         + _scope_line(rec["scope"]["no_training"])
         + "\n"
         + _table(header, body)
     )
-    header = ["variant", "repair", "reference", "mAP50-95 − reference [95% CI]", "per seed", "share of the way"]
+    header = ["variant", "repair", "reference", f"{hname} − reference [95% CI]", "per seed", "share of the way"]
     body = []
     for label, row in rec["no_training"].items():
         for r, got in row["repairs"].items():
             if got.get("reference") in (None, "self"):
                 continue
-            share = got["share_of_cost_removed"]["map50_95"]
+            share = got["share_of_cost_removed"][hkey]
             body.append(
                 [
                     f"`{label}`",
                     f"`{r}`",
                     "SiLU + `bn`" if got["reference"] == "silu+bn" else "SiLU untouched",
-                    _diff(got["gap_to_reference"]["map50_95"]),
-                    " ".join(f"{x:+.3f}" for x in got["gap_values"]["map50_95"]),
+                    _diff(got["gap_to_reference"][hkey]),
+                    " ".join(f"{x:+.3f}" for x in got["gap_values"][hkey]),
                     "n/a" if share is None else f"{100 * share:.0f}%",
                 ]
             )
     if body:
-        out.append(text("recovery.reference") + "\n\n" + _table(header, body))
+        out.append(text("recovery.reference", metric=hname, score=_score_word(task)) + "\n\n" + _table(header, body))
     out.append(text("recovery.start", repair=c.repair) + "\n")
     slope = swap.get("ls_leaky_slope")
     if slope is not None:
         out.append(text("recovery.leaky_slope", slope=slope) + "\n")
-    header = ["variant", "recovery", "mAP50", "mAP50-95", f"mAP50-95 − {base} [95% CI]", "verdict"]
+    header = ["variant", "recovery", sname, hname, f"{hname} − {base} [95% CI]", "verdict"]
     body = []
     for r in rec["recovered"].values():
-        d = r.get(f"map50_95_vs_{base}")
+        d = r.get(f"{hkey}_vs_{base}")
         ci = "–" if r["variant"] == base else _diff(d)
-        verdict = "control" if r["variant"] == base else r["map50_95_verdict"]
+        verdict = "control" if r["variant"] == base else r[f"{hkey}_verdict"]
         body.append(
             [
                 f"`{r['variant']}`",
                 r["recovery"],
-                _pm(r["map50_mean"], r["map50_std"]),
-                _pm(r["map50_95_mean"], r["map50_95_std"]),
+                _pm(r[f"{skey}_mean"], r[f"{skey}_std"]),
+                _pm(r[f"{hkey}_mean"], r[f"{hkey}_std"]),
                 ci,
                 verdict,
             ]
@@ -413,12 +442,14 @@ def _recovery_section(c, summary: Summary) -> str:
         + "\n"
         + _table(header, body)
         + "\n"
-        + _holm_note({f"`{m}` rows": rec["tests"][m]["map50_95"] for m in c.recovery}, base)
+        + _holm_note({f"`{m}` rows": rec["tests"][m][hkey] for m in c.recovery}, base)
     )
+    if task in NO_DISTILL:
+        out.append(text("recovery.no_distill", task=task, why=NO_DISTILL[task]) + "\n")
     if rec["distill_minus_finetune"]:
-        header = ["variant", "mAP50 distill − finetune [95% CI]", "mAP50-95 distill − finetune [95% CI]", "verdict"]
+        header = ["variant", f"{sname} distill − finetune [95% CI]", f"{hname} distill − finetune [95% CI]", "verdict"]
         body = [
-            [f"`{label}`", _diff(r["map50"]), _diff(r["map50_95"]), r["map50_95_verdict"]]
+            [f"`{label}`", _diff(r[skey]), _diff(r[hkey]), r[f"{hkey}_verdict"]]
             for label, r in rec["distill_minus_finetune"].items()
         ]
         out.append(
@@ -427,21 +458,23 @@ def _recovery_section(c, summary: Summary) -> str:
             + "\n"
             + _table(header, body)
             + "\n"
-            + _holm_note({"the variants, mAP50-95": rec["tests"]["distill_minus_finetune"]["map50_95"]}, None)
+            + _holm_note({f"the variants, {hname}": rec["tests"]["distill_minus_finetune"][hkey]}, None)
         )
     out.append(
         "### Published anchors at COCO scale (context only; ours are never scaled to these)\n\n"
+        + ("" if task == "detect" else text("anchors.other_task", task=task) + "\n\n")
         + _table(["model", "change", "COCO mAP50-95", "source"], [list(a) for a in PUBLISHED_ANCHORS])
     )
     return "\n".join(out)
 
 
-def _map_pair(m: dict | None) -> str:
-    return "n/a" if not m else f"{m['map50']:.3f} / {m['map50_95']:.3f}"
+def _map_pair(m: dict | None, task: str = "detect") -> str:
+    """The looser and the headline metric of ``task`` (detection: mAP50 / mAP50-95)."""
+    return "n/a" if not m else " / ".join(f"{m[k]:.3f}" for k in compared_metrics(task))
 
 
-def _map_pm(m: dict, std: dict) -> str:
-    return f"{_pm(m['map50'], std.get('map50'))} / {_pm(m['map50_95'], std.get('map50_95'))}"
+def _map_pm(m: dict, std: dict, task: str = "detect") -> str:
+    return " / ".join(_pm(m[k], std.get(k)) for k in compared_metrics(task))
 
 
 def _scope_line(scope: dict, paired: bool = False) -> str:
@@ -473,8 +506,9 @@ def _accuracy_scope(c, summary: Summary) -> dict:
     return seed_scope(c, "recovered", n_calib, summary.n_val)
 
 
-def _accuracy_section(c, rows, cells, scope: dict) -> str:
-    header = ["variant", "mAP50", "mAP50-95", "precision", "recall", "seeds ok", f"vs {c.baseline} (mAP50-95)"]
+def _accuracy_section(c, rows, cells, scope: dict, task: str = "detect") -> str:
+    keys = row_keys(task)
+    header = ["variant", *(metric_name(k, task) for k in keys), "seeds ok", f"vs {c.baseline} ({headline(task)[1]})"]
     if c.protocol == "recover":
         header[0] = f"variant (recovered by {c.recovery[0]})"
     family = f"the variants against `{c.baseline}`"
@@ -484,10 +518,7 @@ def _accuracy_section(c, rows, cells, scope: dict) -> str:
     for r in rows.values():
         line = [
             f"`{r['variant']}`",
-            _pm(r["map50_mean"], r["map50_std"]),
-            _pm(r["map50_95_mean"], r["map50_95_std"]),
-            _pm(r["precision_mean"], r["precision_std"]),
-            _pm(r["recall_mean"], r["recall_std"]),
+            *(_pm(r[f"{k}_mean"], r[f"{k}_std"]) for k in keys),
             f"{r['seeds_ok']}/{r['seeds_ok'] + r['seeds_failed']}",
             r["verdict_accuracy"],
         ]
@@ -590,9 +621,10 @@ def _speed_ci_coverage() -> str:
 
 
 def _int8_section(c, summary: Summary) -> str:
-    q = summary.int8
+    q, task = summary.int8, summary.task
     if not q:
         return "## INT8\n\n" + text("int8.not_run") + "\n"
+    hkey, hname = headline(task)
     cal, st = q["calibration"], q["settings"]
     wanted = st.get("n_calib", cal["n"])
     seeds_too = " and seed" if q["calibration_identical_across_seeds"] else " (the first seed's draw shown)"
@@ -608,10 +640,14 @@ def _int8_section(c, summary: Summary) -> str:
             count=count,
             seeds_too=seeds_too,
             digest=cal["digest"][:12],
+            metric=hname,
+            kept=text(f"int8.kept.{task}"),
+            naive=text(f"int8.naive.{task}"),
         )
         + "\n",
-        text("int8.documentation") + "\n",
     ]
+    if f"int8.documentation.{task}" in report_text() or task == "detect":
+        out.append(text("int8.documentation" if task == "detect" else f"int8.documentation.{task}") + "\n")
     header = [
         "variant",
         "FP32 (ONNX)",
@@ -697,8 +733,8 @@ def _int8_section(c, summary: Summary) -> str:
         body = [
             [
                 f"`{label}`",
-                f"{o['fp32_map50_95']:.3f}",
-                f"{o['int8_map50_95']:.3f}",
+                f"{o[f'fp32_{hkey}']:.3f}",
+                f"{o[f'int8_{hkey}']:.3f}",
                 ", ".join(f"{n} {k}" for k, n in o["fp32_sites"].items() if n),
                 ", ".join(f"{n} {k}" for k, n in o["int8_sites"].items() if n),
                 _ops(o.get("int8_standalone")),
@@ -715,8 +751,8 @@ def _int8_section(c, summary: Summary) -> str:
             + _table(
                 [
                     "variant",
-                    "FP32 mAP50-95",
-                    "NNCF INT8 mAP50-95",
+                    f"FP32 {hname}",
+                    f"NNCF INT8 {hname}",
                     "FP32 activations",
                     "INT8 activations",
                     "INT8 standalone ops",

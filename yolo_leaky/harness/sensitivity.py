@@ -130,11 +130,12 @@ def config_from_args(args: dict) -> SensitivityConfig:
             raise UserError(
                 f"standin_model={c.standin_model} must name a stock Ultralytics model YAML, e.g. yolov8n.yaml"
             )
-        model_task(c.standin_model)  # one line for a name that is no stock YAML, before anything is trained
+        _detection_only(c.standin_model, model_task(c.standin_model))  # before anything is trained
     if c.model != STANDIN:
         if not c.model.endswith(".pt"):
             raise UserError(f"model={c.model} must be a SiLU .pt checkpoint (or model=standin): a scan needs weights")
         check_model_source(c.model)
+        _detection_only(c.model, load(c.model).task)
         if c.data is None:
             raise UserError(f"sensitivity of {c.model} needs data=<dataset yaml> (the images that score it)")
     elif c.data not in (None, "shapes"):
@@ -146,6 +147,15 @@ def config_from_args(args: dict) -> SensitivityConfig:
     )
     c.name = c.name or f"{stem}-{parse_act(c.act).label}"
     return c
+
+
+def _detection_only(model: str, task: str) -> None:
+    """Refuse, in one line, a model the scan cannot score: its scorer is Ultralytics' detection validator."""
+    if task != "detect":
+        raise UserError(
+            f"sensitivity scores layers with the detection validator; {model} is a {task} model. Use a detection "
+            "model, e.g. standin_model=yolov8n.yaml; yolo-leaky compare measures every task"
+        )
 
 
 def sensitivity_from_cli(tokens: list[str]) -> Path:

@@ -14,6 +14,8 @@ import onnxruntime
 import torch
 import ultralytics
 
+from ..core.tasks import METRICS as TASK_METRICS
+from ..core.tasks import headline, second
 from ..data.datasets import dataset_info
 from ..measure.bench import machine
 from ..version import __version__
@@ -251,22 +253,45 @@ def speed_verdict(stats: dict, baseline: str, band: float = 0.02) -> str:
 # ---------------------------------------------------------------- aggregation
 
 
+def compared_metrics(task: str = "detect") -> tuple[str, str]:
+    """The record keys the accuracy tables compare for ``task``: its looser metric, then its headline (the one
+    verdicts, CIs and rankings are on; ``core.tasks``).
+
+    Examples:
+        >>> compared_metrics("detect"), compared_metrics("segment")
+        (('map50', 'map50_95'), ('mask_map50', 'mask_map50_95'))
+    """
+    return second(task)[0], headline(task)[0]
+
+
+def row_keys(task: str = "detect") -> list[str]:
+    """The metrics of a variant row, compared ones first (detection: map50, map50_95, precision, recall).
+
+    Examples:
+        >>> row_keys("classify")
+        ['top5', 'top1']
+    """
+    first = list(compared_metrics(task))
+    return first + [k for k in TASK_METRICS[task] if k not in first]
+
+
 def variant_rows(
     c: CompareConfig, cells: dict, baseline: dict | None, cost: dict, speed: dict, units: dict, n_val: int | None
 ) -> dict:
     """One row per variant with accuracy over seeds, cost, speed per runtime and unit health."""
     method = headline_recovery(c)
-    base_maps = _metric(cells, c.baseline, "map50_95", method)
+    key = headline(c.task)[0]
+    base_maps = _metric(cells, c.baseline, key, method)
     rows = {}
     for spec in c.specs:
         label = spec.label
         ok = _ok(cells, label, method)
         row = {"variant": label, "act": str(spec), "seeds_ok": len(ok), "seeds_failed": len(c.seeds) - len(ok)}
-        for key in ("map50", "map50_95", "precision", "recall"):
-            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([v["metrics"][key] for v in ok])
+        for m in row_keys(c.task):
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([v["metrics"][m] for v in ok])
         if method is not None:
             row["recovery"] = method
-            row["pretrained_map50_95"] = (baseline or {}).get("map50_95")
+            row[f"pretrained_{key}"] = (baseline or {}).get(key)
         row["verdict_accuracy"] = "baseline" if label == c.baseline else None  # set below, Holm over the variants
         row["epoch_seconds_mean"], _ = mean_std([v["epoch_seconds"] for v in ok])
         peak = [v["peak_cuda_bytes"] for v in ok if "peak_cuda_bytes" in v]
@@ -304,13 +329,14 @@ def untrained_note(source: dict | None) -> str | None:
 
 
 def _accuracy_verdicts(c: CompareConfig, cells: dict, rows: dict, base_maps: list, method, n_val) -> None:
-    """Each variant's mAP50-95 against the baseline's (Welch), Holm-adjusted over the variants. With
+    """Each variant's headline metric (detection: mAP50-95) against the baseline's (Welch), Holm-adjusted over the
+    variants. With
     ``protocol=recover`` this is the family of the headline method's rows in the recovery table, so both tables give
     the same verdicts."""
     family = []
     for label, row in rows.items():
         if label != c.baseline:
-            maps = _metric(cells, label, "map50_95", method)
+            maps = _metric(cells, label, headline(c.task)[0], method)
             family.append((row, "verdict_accuracy", difference(maps, base_maps), maps + base_maps))
     _set_verdicts(family, n_val)
     for row, _, d, _ in family:  # flat keys: the rows are also results.csv
@@ -333,9 +359,6 @@ def _ok(cells: dict, label: str, method: str | None) -> list[dict]:
 
 def _metric(cells: dict, label: str, key: str, method: str | None = None) -> list[float]:
     return [v["metrics"][key] for v in _ok(cells, label, method)]
-
-
-METRICS = ("map50", "map50_95")
 
 
 def reference_name(repair: str) -> str:
@@ -363,6 +386,7 @@ def no_training_rows(c: CompareConfig, swap: dict, baseline: dict) -> dict:
     """
     silu = next(s.label for s in c.specs if s.name == "silu")
     seeds = [str(s) for s in swap["seeds"]]
+    metrics = compared_metrics(c.task)
     rows = {}
     for label, row in swap["variants"].items():
         entry = {
@@ -377,7 +401,7 @@ def no_training_rows(c: CompareConfig, swap: dict, baseline: dict) -> dict:
             out = {
                 "metrics": row["repairs"][repair]["metrics"],
                 "metrics_std": row["repairs"][repair]["metrics_std"],
-                "values": {m: [p["metrics"][m] for p in per] for m in METRICS},
+                "values": {m: [p["metrics"][m] for p in per] for m in metrics},
             }
             if "fit" in per[0]:
                 out["fit"] = [p["fit"] for p in per]
@@ -393,10 +417,10 @@ def no_training_rows(c: CompareConfig, swap: dict, baseline: dict) -> dict:
                         else baseline[m]
                         for s in seeds
                     ]
-                    for m in METRICS
+                    for m in metrics
                 }
                 out["gap_values"], out["gap_to_reference"], out["share_of_cost_removed"] = {}, {}, {}
-                for m in METRICS:
+                for m in metrics:
                     v, r = out["values"][m], out["reference_values"][m]
                     out["gap_values"][m] = [a - b for a, b in zip(v, r)]
                     out["gap_to_reference"][m] = difference(v, r, paired=True)
@@ -453,13 +477,14 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
     no_training = no_training_rows(c, swap, baseline)
     n_calib = swap.get("calibration", {}).get("images")
     scope = {k: seed_scope(c, k, n_calib, n_val) for k in ("no_training", "recovered")}
+    metrics = compared_metrics(c.task)
     recovered, tests = {}, {}
     for method in c.recovery:
-        family: dict = {m: [] for m in METRICS}  # one Holm family per method and metric: one verdict column's rows
+        family: dict = {m: [] for m in metrics}  # one Holm family per method and metric: one verdict column's rows
         for spec in c.specs:
             label = spec.label
             out = {"variant": label, "recovery": method, "seeds": [v["seed"] for v in _ok(cells, label, method)]}
-            for m in METRICS:
+            for m in metrics:
                 vals, ref = _metric(cells, label, m, method), _metric(cells, base, m, method)
                 out[f"{m}_mean"], out[f"{m}_std"] = mean_std(vals)
                 out[f"{m}_values"] = vals
@@ -467,21 +492,21 @@ def recovery_tables(c: CompareConfig, cells: dict, swap: dict, baseline: dict, n
                     out[f"{m}_vs_{base}"] = difference(vals, ref)
                     family[m].append((out, f"{m}_verdict", out[f"{m}_vs_{base}"], vals + ref))
             recovered[f"{label}/{method}"] = out
-        tests[method] = {m: _set_verdicts(family[m], n_val) for m in METRICS}
+        tests[method] = {m: _set_verdicts(family[m], n_val) for m in metrics}
     distill_gain = {}
     if {"finetune", "distill"} <= set(c.recovery):
-        family = {m: [] for m in METRICS}
+        family = {m: [] for m in metrics}
         for spec in c.specs:
             ft, ds = _ok(cells, spec.label, "finetune"), _ok(cells, spec.label, "distill")
             seeds = sorted({v["seed"] for v in ft} & {v["seed"] for v in ds})
             out = {"seeds": seeds}
-            for m in METRICS:
+            for m in metrics:
                 a = [next(v["metrics"][m] for v in ds if v["seed"] == s) for s in seeds]
                 b = [next(v["metrics"][m] for v in ft if v["seed"] == s) for s in seeds]
                 out[m] = difference(a, b, paired=True)
                 family[m].append((out, f"{m}_verdict", out[m], a + b))
             distill_gain[spec.label] = out
-        tests["distill_minus_finetune"] = {m: _set_verdicts(family[m], n_val) for m in METRICS}
+        tests["distill_minus_finetune"] = {m: _set_verdicts(family[m], n_val) for m in metrics}
     return {
         "no_training": no_training,
         "recovered": recovered,
@@ -545,23 +570,24 @@ def _ov_standalone(activations: dict) -> dict:
 
 
 def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict | None:
-    """The INT8 stage's figures, computed once: per variant, FP32 ONNX and INT8 mAP50-95 over seeds, the drop
+    """The INT8 stage's figures, computed once: per variant, FP32 ONNX and INT8 headline metric (detection:
+    mAP50-95; ``core.tasks.headline``) over seeds, the drop
     (INT8 − FP32, paired by seed, with a t-interval), each seed's drop (so the SiLU control's stability shows), the
     drop against SiLU's drop (Welch), and INT8 latency against the variant's own FP32 and against SiLU FP32."""
     if not int8 or not int8.get("seeds"):
         return None
-    base = c.baseline
+    base, key = c.baseline, headline(c.task)[0]
     rows = {}
     for spec in c.specs:
         label = spec.label
         per = sorted((int(seed), r["variants"][label]) for seed, r in int8["seeds"].items() if label in r["variants"])
         if not per:
             continue
-        fp32 = [v["fp32"]["map50_95"] for _, v in per]
+        fp32 = [v["fp32"][key] for _, v in per]
         row: dict = {"seeds": [seed for seed, _ in per], "fp32_values": fp32}
         row["fp32_mean"], row["fp32_std"] = mean_std(fp32)
         for scheme in INT8_SCHEMES:
-            q = [v["int8"][scheme]["metrics"]["map50_95"] for _, v in per]
+            q = [v["int8"][scheme]["metrics"][key] for _, v in per]
             row[f"{scheme}_mean"], row[f"{scheme}_std"] = mean_std(q)
             row[f"{scheme}_drops"] = [float(a - b) for a, b in zip(q, fp32)]
             row[f"{scheme}_drop"] = difference(q, fp32, paired=True)
@@ -572,8 +598,8 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
         if ov:  # first seed only: NNCF's INT8, and what OpenVINO's CPU plugin fused
             row["openvino"] = {
                 "seed": per[0][0],
-                "fp32_map50_95": ov["fp32"]["map50_95"],
-                "int8_map50_95": ov["int8"]["map50_95"],
+                f"fp32_{key}": ov["fp32"][key],
+                f"int8_{key}": ov["int8"][key],
                 **{f"{p}_sites": _ov_sites(ov[f"fusion_{p}"]["activations"]) for p in ("fp32", "int8")},
                 **{f"{p}_standalone": _ov_standalone(ov[f"fusion_{p}"]["activations"]) for p in ("fp32", "int8")},
                 "int8_precisions": ov["fusion_int8"]["precisions"],
@@ -629,9 +655,10 @@ def int8_tables(c: CompareConfig, int8: dict | None, n_val: int | None) -> dict 
     }
 
 
-def int8_pareto_points(q: dict | None, raw: dict | None) -> list[dict]:
+def int8_pareto_points(q: dict | None, raw: dict | None, task: str = "detect") -> list[dict]:
     """The points of the INT8 Pareto plot: per runtime and variant, FP32 and INT8 latency against the baseline's FP32
-    in the same interleaved benchmark (x, with its 95% CI), each paired with the mAP50-95 of what that runtime ran
+    in the same interleaved benchmark (x, with its 95% CI), each paired with the headline metric of ``task``
+    (detection: mAP50-95) of what that runtime ran
     (y): the ONNX files' mean ± std over seeds for ONNX Runtime (INT8: the ``deploy`` scheme), the OpenVINO IRs'
     for OpenVINO (NNCF INT8; scored for one seed, so no spread). A runtime whose benchmark did not time the
     baseline, or a variant without that runtime's score, gives no point.
@@ -639,13 +666,15 @@ def int8_pareto_points(q: dict | None, raw: dict | None) -> list[dict]:
     Args:
         q: ``int8_tables``'s result.
         raw: The INT8 stage's own result (``int8.json``), whose benchmarks hold the per-label statistics.
+        task: The model's task (``CompareConfig.task``).
 
     Returns:
         Dicts with ``runtime``, ``variant``, ``precision`` (``FP32``/``INT8``), ``ratio``, ``ci_low``, ``ci_high``,
-        ``map50_95``, ``map50_95_std`` (None: no spread known), ``seeds`` (the seeds the score is over).
+        ``score``, ``score_std`` (None: no spread known), ``seeds`` (the seeds the score is over).
     """
     if not q or not raw:
         return []
+    key = headline(task)[0]
     points = []
     for runtime, res in raw.get("latency", {}).items():
         if not q["latency_settings"].get(runtime, {}).get("baseline_timed"):
@@ -656,7 +685,7 @@ def int8_pareto_points(q: dict | None, raw: dict | None) -> list[dict]:
                 ov = row.get("openvino")
                 if not ov:
                     continue
-                scores = [("FP32", ov["fp32_map50_95"], None), ("INT8", ov["int8_map50_95"], None)]
+                scores = [("FP32", ov[f"fp32_{key}"], None), ("INT8", ov[f"int8_{key}"], None)]
                 seeds = [ov["seed"]]
             else:
                 scores = [("FP32", row["fp32_mean"], row["fp32_std"]), ("INT8", row["deploy_mean"], row["deploy_std"])]
@@ -673,8 +702,8 @@ def int8_pareto_points(q: dict | None, raw: dict | None) -> list[dict]:
                         "ratio": st["paired_ratio"],
                         "ci_low": st["paired_ci_low"],
                         "ci_high": st["paired_ci_high"],
-                        "map50_95": y,
-                        "map50_95_std": e,
+                        "score": y,
+                        "score_std": e,
                         "seeds": seeds,
                     }
                 )
@@ -705,6 +734,7 @@ class Summary:
     targets: dict | None = None  # target_compare.target_tables, with targets=[...] (set by compare)
     targets_raw: dict | None = None  # the targets stage's own result (targets.json)
     mixed: dict | None = None  # mixed variants: kept layers and their ranking (mixed.rank_stage; set by compare)
+    task: str = "detect"  # the model's task (core.tasks): which metrics the rows hold and the report names
 
     @property
     def runtime(self) -> str | None:
@@ -752,4 +782,5 @@ def summarize(
         standin=standin,
         int8=int8_tables(c, int8, n_val),
         int8_raw=int8 or None,
+        task=c.task,
     )
