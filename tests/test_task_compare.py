@@ -11,7 +11,6 @@ from conftest import run_clis
 
 from yolo_leaky.core.tasks import METRICS, NO_DISTILL, headline
 
-pytestmark = pytest.mark.slow
 MODELS = {
     "segment": "yolo11n-seg.yaml",
     "pose": "yolo11n-pose.yaml",
@@ -25,6 +24,65 @@ QUICK = [
     "bench_seconds=1",
     "bench_blocks=2",
 ]
+
+
+def test_the_task_comes_from_the_checkpoint_and_a_model_of_another_task_is_one_line(tmp_path):
+    """weights=<a pose .pt> makes a pose run under the default model=yolo11n.yaml (it only builds scratch networks);
+    a model set to another task than the checkpoint's is refused; the stand-in's task is the model's."""
+    from yolo_leaky import load
+    from yolo_leaky.harness.compare import compare_task
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.utils.errors import UserError
+
+    load("yolo11n-pose.yaml").save(str(tmp_path / "p.pt"))
+    assert compare_task(CompareConfig(weights=str(tmp_path / "p.pt"))) == "pose"
+    assert compare_task(CompareConfig(model="yolo11n-pose.yaml", weights=str(tmp_path / "p.pt"))) == "pose"
+    assert compare_task(CompareConfig(model="yolo11n-obb.yaml", weights="standin")) == "obb"
+    assert compare_task(CompareConfig(model="yolo11n-cls.yaml", protocol="scratch")) == "classify"
+    with pytest.raises(
+        UserError, match="model=yolo11n-seg.yaml is a segmentation model but weights=.*a pose checkpoint"
+    ):
+        compare_task(CompareConfig(model="yolo11n-seg.yaml", weights=str(tmp_path / "p.pt")))
+
+
+def test_distill_targets_and_the_task_per_task(capsys):
+    """A task distillation cannot recover drops distill from the recovery methods and says why; distill alone is one
+    line; targets= needs a detector; other tasks keep distill."""
+    from yolo_leaky.harness.compare import with_task
+    from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.utils.errors import UserError
+
+    c = with_task(CompareConfig(weights="standin"), "classify")
+    assert (c.task, c.recovery) == ("classify", ["finetune"])
+    assert f"no distill cells for a classification model: {NO_DISTILL['classify']}" in capsys.readouterr().out
+    assert with_task(CompareConfig(weights="standin"), "segment").recovery == ["finetune", "distill"]
+    with pytest.raises(UserError, match=r"recovery=\[distill\] cannot recover a classification model"):
+        with_task(CompareConfig(weights="standin", recovery=["distill"]), "classify")
+    with pytest.raises(UserError, match="needs a detection model"):
+        with_task(CompareConfig(weights="standin", targets=["ort-cpu"]), "obb")
+    assert with_task(CompareConfig(weights="standin", targets=["ort-cpu"]), "detect").targets == ["ort-cpu"]
+
+
+def test_data_shapes_resolves_to_each_tasks_own_data(tmp_path):
+    """data=shapes is the task's stand-in data (its TASKS row): a YAML for segment/pose/obb whose labels are the
+    task's, a folder of crops for a classifier; detection's keeps its place; the fingerprint names the data apart,
+    detection's in its earlier words."""
+    from yolo_leaky.data.datasets import dataset_info, resolve_data
+    from yolo_leaky.harness.compare import content_fingerprint
+    from yolo_leaky.harness.config import CompareConfig
+
+    assert Path(resolve_data("shapes", tmp_path, task="detect")) == tmp_path / "shapes" / "shapes.yaml"
+    pose = Path(resolve_data("shapes", tmp_path, task="pose"))
+    assert pose.name == "shapes-pose.yaml" and "kpt_shape" in pose.read_text()
+    crops = Path(resolve_data("shapes", tmp_path, task="classify"))
+    assert crops.is_dir() and {p.name for p in (crops / "val").iterdir()} == {"circle", "cross", "square", "triangle"}
+    info = dataset_info(crops)
+    assert (info["val_images"], info["train_images"]) == (128, 512) and info["digest"]
+    digests = {
+        t: content_fingerprint(CompareConfig(model=m, weights="standin", task=t), "shapes")["data_digest"]
+        for t, m in {**MODELS, "detect": "yolo11n.yaml"}.items()
+    }
+    assert digests["detect"].startswith("synthetic shapes v") and len(set(digests.values())) == 5
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +102,7 @@ def runs(tmp_path_factory, request):
     return project, results, time.perf_counter() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", MODELS)
 def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
     project, results, _ = runs
