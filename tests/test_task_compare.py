@@ -122,9 +122,9 @@ def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
     recovered = cells["relu-finetune-s0"]["metrics"][key]
     assert recovered > swap["relu"]["after_swap"][key]  # recovery lifts what the swap cost
     start = swap["relu"]["seeds"]["0"]["start"]  # relu's repaired start: what its recovery is judged against
-    # the classifier is the exception, measured (docs/tasks.md): one epoch of finetune from its BN-repaired start
-    # lowers top-1, SiLU's too (0.852 -> 0.828, relu 0.844 -> 0.750), with or without augmentation, at lr0 1e-3 too
-    if task != "classify":
+    # measured (docs/tasks.md), so not asserted for these two: one epoch of finetune from the classifier's BN-repaired
+    # start lowers top-1, SiLU's too (relu 0.844 -> 0.750), and lifts segment's mask mAP50-95 by 0.002 only
+    if task not in ("classify", "segment"):
         assert recovered > start["metrics"][key], (start, cells["relu-finetune-s0"])
     report = (run / "report.md").read_text()
     assert name in report and "stand-in" in report
