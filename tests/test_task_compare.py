@@ -68,14 +68,17 @@ def test_data_shapes_resolves_to_each_tasks_own_data(tmp_path):
     """data=shapes is the task's stand-in data (its TASKS row): a YAML for segment/pose/obb whose labels are the
     task's, a folder of crops for a classifier; detection's keeps its place; the fingerprint names the data apart,
     detection's in its earlier words."""
-    from yolo_leaky.data.datasets import dataset_info, resolve_data
-    from yolo_leaky.harness.compare import content_fingerprint
+    from yolo_leaky.data.datasets import dataset_info
+    from yolo_leaky.harness.compare import content_fingerprint, task_data
     from yolo_leaky.harness.config import CompareConfig
 
-    assert Path(resolve_data("shapes", tmp_path, task="detect")) == tmp_path / "shapes" / "shapes.yaml"
-    pose = Path(resolve_data("shapes", tmp_path, task="pose"))
+    def shapes(task):
+        return Path(task_data(CompareConfig(data="shapes", task=task), tmp_path))
+
+    assert shapes("detect") == tmp_path / "shapes" / "shapes.yaml"
+    pose = shapes("pose")
     assert pose.name == "shapes-pose.yaml" and "kpt_shape" in pose.read_text()
-    crops = Path(resolve_data("shapes", tmp_path, task="classify"))
+    crops = shapes("classify")
     assert crops.is_dir() and {p.name for p in (crops / "val").iterdir()} == {"circle", "cross", "square", "triangle"}
     info = dataset_info(crops)
     assert (info["val_images"], info["train_images"]) == (128, 512) and info["digest"]

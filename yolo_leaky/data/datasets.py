@@ -90,20 +90,19 @@ def resolve_data(data: str, out_dir: str | Path = "runs/data", task: str = "dete
 
     ``coco8``/``coco8.yaml`` resolves to a local copy (see ``coco8_candidates``), for which a dataset YAML is
     written into ``out_dir``; with none, a connected machine falls back to Ultralytics' own download, and an
-    offline one stops with a message naming where to put COCO8. ``shapes`` generates the task's synthetic data
-    (``standin.TASKS[task]["data"]``: the shapes of ``synthetic.py`` for detection in ``out_dir/shapes``, their
-    segment, pose and OBB versions, or the shape crops of a classifier) into ``out_dir``. Any other value must be an
-    existing dataset YAML with ``val`` images, a classifier's folder, or a task's stock dataset (``TASK_DATA``).
-
-    Examples:
-        >>> Path(resolve_data("shapes", "runs/data", task="segment")).name  # doctest: +SKIP
-        'shapes-segment.yaml'
+    offline one stops with a message naming where to put COCO8. ``shapes`` generates the synthetic detection data
+    (``synthetic.py``) into ``out_dir/shapes``; another task's synthetic data are its stand-in's
+    (``standin.TASKS[task]["data"]``, which ``harness.compare.task_data`` calls: this module sits below
+    ``standin``). Any other value must be an existing dataset YAML with ``val`` images, a classifier's folder, or a
+    task's stock dataset (``TASK_DATA``).
     """
     source = locate_data(data, task)
     if source == "shapes":
-        from .standin import TASKS  # standin imports this module
+        if task != "detect":
+            raise ValueError(f"the synthetic {task} data are standin.TASKS[{task!r}]['data']: a bug")
+        from .synthetic import make_shapes_dataset
 
-        return str(TASKS[task]["data"](Path(out_dir)))
+        return str(make_shapes_dataset(Path(out_dir) / "shapes"))
     return str(write_coco8_yaml(source, out_dir)) if isinstance(source, Path) else source
 
 

@@ -592,6 +592,15 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
     return dataclasses.replace(c, task=task, recovery=recovery)
 
 
+def task_data(c: CompareConfig, out_dir: str | Path) -> str:
+    """What every stage of the run trains and validates on: ``data=shapes`` is the synthetic data of ``c.task``
+    (its stand-in's, ``standin.TASKS[task]["data"]``: a YAML, or a classifier's folder of crops), made in
+    ``out_dir``; anything else as ``datasets.resolve_data`` resolves it."""
+    if locate_data(c.data, c.task) == "shapes":
+        return str(STANDIN_DATA[c.task]["data"](Path(out_dir)))
+    return resolve_data(c.data, out_dir=out_dir, task=c.task)
+
+
 def resolve_weights(c: CompareConfig) -> tuple[str | None, dict | None]:
     """The file of the SiLU checkpoint and, for the stand-in, its record (the stand-in of ``c.model``, pretrained on
     its task's synthetic data on first use)."""
@@ -634,7 +643,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
     )
     log = run / "log.txt"
     with quiet(log, c.verbose):
-        data = resolve_data(c.data, out_dir=run, task=c.task)
+        data = task_data(c, run)
     device = pick_device(c)
     started = time.time()
     clock = StageClock()
