@@ -49,14 +49,19 @@ def test_choice_takes_the_top_of_the_ranking_and_says_whether_it_is_separable():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, standin):
-    """``compare --quick variants=[silu,relu,relu@keep1]`` on the stand-in (finetune only, to keep it small)."""
+    """``compare --quick variants=[silu,relu,relu@keep1]`` on the stand-in (finetune only, to keep it small; both
+    runtimes timed, each for 2 blocks of 1 s: the timings only need to exist for every variant, and --quick's 4 blocks
+    of 3 s made the speed stage two thirds of the run)."""
     root = tmp_path_factory.mktemp("mixed")
     import os
 
     here = os.getcwd()
     os.chdir(root)
     try:
-        code = cli.main(["compare", "--quick", "variants=[silu,relu,relu@keep1]", "recovery=[finetune]", "name=m"])
+        code = cli.main(
+            ["compare", "--quick", "variants=[silu,relu,relu@keep1]", "recovery=[finetune]", "name=m"]
+            + ["bench_seconds=1", "bench_blocks=2"]
+        )
     finally:
         os.chdir(here)
     assert code == 0
@@ -81,6 +86,10 @@ def test_quick_compare_writes_the_mixed_row_and_its_kept_layers(quick_run):
     assert json.loads((run / "mixed.json").read_text())["relu@keep1"]["keep"] == row["keep"]
     # the same speed and cost columns as every variant
     assert "relu@keep1" in results["speed"]["onnx"] and "relu@keep1" in results["cost"]
+    timings = results["speed"]["timings"]
+    assert set(timings) == {"torch-cpu", "ort-cpu"}, set(timings)  # timed in every runtime, like every variant
+    for runtime, timed in timings.items():
+        assert "relu@keep1" in timed["stats"] and timed["samples_ns"]["relu@keep1"], runtime
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ The fixtures (tests/fixtures/report/):
 - ``scratch``, ``user``: the real run edited to reach the other branches (scratch on COCO8, no signal, warm-up, a
   failed cell, one timing block, a GPU; a user checkpoint, unresolved data, the COCO path's learning rate).
 - ``mixed``: the real ``compare --quick variants=[silu,relu,relu@keep1] recovery=[finetune]`` run of
-  tests/test_mixed.py (its golden file is that run's report.md but for one blank line removed since).
+  tests/test_mixed.py, as it ran then with --quick's timing of 4 blocks of 3 s (the test now times 2 blocks of 1 s);
+  its golden file is that run's report.md but for one blank line removed since.
 
 After a deliberate wording change, ``YOLO_LEAKY_REGOLDEN=1 python -m pytest tests/test_report_golden.py`` rewrites
 the golden files; review their diff.

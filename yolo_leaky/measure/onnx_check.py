@@ -201,23 +201,80 @@ def ort_fusion(onnx_path: str | Path, threads: int = 1) -> dict:
         return summarize_fusion(onnx.load(str(out)))
 
 
-def check_export(onnx_path: str | Path, act_name: str, threads: int = 1) -> dict:
+def torch_agreement(net, onnx_path: str | Path, seed: int = 0, threads: int = 1) -> dict[str, dict[str, float]]:
+    """How far the ONNX Runtime outputs of an export are from the PyTorch network's, on one seeded input.
+
+    Every task's head returns its exported outputs among the tensors of its eval-mode result (the decoded
+    detections, boxes + scores + mask coefficients / keypoints / angle, the classifier's probabilities, first; the
+    segmentation prototypes among the rest): each ONNX output is matched to the first eval tensor of its shape.
+
+    Args:
+        net: The PyTorch network that was exported (``yolo.model``); it is put in eval mode and run once.
+        onnx_path: Its static-shape ONNX export.
+        seed: Seed of the uniform 0-1 input.
+        threads: Threads of the ONNX Runtime session.
+
+    Returns:
+        ONNX output name -> ``max_abs`` (largest absolute difference), ``scale`` (largest absolute PyTorch value) and
+        ``max_rel`` (``max_abs / scale``).
+
+    Raises:
+        ValueError: An ONNX output has no PyTorch tensor of its shape (a head this check does not know).
+
+    Examples:
+        >>> from yolo_leaky import load  # doctest: +SKIP
+        >>> torch_agreement(load("yolo11n-pose.yaml").model, "pose.onnx")["output0"]["max_rel"] < 1e-3  # doctest: +SKIP
+        True
+    """
+    import numpy as np
+    import torch
+
+    sess = ort_session(onnx_path, threads)
+    inp = sess.get_inputs()[0]
+    x = torch.from_numpy(np.random.default_rng(seed).random(inp.shape, dtype=np.float32))
+    net.eval()
+    with torch.no_grad():
+        found = net(x)
+    tensors, stack = [], [found]
+    while stack:  # the eval result's tensors in order, depth first
+        item = stack.pop(0)
+        if isinstance(item, torch.Tensor):
+            tensors.append(item.float().numpy())
+        elif isinstance(item, (list, tuple)):
+            stack[:0] = list(item)
+    out = {}
+    for meta, value in zip(sess.get_outputs(), sess.run(None, {inp.name: x.numpy()})):
+        ref = next((t for t in tensors if t.shape == value.shape), None)
+        if ref is None:
+            raise ValueError(f"{onnx_path}: output {meta.name} {list(value.shape)} has no PyTorch tensor of its shape")
+        diff, scale = float(np.abs(ref - value).max()), float(np.abs(ref).max())
+        out[meta.name] = {"max_abs": diff, "scale": scale, "max_rel": diff / scale if scale else diff}
+    return out
+
+
+def check_export(onnx_path: str | Path, act_name: str, threads: int = 1, net=None) -> dict:
     """Check an export of a model whose activation sites were set to ``act_name``.
 
     Args:
         onnx_path: The exported ``.onnx`` file.
         act_name: The activation spec the model was swapped to (``silu``, ``relu``, ``leaky_relu:0.1`` ...).
         threads: Threads for the ORT session used by ``ort_fusion``.
+        net: The PyTorch network that was exported; when given, ``agreement`` (``torch_agreement``) is added.
 
     Returns:
         ``act``, ``op_counts``, ``silu_patterns``, ``silu_patterns_any`` (any producer), ``ort`` (``ort_fusion``) and
-        ``silu_free``: True when a non-SiLU variant has no SiLU site left (always False for ``silu`` itself).
+        ``silu_free``: True when a non-SiLU variant has no SiLU site left (always False for ``silu`` itself); with
+        ``net``, ``agreement``.
+
+    Examples:
+        >>> check_export("relu.onnx", "relu")["silu_free"]  # doctest: +SKIP
+        True
     """
     spec = parse_act(act_name)
     model = _load(onnx_path)
     patterns = silu_patterns(model)
     anywhere = silu_patterns(model, conv_only=False)
-    return {
+    result = {
         "act": str(spec),
         "op_counts": op_counts(model),
         "silu_patterns": patterns,
@@ -225,3 +282,6 @@ def check_export(onnx_path: str | Path, act_name: str, threads: int = 1) -> dict
         "silu_free": spec.name != "silu" and anywhere == 0,
         "ort": ort_fusion(onnx_path, threads),
     }
+    if net is not None:
+        result["agreement"] = torch_agreement(net, onnx_path, threads=threads)
+    return result

@@ -14,9 +14,11 @@ points. An INT8 gain must be measured per activation, side by side, on identical
   preprocessed tensor are recorded, so a report can show that every variant saw the same calibration set.
 * ``quantize``: ONNX Runtime ``quantize_static``, QDQ format, per-channel INT8 weights, uint8 activations (the
   U8S8 pair ONNX Runtime recommends for x86 CPUs), an explicit calibration method. Three schemes (``SCHEMES``):
-  ``deploy`` (convolutions and activations in INT8, the Detect head's decoding left in float), ``conv-only`` and
+  ``deploy`` (convolutions and activations in INT8, the head's decoding left in float), ``conv-only`` and
   ``naive``.
-* ``validate_onnx``: precision, recall, mAP50 and mAP50-95 from ``YOLO(path, task="detect").val(...)``.
+* ``validate_onnx``: the task's metrics (``core.tasks.task_metrics``: precision, recall, mAP50 and mAP50-95 for
+  detection, plus mask or pose mAPs; top-1 and top-5) from ``YOLO(path, task=task).val(...)``.
+* Every task: ``head_float_nodes`` finds what ``deploy`` leaves in float in any head (docs/int8.md, per task).
 * ``benchmark_fp32_int8``: FP32 and INT8 files of every variant in one interleaved ``bench.benchmark`` call (labels
   ``relu`` and ``relu@int8``), and each variant's INT8/FP32 paired ratio with the same block CI, taken from the same
   rounds (``int8_vs_fp32``).
@@ -53,10 +55,10 @@ import numpy as np
 import onnx
 import yaml as pyyaml
 
-from ..core.loading import load
+from ..core.loading import load, model_task
 from ..core.repair import calibration_set, files_digest
 from ..core.spec import ACTIVATIONS
-from ..core.tasks import METRICS
+from ..core.tasks import METRICS, task_metrics
 from ..data.datasets import check_data_yaml
 from ..utils.errors import UserError
 from .bench import (
@@ -70,14 +72,14 @@ from .bench import (
 )
 from .onnx_check import optimize_with_ort, summarize_fusion
 
-METRIC_KEYS = METRICS["detect"]  # Ultralytics' result keys as yolo-leaky's records name them (core.tasks)
 SCHEMES = {
     "deploy": (
-        "convolutions, activations and the rest of the network in INT8 (QDQ on every tensor); the Detect head's "
-        "decoding (DFL softmax, anchor/stride arithmetic, score sigmoid, final concat) left in float"
+        "convolutions, activations and the rest of the network in INT8 (QDQ on every tensor); the head's own "
+        "decoding left in float (head_float_nodes; detection: DFL softmax, anchor/stride arithmetic, score sigmoid, "
+        "final concat; pose, OBB and segment add their keypoint, angle and coefficient decoding; classify its softmax)"
     ),
     "conv-only": "only Conv inputs, weights and outputs in INT8; activations computed in float between them",
-    "naive": "every supported op in INT8, the Detect decoding and its output (box pixels and 0-1 scores) included",
+    "naive": "every supported op in INT8, the head's decoding and its output (box pixels and 0-1 scores) included",
 }
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"
@@ -85,6 +87,15 @@ INT8_SUFFIX = "@int8"
 ACT_ONNX_OPS = tuple(dict.fromkeys(op for kind in ACTIVATIONS.values() for op in kind.onnx_ops))
 # OpenVINO op types that can be an activation site (LeakyReLU arrives as PRelu with one constant slope)
 ABSENT = "absent"  # openvino_fusion: the op is in no runtime node
+FLOAT_SIDE_OUTPUTS = False  # segmentation's prototypes: quantized with their own scale (measured: docs/int8.md)
+DETECT_PREPROCESSING = (
+    "Ultralytics YOLODataset, validation mode, rect=False: long side to imgsz, LetterBox(scaleup=False) "
+    "to a square, BGR->RGB, /255 (as DetectionValidator.preprocess)"
+)
+CLASSIFY_PREPROCESSING = (
+    "Ultralytics ClassificationDataset, validation transforms: short side to imgsz, centre crop, RGB, 0-1 "
+    "(as ClassificationValidator.preprocess)"
+)
 OV_ACT_TYPES = ("Relu", "PRelu", "Swish", "HSwish", "Clamp", "Elu", "Gelu", "Mish", "Sigmoid", "HSigmoid", "Tanh")
 
 
@@ -128,10 +139,7 @@ class Calibration:
             "files": list(self.files),
             "files_digest": self.files_digest,
             "digest": self.digest,
-            "preprocessing": (
-                "Ultralytics YOLODataset, validation mode, rect=False: long side to imgsz, LetterBox(scaleup=False) "
-                "to a square, BGR->RGB, /255 (as DetectionValidator.preprocess)"
-            ),
+            "preprocessing": CLASSIFY_PREPROCESSING if Path(self.data).is_dir() else DETECT_PREPROCESSING,
         }
 
 
@@ -139,7 +147,9 @@ def calibration_images(data_yaml: str | Path, n: int = 64, imgsz: int = 640, see
     """Pick and preprocess ``n`` calibration images from the dataset's train split (method: module docstring).
 
     Args:
-        data_yaml: A detection dataset YAML with a ``train`` split.
+        data_yaml: A dataset YAML with a ``train`` split (detect, segment, pose, obb), or a classification dataset's
+            folder (``train/<class>/`` images; preprocessed by Ultralytics' classify transforms, resize and centre
+            crop, as its classification validator does).
         n: Images to pick (all of them when the split has fewer).
         imgsz: Square size the exported model takes.
         seed: Seed of ``numpy.random.default_rng`` for the choice among the sorted files.
@@ -152,11 +162,16 @@ def calibration_images(data_yaml: str | Path, n: int = 64, imgsz: int = 640, see
     """
     if n < 1 or imgsz < 1:
         raise UserError(f"calibration needs n >= 1 and imgsz >= 1, got n={n}, imgsz={imgsz}; pass positive values")
-    cfg = check_data_yaml(Path(data_yaml))
-    if not cfg.get("train"):
-        raise UserError(f"dataset YAML {str(data_yaml)!r} has no 'train' entry; calibration images come from train")
+    if Path(data_yaml).is_dir():  # a classification dataset (train/<class>/ images), as Ultralytics' classify takes
+        if not (Path(data_yaml) / "train").is_dir():
+            raise UserError(f"classification dataset {str(data_yaml)!r} has no train/ folder; calibration uses train")
+    else:
+        cfg = check_data_yaml(Path(data_yaml))
+        if not cfg.get("train"):
+            raise UserError(f"dataset YAML {str(data_yaml)!r} has no 'train' entry; calibration images come from train")
     paths, images, data = calibration_set(data_yaml, n, imgsz, seed)  # the repairs' set: one path for both
-    files = [_relative(p, Path(data["path"])) for p in paths]
+    root = Path(data_yaml) if Path(data_yaml).is_dir() else Path(data["path"])
+    files = [_relative(p, root) for p in paths]
     tensor_hash = hashlib.sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes())
     return Calibration(
         data=str(data_yaml),
@@ -180,7 +195,8 @@ def _relative(path: str, root: Path) -> str:
 
 def write_calibration_dataset(calib: Calibration, out_dir: str | Path) -> Path:
     """Copy the calibration images and their labels into ``out_dir`` and write a dataset YAML whose ``val`` split is
-    exactly them, for calibrators that read a dataset (Ultralytics' OpenVINO INT8 export calibrates on ``val``).
+    exactly them, for calibrators that read a dataset (Ultralytics' OpenVINO INT8 export calibrates on ``val``). For
+    a classification dataset (a folder), ``out_dir`` itself becomes the dataset folder and is returned.
 
     A copy, not a list file: Ultralytics writes its label cache beside the labels, and a list file would overwrite
     the original ``labels/train.cache`` with one for these few images.
@@ -188,6 +204,8 @@ def write_calibration_dataset(calib: Calibration, out_dir: str | Path) -> Path:
     from ultralytics.data.utils import img2label_paths
 
     out_dir = Path(out_dir)
+    if Path(calib.data).is_dir():
+        return _write_classify_calibration(calib, out_dir)
     images, labels = out_dir / "images" / "val", out_dir / "labels" / "val"
     for d in (images, labels):
         shutil.rmtree(d, ignore_errors=True)
@@ -197,13 +215,27 @@ def write_calibration_dataset(calib: Calibration, out_dir: str | Path) -> Path:
         shutil.copyfile(src, images / f"{stem}{Path(src).suffix}")
         if Path(label).is_file():
             shutil.copyfile(label, labels / f"{stem}.txt")
-    names = pyyaml.safe_load(Path(calib.data).read_text()).get("names")
-    if names is None:
+    source = pyyaml.safe_load(Path(calib.data).read_text())
+    if source.get("names") is None:
         raise UserError(f"dataset YAML {calib.data!r} has no 'names'; add the class names")
     yaml_path = out_dir / "calibration.yaml"
-    text = {"path": str(out_dir.resolve()), "train": "images/val", "val": "images/val", "names": names}
+    text = {"path": str(out_dir.resolve()), "train": "images/val", "val": "images/val", "names": source["names"]}
+    # the task's own keys (pose's kpt_shape and flip_idx, a class count): its dataset class needs them
+    text |= {k: v for k, v in source.items() if k not in ("path", "train", "val", "test", "names", "download")}
     yaml_path.write_text(pyyaml.safe_dump(text, sort_keys=False))
     return yaml_path
+
+
+def _write_classify_calibration(calib: Calibration, out_dir: Path) -> Path:
+    """A classification folder whose ``train`` and ``val`` splits are exactly the calibration images, each under its
+    class folder (Ultralytics' classify export calibrates on ``val`` and its dataset check wants ``train`` too)."""
+    for split in ("train", "val"):
+        shutil.rmtree(out_dir / split, ignore_errors=True)
+        for k, src in enumerate(calib.paths):
+            folder = out_dir / split / Path(src).parent.name
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, folder / f"{k:05d}_{Path(src).name}")
+    return out_dir
 
 
 # ------------------------------------------------------------------------------------------------ quantization
@@ -226,8 +258,18 @@ def detect_decode_nodes(onnx_path: str | Path | onnx.ModelProto) -> list[str]:
     Ultralytics' own OpenVINO INT8 export makes (its ignored scope is ``<head>/`` and ``<head>.dfl``).
 
     Raises:
-        ValueError: The node names do not carry Ultralytics' module path (not an Ultralytics export).
+        ValueError: The node names do not carry Ultralytics' module path (not an Ultralytics export), or a graph
+            output is not produced by the decoding (a head with outputs of its own, such as segmentation's
+            prototypes: ``head_float_nodes`` handles those).
     """
+    decode, outputs = _head_decode(onnx_path)
+    if any(o not in decode for o in outputs):
+        raise ValueError("the graph outputs are not produced by the Detect decoding: unexpected head")
+    return decode
+
+
+def _head_decode(onnx_path: str | Path | onnx.ModelProto) -> tuple[list[str], list[str | None]]:
+    """The head's own nodes (``detect_decode_nodes``' rule) and the producers of the graph outputs."""
     model = onnx_path if isinstance(onnx_path, onnx.ModelProto) else onnx.load(str(onnx_path), load_external_data=False)
     indices = [int(m.group(1)) for n in model.graph.node if (m := re.match(r"/model\.(\d+)/", n.name))]
     if not indices:
@@ -242,9 +284,63 @@ def detect_decode_nodes(onnx_path: str | Path | onnx.ModelProto) -> list[str]:
             decode.append(node.name)
     producers = {out: n.name for n in model.graph.node for out in n.output}
     outputs = [producers.get(o.name) for o in model.graph.output]
-    if not decode or any(o not in decode for o in outputs):
-        raise ValueError(f"the graph outputs are not produced by the Detect decoding under {prefix}: unexpected head")
-    return decode
+    if not decode or outputs[0] not in decode:
+        raise ValueError(
+            f"the first graph output is not produced by the head's own nodes under {prefix}: unexpected head"
+        )
+    return decode, outputs
+
+
+def head_float_nodes(onnx_path: str | Path | onnx.ModelProto, float_tensors: bool = FLOAT_SIDE_OUTPUTS) -> list[str]:
+    """The nodes the ``deploy`` scheme leaves in float, for every Ultralytics task head (docs/int8.md, per task).
+
+    The head is the last ``/model.N/`` module; what its ``forward`` computes itself (``/model.N/<Op>``) and its DFL
+    are the decoding, found as ``detect_decode_nodes`` finds it. That one structural rule covers every task, because
+    every head decodes in its own ``forward``:
+
+    * detect: DFL, anchor/stride arithmetic, score sigmoid, the output concat;
+    * segment: the same, plus the mask coefficients' reshapes and their place in the output concat (boxes in pixels,
+      0-1 scores and coefficients never share one INT8 tensor; the coefficient convolutions ``cv4`` keep their own
+      per-tensor scale, as the box and score convolutions do);
+    * pose: the keypoint decode ``(x * 2 + anchor - 0.5) * stride``, the visibility sigmoid and the output concat;
+    * obb: the angle ``(sigmoid - 0.25) * pi``, the rotated-box decode (cos/sin, ``dist2rbox``) and the output concat;
+    * classify: the flatten and the softmax after the head's Linear (the Linear itself is quantized).
+
+    A graph output that the decoding does not produce (segmentation's prototypes, output 1, made by the ``proto``
+    convolutions) is a tensor of its own: with ``float_tensors`` the nodes between its last convolution and the
+    output (the prototypes' activation) stay float too; otherwise it is quantized with its own scale.
+
+    Args:
+        onnx_path: An Ultralytics ONNX export (any task) or its loaded ``ModelProto``.
+        float_tensors: Leave the activation that produces a side output (the prototypes) in float.
+
+    Returns:
+        Node names, the decoding first.
+
+    Raises:
+        ValueError: Not an Ultralytics export, or its first output is not made by the head's own nodes.
+
+    Examples:
+        >>> names = head_float_nodes("yolo11n-pose.onnx")  # doctest: +SKIP
+        >>> "/model.23/Concat_5" in names  # the output concat  # doctest: +SKIP
+        True
+    """
+    model = onnx_path if isinstance(onnx_path, onnx.ModelProto) else onnx.load(str(onnx_path), load_external_data=False)
+    decode, outputs = _head_decode(model)
+    if not float_tensors:
+        return decode
+    by_name = {n.name: n for n in model.graph.node}
+    producers = {out: n.name for n in model.graph.node for out in n.output}
+    side = [o for o in outputs if o is not None and o not in decode]
+    kept = []
+    while side:  # back from each side output through its non-convolution nodes, to its last convolution
+        name = side.pop()
+        node = by_name[name]
+        if name in kept or node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        kept.append(name)
+        side.extend(producers[i] for i in node.input if i in producers)
+    return decode + kept
 
 
 def quantize(
@@ -316,7 +412,7 @@ def quantize(
     excluded: list[str] = []
     op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry) | set(ACT_ONNX_OPS))  # PRelu/HardSwish too
     if scheme == "deploy":
-        excluded = detect_decode_nodes(fp32_onnx)
+        excluded = head_float_nodes(fp32_onnx, FLOAT_SIDE_OUTPUTS)
     elif scheme == "conv-only":
         op_types = ["Conv"]
     source = Path(fp32_onnx)
@@ -452,8 +548,10 @@ def count_quant_nodes(onnx_path: str | Path | onnx.ModelProto) -> dict:
 # -------------------------------------------------------------------------------------------------- validation
 
 
-def validate_onnx(onnx_path: str | Path, data_yaml: str | Path, imgsz: int, batch: int = 1) -> dict:
-    """Score an exported model with Ultralytics' own validator (``YOLO(path, task="detect").val``).
+def validate_onnx(
+    onnx_path: str | Path, data_yaml: str | Path, imgsz: int, batch: int = 1, task: str = "detect"
+) -> dict:
+    """Score an exported model with Ultralytics' own validator for its task (``YOLO(path, task=task).val``).
 
     Works for anything Ultralytics' ``AutoBackend`` runs (an ``.onnx`` file, an OpenVINO model folder). A
     static-shape export is validated at its own input size with ``rect=False``, as Ultralytics does for every
@@ -464,10 +562,17 @@ def validate_onnx(onnx_path: str | Path, data_yaml: str | Path, imgsz: int, batc
         data_yaml: The dataset YAML (its ``val`` split is scored).
         imgsz: The model's square input size.
         batch: Validation batch; a static export runs at its own batch (1) whatever is asked.
+        task: The model's task (``core.loading.model_task``); an exported file does not say it reliably.
 
     Returns:
-        ``{"precision", "recall", "map50", "map50_95"}``.
+        The task's record keys (``core.tasks.task_metrics``): ``{"precision", "recall", "map50", "map50_95"}`` for
+        detection, plus ``mask_*`` / ``pose_*`` for segment / pose, ``{"top1", "top5"}`` for classify.
+
+    Raises:
+        UserError: An unknown task, or ``imgsz`` is not the export's input size.
     """
+    if task not in METRICS:
+        raise UserError(f"unknown task {task!r} for validation; choose one of {', '.join(METRICS)}")
     from ultralytics import YOLO
 
     path = Path(onnx_path)
@@ -479,7 +584,7 @@ def validate_onnx(onnx_path: str | Path, data_yaml: str | Path, imgsz: int, batc
         path = path.parent  # Ultralytics recognises OpenVINO by its *_openvino_model folder
     is_openvino = path.is_dir() and any(path.glob("*.xml"))
     with tempfile.TemporaryDirectory(prefix="yolo-leaky-val-") as tmp, _openvino_fp32(is_openvino):
-        metrics = YOLO(str(path), task="detect").val(
+        metrics = YOLO(str(path), task=task).val(
             data=str(data_yaml),
             imgsz=imgsz,
             batch=batch,
@@ -491,7 +596,7 @@ def validate_onnx(onnx_path: str | Path, data_yaml: str | Path, imgsz: int, batc
             project=tmp,
             name="val",
         )
-    return {k: float(metrics.results_dict.get(v, float("nan"))) for k, v in METRIC_KEYS.items()}
+    return task_metrics(metrics.results_dict, task)
 
 
 @contextlib.contextmanager
@@ -811,6 +916,7 @@ def measure_int8(
     out_dir = Path(out_dir)
     bench_imgsz = bench_imgsz or imgsz
     timing_baseline = baseline if baseline in weights else next(iter(weights))
+    task = _one_task(weights)
     calib = calibration_images(data_yaml, n=n_calib, imgsz=imgsz, seed=seed)
     result: dict = {
         "calibration": calib.to_dict(),
@@ -831,16 +937,22 @@ def measure_int8(
         "latency": {},
         "skipped": {},
     }
+    if task != "detect":  # detection's result keeps its shape (the golden reports read it)
+        result["settings"]["task"] = task
     onnx_files: dict[str, dict[str, str]] = {}
     for label, pt in weights.items():
         yolo = load(pt)
         folder = out_dir / _safe(label)
         fp32 = export_onnx(yolo, folder, imgsz, name=f"{_safe(label)}-fp32")
-        entry: dict = {"weights": str(pt), "fp32_onnx": str(fp32), "fp32": validate_onnx(fp32, data_yaml, imgsz, batch)}
+        entry: dict = {
+            "weights": str(pt),
+            "fp32_onnx": str(fp32),
+            "fp32": validate_onnx(fp32, data_yaml, imgsz, batch, task),
+        }
         entry["int8"] = {}
         for scheme in schemes:
             q = quantize(fp32, folder / f"{_safe(label)}-int8-{scheme}.onnx", calib, scheme, method)
-            q["metrics"] = validate_onnx(q["path"], data_yaml, imgsz, batch)
+            q["metrics"] = validate_onnx(q["path"], data_yaml, imgsz, batch, task)
             entry["int8"][scheme] = q
         with tempfile.TemporaryDirectory(prefix="yolo-leaky-ortopt-") as tmp:
             optimized = optimize_with_ort(entry["int8"][timed_scheme]["path"], Path(tmp) / "opt.onnx", threads)
@@ -871,6 +983,17 @@ def measure_int8(
     return result
 
 
+def _one_task(weights: dict[str, str | Path]) -> str:
+    """The task of the checkpoints (every variant is one model's swap, so one task), read from each checkpoint."""
+    tasks = {label: model_task(pt) for label, pt in weights.items()}
+    if len(set(tasks.values())) > 1:
+        raise UserError(f"INT8 compares variants of one model, but the checkpoints are of tasks {tasks}; pass one task")
+    task = next(iter(tasks.values()))
+    if task not in METRICS:
+        raise UserError(f"INT8 has no validator for {task} models; tasks measured: {', '.join(METRICS)}")
+    return task
+
+
 def _timed_onnx(weights, out_dir, bench_imgsz, calib, scheme, method) -> dict[str, dict[str, str]]:
     """FP32 and INT8 (``scheme``) ONNX files of every variant at the timed size ``bench_imgsz``."""
     files = {}
@@ -886,6 +1009,7 @@ def _measure_openvino(weights, data_yaml, out_dir, sizes, batch, seconds, thread
     """NNCF INT8 and FP32 IR of every variant: scored at ``imgsz``, timed at ``bench_imgsz`` (``sizes``: both sizes
     and their calibration sets), ratios against the ONNX Runtime benchmark's baseline."""
     imgsz, bench_imgsz, calib, timed_calib = sizes
+    task = result["settings"].get("task", "detect")
     files = {}
     for label, pt in weights.items():
         folder = out_dir / _safe(label)
@@ -905,8 +1029,8 @@ def _measure_openvino(weights, data_yaml, out_dir, sizes, batch, seconds, thread
         result["variants"][label]["openvino"] = {
             "fp32_xml": str(fp32),
             "int8_xml": str(int8),
-            "fp32": validate_onnx(fp32.parent, data_yaml, imgsz, batch),
-            "int8": validate_onnx(int8.parent, data_yaml, imgsz, batch),
+            "fp32": validate_onnx(fp32.parent, data_yaml, imgsz, batch, task),
+            "int8": validate_onnx(int8.parent, data_yaml, imgsz, batch, task),
             "fusion_fp32": openvino_fusion(fp32, threads),
             "fusion_int8": openvino_fusion(int8, threads),
         }
