@@ -24,6 +24,7 @@ QUICK = [
     "bench_seconds=1",
     "bench_blocks=2",
     "diagnostics=false",  # measure/diagnostics.py reads detection batches (KeyError 'keypoints'): helper taskcore
+    "int8=true",
 ]
 
 
@@ -129,6 +130,10 @@ def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
     # start lowers top-1, SiLU's too (relu 0.844 -> 0.750), and lifts segment's mask mAP50-95 by 0.002 only
     if task not in ("classify", "segment"):
         assert recovered > start["metrics"][key], (start, cells["relu-finetune-s0"])
+    int8 = json.loads((run / "int8.json").read_text())["seeds"]["0"]["variants"]
+    for label in ("silu", "relu"):  # FP32 and each INT8 scheme scored with the task's own metrics
+        scored = [int8[label]["fp32"], *(s["metrics"] for s in int8[label]["int8"].values())]
+        assert all(set(m) == set(METRICS[task]) for m in scored), int8[label]
     report = (run / "report.md").read_text()
     assert name in report and "stand-in" in report
     assert f"{name}" in result.stdout  # the terminal's cell lines and final table name the task's headline metric
