@@ -585,8 +585,9 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
         recovery.remove("distill")
         say(f"yolo-leaky compare: no distill cells for {TASK_NAMES[task]} model: {NO_DISTILL[task]}; finetune only")
     if c.targets and task != "detect":
+        source = c.weights if c.protocol == "recover" and c.weights != STANDIN else c.model  # what set the task
         raise UserError(
-            f"targets={c.targets} needs a detection model: the target back ends score detections, and {c.model} "
+            f"targets={c.targets} needs a detection model: the target back ends score detections, and {source} "
             f"is {TASK_NAMES[task]} model ({task}); leave targets= out"
         )
     return dataclasses.replace(c, task=task, recovery=recovery)
