@@ -98,3 +98,77 @@ def test_explicit_choices_bypass_auto(tmp_path, monkeypatch, tokens):
     c = load_config(tokens)
     assert c.path_note is None and c.data == "coco8.yaml" and c.name == "coco8"
     assert c.weights == ("my.pt" if tokens == ["weights=my.pt"] else "auto")
+
+
+# ------------------------------------------------------------------ every task (issue 21)
+TASK_PATHS = {  # model -> (its pretrained checkpoint, its small dataset, the stand-in's run name)
+    "yolo11n-seg.yaml": ("yolo11n-seg.pt", "coco8-seg.yaml", "standin-shapes-segment"),
+    "yolo11n-pose.yaml": ("yolo11n-pose.pt", "coco8-pose.yaml", "standin-shapes-pose"),
+    "yolo11n-obb.yaml": ("yolo11n-obb.pt", "dota8.yaml", "standin-shapes-obb"),
+    "yolo11n-cls.yaml": ("yolo11n-cls.pt", "imagenet10", "standin-crops"),
+}
+
+
+@pytest.mark.parametrize("model", TASK_PATHS)
+def test_a_task_model_takes_its_own_checkpoint_and_data_when_connected(tmp_path, monkeypatch, model):
+    """weights=auto with a segment, pose, OBB or classify model downloads that task's checkpoint (never yolo11n.pt)
+    and takes its small dataset; the download is stood in for, nothing reaches the network."""
+    import ultralytics.utils.downloads as downloads
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("YOLO_OFFLINE")
+    monkeypatch.setattr("yolo_leaky.core.offline.is_offline", lambda: False)
+    fetched = []
+
+    def download(name):
+        fetched.append(name)
+        (tmp_path / name).write_bytes(b"weights")
+        return name
+
+    monkeypatch.setattr(downloads, "attempt_download_asset", download)
+    weights, data, _ = TASK_PATHS[model]
+    c = load_config([f"model={model}"])
+    assert fetched == [weights] and c.weights == str(tmp_path / weights) and c.data == data, (fetched, c)
+    assert f"{weights} (" in c.path_note and "downloaded" in c.path_note
+
+
+@pytest.mark.parametrize("model", TASK_PATHS)
+def test_a_task_model_offline_takes_its_own_standin_and_says_why(tmp_path, monkeypatch, model):
+    monkeypatch.chdir(tmp_path)
+    weights, _, name = TASK_PATHS[model]
+    c = load_config([f"model={model}"])
+    assert (c.weights, c.data, c.name) == ("standin", "shapes", name)
+    assert f"YOLO_OFFLINE is set and {weights} is not here" in c.path_note
+    if model == "yolo11n-cls.yaml":  # the classifier's stand-in was trained on 32 px crops: --quick keeps 32
+        assert c.imgsz == 32 and load_config([f"model={model}"], quick=True).imgsz == 32
+        assert c.train_args["erasing"] == 0.0 and c.train_args["auto_augment"] is None  # its recipe's augmentation
+    else:
+        assert c.imgsz == 64
+
+
+def test_a_task_checkpoint_here_is_used_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yolo11n-pose.pt").write_bytes(b"weights")  # only its presence is looked at here
+    (tmp_path / "yolo11n.pt").write_bytes(b"weights")  # detection's checkpoint is not taken for a pose model
+    c = load_config(["model=yolo11n-pose.yaml"])
+    assert (c.weights, c.data, c.name) == (
+        str(tmp_path / "yolo11n-pose.pt"),
+        "coco8-pose.yaml",
+        "coco8-pose-yolo11n-pose",
+    )
+
+
+def test_a_task_dataset_offline_is_one_line(tmp_path, monkeypatch):
+    """The connected path's stock dataset, offline and not downloaded before, is one line naming it."""
+    import ultralytics.utils
+
+    from yolo_leaky.data.datasets import locate_data
+    from yolo_leaky.utils.errors import UserError
+
+    datasets = tmp_path / "datasets"
+    monkeypatch.setattr(ultralytics.utils, "SETTINGS", {**ultralytics.utils.SETTINGS, "datasets_dir": str(datasets)})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"dataset coco8-seg.yaml is not in .* this machine is offline"):
+        locate_data("coco8-seg.yaml", "segment")
+    (datasets / "coco8-seg").mkdir(parents=True)  # downloaded before: Ultralytics finds it by name
+    assert locate_data("coco8-seg.yaml", "segment") == "coco8-seg.yaml"

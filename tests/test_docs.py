@@ -46,6 +46,13 @@ RUN_BY_TESTS = {
     "yolo-leaky train model=runs/detect/train/weights/last.pt resume=True": (
         "tests/test_precedence.py::test_trainer_builds_the_activation_asked_for"
     ),
+    # made small there (variants=[silu,relu], runtimes=[ort-cpu], 1 s of timing)
+    **{
+        f"yolo-leaky compare --quick model=yolo11n-{head}.yaml": (
+            "tests/test_task_compare.py::test_compare_quick_measures_each_task_with_its_own_metrics"
+        )
+        for head in ("seg", "pose", "obb", "cls")
+    },
 }
 # (c) commands cheap enough to run here, as shown; the output lines shown under them in the docs are checked too
 RUN_HERE = {

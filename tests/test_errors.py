@@ -127,17 +127,45 @@ CASES = [
     ("compare-bad-recovery", ["compare", "recovery=[finetune,retrain]"], "recovery=", None),
     ("compare-bad-runtime", ["compare", "runtimes=[tensorrt]"], "unknown runtime", None),
     ("compare-repeated-seed", ["compare", "seeds=[0,0]"], "repeats seed 0; list each seed once", None),
-    # issue 21: a task compare does not support yet is refused before any cell trains (it used to die after them)
-    *(
-        (f"compare-{task}", ["compare", f"model=yolo11n-{task}.yaml", "protocol=scratch", "--quick"], words, None)
-        for task, words in [
-            ("seg", "is a segmentation model (segment); yolo-leaky compare supports only detection"),
-            ("pose", "is a pose model (pose); yolo-leaky compare supports only detection"),
-            ("obb", "is an oriented-box (OBB) model (obb); yolo-leaky compare supports only detection"),
-            ("cls", "is a classification model (classify); yolo-leaky compare supports only detection"),
-        ]
+    # issue 21: compare measures every task; what it cannot do for a task yet, or a model and checkpoint of different
+    # tasks, is refused before any cell trains
+    (
+        "compare-task-mismatch",
+        ["compare", "model=yolo11n-pose.yaml", "weights=seg.pt", "--quick"],
+        "is a pose model but weights=seg.pt is a segmentation checkpoint",
+        None,
     ),
-    ("compare-seg-weights", ["compare", "weights=seg.pt", "--quick"], "seg.pt is a segmentation model", None),
+    (
+        "compare-cls-distill",
+        ["compare", "model=yolo11n-cls.yaml", "recovery=[distill]", "--quick"],
+        "recovery=[distill] cannot recover a classification model",
+        None,
+    ),
+    (
+        "compare-seg-targets",
+        ["compare", "model=yolo11n-seg.yaml", "targets=[ort-cpu]", "--quick"],
+        "needs a detection model: the target back ends score detections",
+        None,
+    ),
+    (
+        "compare-pose-mixed",
+        ["compare", "model=yolo11n-pose.yaml", "variants=[silu,relu@keep1]", "--quick"],
+        "needs a detection model: the ranking",
+        None,
+    ),
+    ("compare-seg-weights-offline", ["compare", "weights=yolo11n-seg.pt"], "offline", None),
+    (
+        "compare-seg-data-offline",
+        ["compare", "model=yolo11n-seg.yaml", "protocol=scratch", "data=coco8-seg.yaml"],
+        "this machine is offline",
+        None,
+    ),
+    (
+        "compare-cls-data-not-folder",
+        ["compare", "model=yolo11n-cls.yaml", "protocol=scratch", "data=noval.yaml"],
+        "is not a folder",
+        None,
+    ),
 ]
 
 

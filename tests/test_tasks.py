@@ -1,6 +1,6 @@
-"""compare supports detection only today (issue 21): a model of another task is refused up front, in one line,
-from its YAML or checkpoint, before anything is trained or written; detection models pass. The CLI cases (exit 2,
-nothing written) are in test_errors.py."""
+"""Every Ultralytics task through compare (issue 21): the task is read from the model's YAML or checkpoint before
+anything is trained or written; a task compare cannot measure is refused in one line. The CLI cases (exit 2,
+nothing written) are in test_errors.py; compare end to end per task in test_task_compare.py."""
 
 import json
 
@@ -19,19 +19,17 @@ def test_model_task_from_the_yaml(suffix, task):
     assert model_task(f"yolo11n{suffix}.yaml") == task
 
 
-def test_detect_passes_and_every_other_task_is_refused(tmp_path):
-    check_task("yolo11n.yaml")  # a detection YAML passes
-    load("yolo11n.yaml").save(str(tmp_path / "det.pt"))
-    check_task(str(tmp_path / "det.pt"))  # and a detection checkpoint
+def test_every_task_passes_and_a_task_without_metrics_is_refused(tmp_path, monkeypatch):
+    """compare measures every task core.tasks has metrics for (issue 21); a checkpoint's task is its own, not its
+    file name's; a task without a metrics row is refused in one line that points to the swap."""
+    import yolo_leaky.harness.compare as compare
+
     for suffix, task in HEADS.items():
-        if task == "detect":
-            continue
-        with pytest.raises(
-            UserError, match=f"yolo11n{suffix}.yaml is .* model \\({task}\\); yolo-leaky compare supports"
-        ):
-            check_task(f"yolo11n{suffix}.yaml")
-    load("yolo11n-pose.yaml").save(str(tmp_path / "pose.pt"))  # a checkpoint's task is its own, not its file name's
+        assert check_task(f"yolo11n{suffix}.yaml") == task
+    load("yolo11n-pose.yaml").save(str(tmp_path / "pose.pt"))
     (tmp_path / "pose.pt").rename(tmp_path / "renamed.pt")
+    assert check_task(str(tmp_path / "renamed.pt")) == "pose"
+    monkeypatch.setattr(compare, "SUPPORTED_TASKS", ("detect",))
     with pytest.raises(UserError, match=r"renamed\.pt is a pose model \(pose\).*yolo-leaky train model=.*act=relu"):
         check_task(str(tmp_path / "renamed.pt"))
 

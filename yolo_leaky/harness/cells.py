@@ -21,7 +21,7 @@ from ..core.partial import compact
 from ..core.repair import REPAIRS, applicable_repair, calibration_set, files_digest, ls_leaky_slope, repaired
 from ..core.spec import ActSpec
 from ..core.swap import trained_network
-from ..core.tasks import METRICS, task_metrics
+from ..core.tasks import METRICS, headline, task_metrics
 from ..data.datasets import file_digest
 from ..measure.diagnostics import track_unit_health
 from ..utils import atomic
@@ -30,8 +30,6 @@ from ..utils.errors import UserError
 from ..utils.testhold import hold_point, requested
 from .config import CompareConfig, MixedSpec, parse_variant, variant_act, variant_sites
 from .executor import Job, execute
-
-METRIC_KEYS = METRICS["detect"]  # detection's record keys -> Ultralytics' results_dict keys (core.tasks)
 
 
 def cached_stage(path: Path, compute, reuse=lambda cached: True) -> dict:
@@ -144,8 +142,9 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
     def finished(job: Job, result: dict, info: dict) -> None:
         clock["spent"], clock["trained"] = clock["spent"] + (info["seconds"] or 0.0), clock["trained"] + 1
         cells[job.key] = with_paths(result, job.folder)
+        key, name = headline(c.task)  # the task's headline metric (core.tasks)
         outcome = (
-            f"mAP50-95 {result['metrics']['map50_95']:.3f}"
+            f"{name} {result['metrics'][key]:.3f}"
             if result["status"] == "ok"
             else f"FAILED: {result['error']} (see {job.folder / 'log.txt'})"
         )
@@ -337,7 +336,7 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
     out = {
         # best.pt's figures, kept for reference only: its epoch was selected on the same images it is scored on
         "metrics_best_selected_on_val": {
-            k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRIC_KEYS.items()
+            k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRICS[yolo.task].items()
         },
         "train_seconds": wall,
         "epoch_train_seconds": timer.seconds,

@@ -27,9 +27,10 @@ from ultralytics.utils.torch_utils import get_flops, get_num_params
 
 from ..core.loading import load, model_task, save_checkpoint
 from ..core.memory import saved_tensor_bytes
+from ..core.tasks import NO_DISTILL, TASKS, headline
 from ..data.datasets import dataset_info, file_digest, locate_data, resolve_data, write_coco8_yaml
-from ..data.standin import MODEL as STANDIN_MODEL
 from ..data.standin import STANDIN, cache_root, recipe_key, standin_checkpoint
+from ..data.standin import TASKS as STANDIN_DATA
 from ..data.synthetic import FORMAT_VERSION
 from ..measure.bench import benchmark, export_onnx
 from ..measure.diagnostics import prelu_slopes, summarize_slopes, unit_health
@@ -70,10 +71,11 @@ def content_fingerprint(c: CompareConfig, located) -> dict:
 
     Args:
         c: The config.
-        located: What ``data.locate_data`` found for ``c.data`` (a COCO8 root, a dataset YAML, or ``shapes``).
+        located: What ``data.locate_data`` found for ``c.data`` (a COCO8 root, a dataset YAML, a classifier's folder,
+            or ``shapes``: the synthetic data of ``c.task``).
     """
-    if located == "shapes":
-        data_digest = f"synthetic shapes v{FORMAT_VERSION}"
+    if located == "shapes":  # detection's words as before: earlier runs' fingerprints stay valid
+        data_digest = f"synthetic shapes v{FORMAT_VERSION}" if c.task == "detect" else STANDIN_DATA[c.task]["ident"]
     else:
         with tempfile.TemporaryDirectory() as tmp:  # a COCO8 root needs a dataset YAML to be resolved
             yaml_path = write_coco8_yaml(located, tmp) if isinstance(located, Path) else located
@@ -81,7 +83,7 @@ def content_fingerprint(c: CompareConfig, located) -> dict:
     return {
         "model_digest": file_digest(c.model),
         # the stand-in is named by its recipe: it is trained after this check, and another CPU gives other bytes
-        "weights_digest": f"standin {recipe_key()}" if c.weights == STANDIN else file_digest(c.weights),
+        "weights_digest": f"standin {recipe_key(c.model)}" if c.weights == STANDIN else file_digest(c.weights),
         "data_digest": data_digest,
         "versions": {"yolo_leaky": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__},
     }
@@ -481,56 +483,134 @@ def _relocated(value, moved: dict, folder: Path, run_dir: str):
 # ---------------------------------------------------------------- entry points
 
 
-SUPPORTED_TASKS = ("detect",)  # what compare's data, validators, metrics, INT8 scheme and report handle today
-TASK_NAMES = {"segment": "a segmentation", "classify": "a classification", "obb": "an oriented-box (OBB)"}
+SUPPORTED_TASKS = TASKS  # every task core.tasks has metrics for: detect, segment, pose, obb, classify
+TASK_NAMES = {
+    "detect": "a detection",
+    "segment": "a segmentation",
+    "pose": "a pose",
+    "classify": "a classification",
+    "obb": "an oriented-box (OBB)",
+}
 
 
-def check_task(model: str | Path, task: str | None = None) -> None:
-    """Refuse, before any work, a model whose task ``compare`` does not support yet (issue 21: a segmentation model
-    trained and timed every cell, then died in the diagnostics); the swap itself supports every task.
+def check_task(model: str | Path, task: str | None = None) -> str:
+    """The task of ``model``, refused before any work when ``compare`` cannot measure it (a task ``core.tasks`` has
+    no metrics for); the swap itself supports every task.
 
     Args:
         model: The model YAML or checkpoint, as the user named it.
         task: Its task if already known (a loaded checkpoint's ``.task``); read from ``model`` otherwise.
 
-    Raises:
-        UserError: For a task outside ``SUPPORTED_TASKS``.
+    Returns:
+        The task.
 
-    >>> check_task("yolo11n.yaml")
+    Raises:
+        UserError: For a task outside ``SUPPORTED_TASKS``, or a model that cannot be read.
+
+    >>> check_task("yolo11n-pose.yaml")
+    'pose'
     """
     task = task or model_task(model)
     if task not in SUPPORTED_TASKS:
         kind = TASK_NAMES.get(task, f"a {task}")
         raise UserError(
-            f"{model} is {kind} model ({task}); yolo-leaky compare supports only detection models today, so use "
-            f"one such as model=yolo11n.yaml. The swap itself works for every task: "
-            f"load('{model}', act='relu') in Python, or yolo-leaky train model={model} act=relu"
+            f"{model} is {kind} model ({task}); yolo-leaky compare supports {', '.join(SUPPORTED_TASKS)} models. "
+            f"The swap itself works for every task: load('{model}', act='relu') in Python, or yolo-leaky train "
+            f"model={model} act=relu"
         )
+    return task
 
 
-def check_weights(c: CompareConfig, located) -> None:
+def check_weights(c: CompareConfig, located) -> str | None:
     """Check the recovery protocol's SiLU checkpoint before anything is written: the user's checkpoint is loaded
     once, so that a missing (offline), corrupt or non-YOLO file, or one of a task compare does not support, stops
-    here with one line; the stand-in needs the data it was pretrained on."""
+    here with one line; the stand-in needs the data it was pretrained on.
+
+    Returns:
+        The checkpoint's task (None for the stand-in, which is pretrained for the model's task, or ``scratch``).
+    """
     if c.protocol != "recover":
-        return
+        return None
     if c.weights != STANDIN:
-        check_task(c.weights, load(c.weights).task)
-    elif located != "shapes":
+        return check_task(c.weights, load(c.weights).task)
+    if located != "shapes":
         raise UserError(
             f"weights=standin was pretrained on the synthetic shapes data, not {c.data}; use data=shapes, "
             "or weights=<a SiLU .pt trained on your data>"
         )
+    return None
+
+
+def compare_task(c: CompareConfig) -> str:
+    """The run's task (``CompareConfig.task``): the model's, or with ``weights=<.pt>`` the checkpoint's own.
+
+    The model YAML only builds the scratch protocol's networks and the stand-in, so a checkpoint of another task than
+    the default ``model=yolo11n.yaml`` decides the task; a model the user set to another task is one line.
+
+    Raises:
+        UserError: The model and the checkpoint are of different tasks, or either cannot be read or measured.
+    """
+    task = check_task(c.model)
+    if c.protocol != "recover" or c.weights == STANDIN:
+        return task
+    weights_task = check_task(c.weights, load(c.weights).task)  # a missing (offline) or corrupt file stops here
+    if weights_task != task and c.model != CompareConfig.model:
+        suffix = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}[weights_task]
+        raise UserError(
+            f"model={c.model} is {TASK_NAMES[task]} model but weights={c.weights} is {TASK_NAMES[weights_task]} "
+            f"checkpoint ({weights_task}); pass a model of the checkpoint's task, e.g. model=yolo11n{suffix}.yaml"
+        )
+    return weights_task
+
+
+def with_task(c: CompareConfig, task: str) -> CompareConfig:
+    """``c`` for a model of ``task``: what compare cannot measure per task yet is refused in one line, and a task
+    that distillation cannot recover (``core.tasks.NO_DISTILL``) drops ``distill`` from the recovery methods,
+    saying why.
+
+    Raises:
+        UserError: ``recovery=[distill]`` alone for such a task; ``targets=`` with a model other than a detector
+            (the target back ends score with a detection scorer).
+
+    >>> with_task(CompareConfig(recovery=["finetune"]), "pose").task
+    'pose'
+    """
+    recovery = list(c.recovery)
+    if c.protocol == "recover" and task in NO_DISTILL and "distill" in recovery:
+        if recovery == ["distill"]:
+            raise UserError(
+                f"recovery=[distill] cannot recover {TASK_NAMES[task]} model: {NO_DISTILL[task]}; use "
+                "recovery=[finetune]"
+            )
+        recovery.remove("distill")
+        say(f"yolo-leaky compare: no distill cells for {TASK_NAMES[task]} model: {NO_DISTILL[task]}; finetune only")
+    if c.targets and task != "detect":
+        source = c.weights if c.protocol == "recover" and c.weights != STANDIN else c.model  # what set the task
+        raise UserError(
+            f"targets={c.targets} needs a detection model: the target back ends score detections, and {source} "
+            f"is {TASK_NAMES[task]} model ({task}); leave targets= out"
+        )
+    return dataclasses.replace(c, task=task, recovery=recovery)
+
+
+def task_data(c: CompareConfig, out_dir: str | Path) -> str:
+    """What every stage of the run trains and validates on: ``data=shapes`` is the synthetic data of ``c.task``
+    (its stand-in's, ``standin.TASKS[task]["data"]``: a YAML, or a classifier's folder of crops), made in
+    ``out_dir``; anything else as ``datasets.resolve_data`` resolves it."""
+    if locate_data(c.data, c.task) == "shapes":
+        return str(STANDIN_DATA[c.task]["data"](Path(out_dir)))
+    return resolve_data(c.data, out_dir=out_dir, task=c.task)
 
 
 def resolve_weights(c: CompareConfig) -> tuple[str | None, dict | None]:
-    """The file of the SiLU checkpoint and, for the stand-in, its record (the stand-in is trained on first use)."""
+    """The file of the SiLU checkpoint and, for the stand-in, its record (the stand-in of ``c.model``, pretrained on
+    its task's synthetic data on first use)."""
     if c.protocol != "recover":
         return None, None
     if c.weights != STANDIN:
         return c.weights, None
     with quiet(cache_root() / "standin-log.txt", c.verbose):  # Ultralytics' epochs go to the log, not the screen
-        path, record = standin_checkpoint(log=say)
+        path, record = standin_checkpoint(log=say, model=c.model)
     return str(path), record
 
 
@@ -544,12 +624,14 @@ def run_compare(c: CompareConfig, force: bool = False) -> Path:
 
 
 def _run_compare(c: CompareConfig, force: bool) -> Path:
-    located = locate_data(c.data)  # every check that can fail on user input runs before anything is written
-    check_task(c.model)  # a missing file, a YAML that carries code, or a task compare cannot handle stops here
+    # every check that can fail on user input runs before anything is written: a missing file, a YAML that carries
+    # code, a model and checkpoint of different tasks, or what compare cannot measure for the task stops here
+    c = with_task(c, compare_task(c))
+    located = locate_data(c.data, c.task)
     if c.path_note:
         say(f"yolo-leaky compare: weights=auto -> {c.weights} on {c.data}: {c.path_note}")
     check_weights(c, located)
-    check_mixed(c, STANDIN_MODEL if c.weights == STANDIN else c.weights)
+    check_mixed(c, c.model if c.weights == STANDIN else c.weights)
     run = take_run_dir(c, force, contents=content_fingerprint(c, located))
     weights, standin = resolve_weights(c)
     if weights is not None:
@@ -562,7 +644,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
     )
     log = run / "log.txt"
     with quiet(log, c.verbose):
-        data = resolve_data(c.data, out_dir=run)
+        data = task_data(c, run)
     device = pick_device(c)
     started = time.time()
     clock = StageClock()
@@ -656,10 +738,11 @@ def cells_on_disk(c: CompareConfig) -> dict:
 def final_table(c: CompareConfig, summary: Summary) -> str:
     """The report's verdicts in a few lines, for the terminal."""
     runtime = summary.runtime
-    lines = [f"{'variant':<16} {'mAP50-95':>15}  {'accuracy vs ' + c.baseline:<44} {'speed (' + str(runtime) + ')'}"]
+    key, name = headline(c.task)
+    lines = [f"{'variant':<16} {name:>15}  {'accuracy vs ' + c.baseline:<44} {'speed (' + str(runtime) + ')'}"]
     for label, r in summary.rows.items():
-        std = r["map50_95_std"]
-        acc = f"{r['map50_95_mean']:.3f} ± {'n/a' if std is None else f'{std:.3f}'}"
+        std = r[f"{key}_std"]
+        acc = f"{r[f'{key}_mean']:.3f} ± {'n/a' if std is None else f'{std:.3f}'}"
         lines.append(f"{label:<16} {acc:>15}  {r['verdict_accuracy']:<44} {r.get(f'{runtime}_verdict', 'not timed')}")
     return "\n".join(lines)
 

@@ -271,17 +271,22 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
     note = auto_weights = None
     merged = {**values, **overrides}
     if merged.get("protocol", "recover") == "recover" and merged.get("weights") in (AUTO, None):
-        choice, note, found = choose_auto_path()
+        from ..core.loading import model_task
+
+        task = model_task(merged.get("model") or CompareConfig.model)
+        choice, note, found = choose_auto_path(task)
         if not isinstance(paths, dict) or not isinstance(paths.get(choice), dict):
             raise UserError(
                 f"weights=auto needs an '{AUTO}: {{{choice}: ...}}' block in {cfg_file}; see {DEFAULT_CONFIG}"
             )
-        values.update(paths[choice])
+        values.update(auto_block(paths, choice, task))
         # the file found or downloaded, by its full path: the bare name is not found offline from another folder,
         # and only a real path is digested into the run's fingerprint
-        auto_weights = found if found and values.get("weights") in (COCO_WEIGHTS, None) else values.get("weights")
+        named = (TASK_WEIGHTS.get(task), None)
+        auto_weights = found if found and values.get("weights") in named else values.get("weights")
     if quick:
-        values.update(QUICK)
+        # a path trained at a smaller size than --quick's keeps it (the classifier's stand-in: 32 px crops)
+        values.update(QUICK, imgsz=min(QUICK["imgsz"], values.get("imgsz") or QUICK["imgsz"]))
     values.update(overrides)
     if auto_weights is not None:
         values["weights"] = auto_weights  # also for an explicit weights=auto
@@ -299,8 +304,11 @@ def load_config(tokens: list[str], quick: bool = False) -> CompareConfig:
 
 def default_path_of(c: CompareConfig) -> str | None:
     """Which ``auto:`` path of ``cfg/compare.yaml`` (``coco``, ``standin``) this run's data and learning rate are
-    the defaults of; None when the run set its own."""
+    the defaults of; None when the run set its own, and for a task other than detection, whose paths' learning rate
+    is detection's (not tuned for that task)."""
     paths = _read_config_file(DEFAULT_CONFIG).get(AUTO, {})
+    if c.task != "detect":
+        return None
     for name, block in paths.items() if isinstance(paths, dict) else ():
         if isinstance(block, dict) and block.get("data") == c.data and block.get("lr0") == c.train_args.get("lr0"):
             return name
@@ -308,35 +316,66 @@ def default_path_of(c: CompareConfig) -> str | None:
 
 
 COCO_WEIGHTS = "yolo11n.pt"
+# each task's pretrained checkpoint for ``weights=auto`` (COCO; ImageNet for the classifier, DOTA for OBB)
+TASK_WEIGHTS = {
+    "detect": COCO_WEIGHTS,
+    "segment": "yolo11n-seg.pt",
+    "pose": "yolo11n-pose.pt",
+    "obb": "yolo11n-obb.pt",
+    "classify": "yolo11n-cls.pt",
+}
+TASK_PATHS = "tasks"  # the sub-block of ``auto:`` that says what differs per task from the two paths
 
 
-def choose_auto_path() -> tuple[str, str, str | None]:
-    """Which path ``weights=auto`` takes, why, and the weights file: ``coco`` (the COCO-pretrained yolo11n.pt, on
-    COCO8, with the absolute path of the file found or downloaded) when the weights are here (the working folder,
-    or Ultralytics' ``weights_dir``) or can be downloaded, else ``standin`` (the offline stand-in of
-    ``standin.py``; no file yet)."""
+def auto_block(paths: dict, choice: str, task: str = "detect") -> dict:
+    """The settings of ``weights=auto``'s path ``choice`` for ``task``: the ``auto:`` block's path, updated by its
+    ``tasks: {task: {choice: ...}}`` entry (detection has none).
+
+    Examples:
+        >>> auto_block({"coco": {"data": "coco8.yaml", "lr0": 0.1}, "tasks": {"pose": {"coco": {"data": "p.yaml"}}}},
+        ...            "coco", "pose")
+        {'data': 'p.yaml', 'lr0': 0.1}
+    """
+    per_task = ((paths.get(TASK_PATHS) or {}).get(task) or {}).get(choice) or {}
+    return {**paths[choice], **per_task}
+
+
+def choose_auto_path(task: str = "detect") -> tuple[str, str, str | None]:
+    """Which path ``weights=auto`` takes for a model of ``task``, why, and the weights file: ``coco`` (the pretrained
+    checkpoint of ``TASK_WEIGHTS``, yolo11n.pt for detection, with the absolute path of the file found or
+    downloaded) when the weights are here (the working folder, or Ultralytics' ``weights_dir``) or can be
+    downloaded, else ``standin`` (the task's offline stand-in of ``standin.py``; no file yet).
+
+    Examples:
+        >>> choose_auto_path("pose")[0]  # doctest: +SKIP
+        'standin'
+    """
     from ultralytics.utils import SETTINGS
 
     from ..core.offline import is_offline
 
-    local = [p for p in (Path(COCO_WEIGHTS), Path(SETTINGS["weights_dir"]) / COCO_WEIGHTS) if p.is_file()]
+    name = TASK_WEIGHTS.get(task)
+    if name is None:
+        return "standin", f"no pretrained checkpoint is known for {task} models; the offline stand-in is used", None
+    on = {"classify": "ImageNet", "obb": "DOTA"}.get(task, "COCO")
+    local = [p for p in (Path(name), Path(SETTINGS["weights_dir"]) / name) if p.is_file()]
     if local:
         found = local[0].absolute()  # not resolve(): a symlink to a blob would lose the .pt name
-        return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) found at {found}", str(found)
+        return "coco", f"{name} ({on}-pretrained) found at {found}", str(found)
     if is_offline():
         why = "YOLO_OFFLINE is set" if os.environ.get("YOLO_OFFLINE") else "no network"
-        return "standin", f"{why} and {COCO_WEIGHTS} is not here, so the offline stand-in is used (not COCO)", None
+        return "standin", f"{why} and {name} is not here, so the offline stand-in is used (not {on})", None
     try:
         from ultralytics.utils.downloads import attempt_download_asset
 
-        path = Path(attempt_download_asset(COCO_WEIGHTS))
+        path = Path(attempt_download_asset(name))
     except Exception as e:  # any failure to download: fall back, and say why
-        why = f"{COCO_WEIGHTS} could not be downloaded ({type(e).__name__}); the offline stand-in is used"
+        why = f"{name} could not be downloaded ({type(e).__name__}); the offline stand-in is used"
         return "standin", why, None
     if not path.is_file():
-        return "standin", f"{COCO_WEIGHTS} could not be downloaded; the offline stand-in is used (not COCO)", None
+        return "standin", f"{name} could not be downloaded; the offline stand-in is used (not {on})", None
     path = path.absolute()
-    return "coco", f"{COCO_WEIGHTS} (COCO-pretrained) downloaded to {path}", str(path)
+    return "coco", f"{name} ({on}-pretrained) downloaded to {path}", str(path)
 
 
 def _read_config_file(path: Path) -> dict:

@@ -46,11 +46,17 @@ def check_mixed(c: CompareConfig, model: str | Path) -> None:
         model: The SiLU checkpoint, or a model YAML of the same architecture (the stand-in before it exists).
 
     Raises:
-        UserError: One line naming the variant, the layer count and a valid ``k``.
+        UserError: One line naming the variant, the layer count and a valid ``k``; or a model other than a detector
+            (``c.task``): the sensitivity ranking that picks the kept layers scores detections.
     """
     specs = mixed_specs(c)
     if not specs:
         return
+    if c.task != "detect":
+        raise UserError(
+            f"variant {specs[0]} needs a detection model: the ranking that picks its SiLU layers scores detections, "
+            f"and this is a {c.task} model; list plain variants such as {specs[0].base}"
+        )
     net = network_of(load(model))
     for spec in specs:
         layers = len(scan_units(net, spec.base, "layer"))
