@@ -161,6 +161,24 @@ CASES = [
         None,
     ),
     (
+        "deploy-seg",
+        ["deploy", "model=seg.pt", "target=ort-cpu", "data=shapes"],
+        "deploy builds and scores detection models; seg.pt is a segment model",
+        None,
+    ),
+    (
+        "sensitivity-seg",
+        ["sensitivity", "model=seg.pt", "data=shapes"],
+        "sensitivity scores layers with the detection validator; seg.pt is a segment model",
+        None,
+    ),
+    (
+        "sensitivity-standin-pose",
+        ["sensitivity", "model=standin", "standin_model=yolo11n-pose.yaml"],
+        "yolo11n-pose.yaml is a pose model",
+        None,
+    ),
+    (
         "compare-cls-data-not-folder",
         ["compare", "model=yolo11n-cls.yaml", "protocol=scratch", "data=noval.yaml"],
         "is not a folder",

@@ -10,6 +10,8 @@ The fixtures (tests/fixtures/report/):
   INT8 latency baseline timed against another variant or not timed, timings from an earlier version).
 - ``scratch``, ``user``: the real run edited to reach the other branches (scratch on COCO8, no signal, warm-up, a
   failed cell, one timing block, a GPU; a user checkpoint, unresolved data, the COCO path's learning rate).
+- ``task-segment``, ``task-pose``, ``task-obb``, ``task-classify``: synthetic runs of ``test_report.synthetic_run``
+  with each task's metrics (``core.tasks``), saved by ``write_report`` (plots and the raw INT8 stage left out).
 - ``mixed``: the real ``compare --quick variants=[silu,relu,relu@keep1] recovery=[finetune]`` run of
   tests/test_mixed.py, as it ran then with --quick's timing of 4 blocks of 3 s (the test now times 2 blocks of 1 s);
   its golden file is that run's report.md but for one blank line removed since.
@@ -32,7 +34,15 @@ from yolo_leaky.harness.config import CompareConfig
 from yolo_leaky.harness.summary import Summary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
-NAMES = ["quick", "int8", "untimed", "scratch", "user", "mixed"]
+NAMES = [
+    "quick",
+    "int8",
+    "untimed",
+    "scratch",
+    "user",
+    "mixed",
+    *(f"task-{t}" for t in ("segment", "pose", "obb", "classify")),
+]
 REPO = Path(__file__).resolve().parents[1]
 RUN_RECORDS = {"gpu-check.md"}  # a past run's output quoted as it was measured (a report excerpt), not a method page
 
@@ -64,6 +74,7 @@ def load_fixture(name: str) -> tuple[CompareConfig, Summary, dict]:
         int8=results["int8"],
         int8_raw=results["int8_stage"],  # plots only (trimmed from the fixtures)
         mixed=results.get("mixed"),
+        task=results.get("task", "detect"),  # fixtures saved before a run recorded its task were detection runs
     )
     return c, summary, results["plots"]
 

@@ -23,7 +23,6 @@ QUICK = [
     "runtimes=[ort-cpu]",
     "bench_seconds=1",
     "bench_blocks=2",
-    "diagnostics=false",  # measure/diagnostics.py reads detection batches (KeyError 'keypoints'): helper taskcore
     "int8=true",
 ]
 
@@ -134,6 +133,9 @@ def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
     for label in ("silu", "relu"):  # FP32 and each INT8 scheme scored with the task's own metrics
         scored = [int8[label]["fp32"], *(s["metrics"] for s in int8[label]["int8"].values())]
         assert all(set(m) == set(METRICS[task]) for m in scored), int8[label]
+    for label in ("silu", "relu"):  # the diagnostics stage read the task's own batches (masks, keypoints, ...)
+        health = out["units"][label]["health"]["total"]
+        assert 0 <= health["dead_or_negative_only"] < 0.5 and 0 <= health["near_zero_grad"] < 1, health
     report = (run / "report.md").read_text()
     assert name in report and "stand-in" in report
     assert f"{name}" in result.stdout  # the terminal's cell lines and final table name the task's headline metric

@@ -478,7 +478,7 @@ def swap_stage(c: CompareConfig, data: str, device) -> dict:
             row = {"after_swap": validate_metrics(copy.deepcopy(swapped[spec.label]), c, data, device), "seeds": {}}
             out["variants"][spec.label] = row
         for seed in c.seeds:
-            files, array, _ = calibration_set(data, n=c.calib_images, imgsz=c.imgsz, seed=seed)
+            files, array, _ = calibration_set(data, n=c.calib_images, imgsz=c.imgsz, seed=seed, task=c.task)
             images = torch.from_numpy(array)
             out["calibration"]["images"] = len(files)
             out["calibration"]["by_seed"][str(seed)] = {

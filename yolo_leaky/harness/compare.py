@@ -250,7 +250,7 @@ def measure_speed(c: CompareConfig, models: dict) -> dict:
         onnx_dir = c.run_dir / "onnx"
         onnx = {label: str(export_onnx(yolo, onnx_dir / label, c.bench_imgsz)) for label, yolo in models.items()}
         acts = {s.label: s.name for s in c.specs} | {"identity": "identity"}
-        exports = {label: check_export(p, acts[label]) for label, p in onnx.items()}
+        exports = {label: check_export(p, acts[label], net=models[label].model) for label, p in onnx.items()}
         cuda = torch.cuda.is_available() and "torch-cuda-fp16" not in c.runtimes
         runtimes = list(c.runtimes) + (["torch-cuda-fp16"] if cuda else [])
         nets = {label: yolo.model for label, yolo in models.items()}

@@ -110,13 +110,13 @@ def deploy(
     for key, value, low in (("n_calib", n_calib, 1), ("seconds", seconds, 0), ("imgsz", imgsz or 32, 32)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low:
             raise UserError(f"{key}={value!r} is not a number >= {low}; pass e.g. {key}={DEFAULTS.get(key, 320)}")
-    data_yaml = resolve_data(str(data))
     yolo = load(model, act=spec)
     if yolo.task != "detect":  # every backend's scorer, naive contrast and decode split are detection's
         raise UserError(
             f"deploy builds and scores detection models; {model} is a {yolo.task} model. Compare its activations with "
             f"yolo-leaky compare weights={model} (every task), or export it yourself after load('{model}', act=...)"
         )
+    data_yaml = resolve_data(str(data))  # after the model's checks: it may write the synthetic shapes data
     imgsz = int(imgsz or _trained_imgsz(yolo) or 640)
     label = spec.label if spec is not None else "as-trained"
     name = str(name or f"{Path(str(model)).stem}-{label}-{backend.name}")
