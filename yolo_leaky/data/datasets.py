@@ -150,7 +150,7 @@ def dataset_info(data: str | Path) -> dict:
 
         Examples:
             >>> info = dataset_info("runs/data/coco8.yaml")  # doctest: +SKIP
-            >>> info["val_images"]
+            >>> info["val_images"]  # doctest: +SKIP
             4
     """
     if Path(data).is_dir():
