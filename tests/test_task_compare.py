@@ -139,6 +139,7 @@ def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
     report = (run / "report.md").read_text()
     assert name in report and "stand-in" in report
     assert f"{name}" in result.stdout  # the terminal's cell lines and final table name the task's headline metric
+    assert ("top-5 is 1 by construction" in report) == (task == "classify")  # the stand-in has 4 classes
     if task in NO_DISTILL:
         assert not any("distill" in k for k in cells) and "no distill cells" in result.stdout
         assert NO_DISTILL[task] in result.stdout

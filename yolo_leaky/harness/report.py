@@ -251,6 +251,9 @@ def _caveats_section(c, rows, n_val, overlap, task: str = "detect") -> str:
                 warmup_steps=WARMUP_STEPS,
             )
         )
+    classes = overlap.get("train_classes") or []
+    if task == "classify" and 0 < len(classes) <= 5:  # top-5 of 5 classes or fewer holds every class
+        lines.append(text("caveats.top5", n_classes=len(classes)))
     if len(c.seeds) < 2:
         lines.append(text("caveats.one_seed"))
     lines.append(text("caveats.speed", band=c.speed_band))
