@@ -43,7 +43,8 @@ def _kill_at(cmd, cwd, hold, sig, while_held=None):
 
     Returns:
         The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", HOLD_ENV: hold}
+    # faulthandler: a run that outlives its signal is sent SIGABRT below and dumps every thread's stack
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", HOLD_ENV: hold}
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     seen, held, during = [], False, None
     try:
@@ -54,7 +55,13 @@ def _kill_at(cmd, cwd, hold, sig, while_held=None):
                 during = while_held(proc.pid) if while_held else None
                 proc.send_signal(sig)
                 break
-        out, _ = proc.communicate(timeout=300)
+        try:
+            out, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # seen once under load (2026-12-01); say where it was stuck
+            proc.send_signal(signal.SIGABRT)
+            out, _ = proc.communicate(timeout=60)
+            stuck = f"the run did not exit within 300 s of {sig!r} at {hold}; stacks:\n{out[-6000:]}"
+            raise AssertionError(stuck) from None
     finally:
         if proc.poll() is None:
             proc.kill()
