@@ -8,58 +8,35 @@ the ones the task's Ultralytics validator writes in ``metrics.results_dict``; th
 
 from __future__ import annotations
 
+# the box metrics every detection-family validator writes (OBB's are rotated-box metrics under the same (B) keys)
+_BOX_KEYS = {
+    "precision": "metrics/precision(B)",
+    "recall": "metrics/recall(B)",
+    "map50": "metrics/mAP50(B)",
+    "map50_95": "metrics/mAP50-95(B)",
+}
+
 # task -> {record key: Ultralytics results_dict key}, in the order the records keep them
 METRICS: dict[str, dict[str, str]] = {
-    "detect": {
-        "precision": "metrics/precision(B)",
-        "recall": "metrics/recall(B)",
-        "map50": "metrics/mAP50(B)",
-        "map50_95": "metrics/mAP50-95(B)",
-    },
-    "segment": {
-        "precision": "metrics/precision(B)",
-        "recall": "metrics/recall(B)",
-        "map50": "metrics/mAP50(B)",
-        "map50_95": "metrics/mAP50-95(B)",
-        "mask_map50": "metrics/mAP50(M)",
-        "mask_map50_95": "metrics/mAP50-95(M)",
-    },
-    "pose": {
-        "precision": "metrics/precision(B)",
-        "recall": "metrics/recall(B)",
-        "map50": "metrics/mAP50(B)",
-        "map50_95": "metrics/mAP50-95(B)",
-        "pose_map50": "metrics/mAP50(P)",
-        "pose_map50_95": "metrics/mAP50-95(P)",
-    },
-    # OBBValidator writes its rotated-box metrics under the (B) keys, so the record keys are detection's; what they
-    # measure (rotated IoU) is in HEADLINE's name
-    "obb": {
-        "precision": "metrics/precision(B)",
-        "recall": "metrics/recall(B)",
-        "map50": "metrics/mAP50(B)",
-        "map50_95": "metrics/mAP50-95(B)",
-    },
+    "detect": _BOX_KEYS,
+    "segment": {**_BOX_KEYS, "mask_map50": "metrics/mAP50(M)", "mask_map50_95": "metrics/mAP50-95(M)"},
+    "pose": {**_BOX_KEYS, "pose_map50": "metrics/mAP50(P)", "pose_map50_95": "metrics/mAP50-95(P)"},
+    "obb": _BOX_KEYS,  # what the keys measure (rotated IoU) is in metric_name
     "classify": {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"},
 }
 
-# task -> (record key of the metric that verdicts, CIs and rankings are on, its name in reports)
-HEADLINE: dict[str, tuple[str, str]] = {
-    "detect": ("map50_95", "mAP50-95"),
-    "segment": ("mask_map50_95", "mask mAP50-95"),
-    "pose": ("pose_map50_95", "pose mAP50-95"),
-    "obb": ("map50_95", "rotated-box mAP50-95"),
-    "classify": ("top1", "top-1"),
+# task -> record key of the metric that verdicts, CIs and rankings are on (its report name: metric_name)
+HEADLINE: dict[str, str] = {
+    "detect": "map50_95",
+    "segment": "mask_map50_95",
+    "pose": "pose_map50_95",
+    "obb": "map50_95",
+    "classify": "top1",
 }
 
-# task -> (record key of the looser metric reports show beside the headline, its name): mAP50 beside mAP50-95
-SECOND: dict[str, tuple[str, str]] = {
-    "detect": ("map50", "mAP50"),
-    "segment": ("mask_map50", "mask mAP50"),
-    "pose": ("pose_map50", "pose mAP50"),
-    "obb": ("map50", "rotated-box mAP50"),
-    "classify": ("top5", "top-5"),
-}
+# task -> record key of the looser metric reports show beside the headline: mAP50 beside mAP50-95
+SECOND: dict[str, str] = {"detect": "map50", "segment": "mask_map50", "pose": "pose_map50", "obb": "map50"}
+SECOND["classify"] = "top5"
 
 TASKS = tuple(METRICS)  # every task yolo-leaky measures, in one order
 
@@ -98,7 +75,7 @@ def headline(task: str = "detect") -> tuple[str, str]:
         >>> headline("detect"), headline("classify")
         (('map50_95', 'mAP50-95'), ('top1', 'top-1'))
     """
-    return HEADLINE[task]
+    return HEADLINE[task], metric_name(HEADLINE[task], task)
 
 
 def second(task: str = "detect") -> tuple[str, str]:
@@ -108,11 +85,11 @@ def second(task: str = "detect") -> tuple[str, str]:
         >>> second("pose"), second("classify")
         (('pose_map50', 'pose mAP50'), ('top5', 'top-5'))
     """
-    return SECOND[task]
+    return SECOND[task], metric_name(SECOND[task], task)
 
 
 # the prefix that says what a task's box metrics measure (a segment or pose model's box metrics are secondary)
-_BOX = {"detect": "", "segment": "box ", "pose": "box ", "obb": "rotated-box "}
+_BOX_PREFIX = {"detect": "", "segment": "box ", "pose": "box ", "obb": "rotated-box "}
 _NAMES = {"mask_map50": "mask mAP50", "mask_map50_95": "mask mAP50-95", "pose_map50": "pose mAP50"}
 _NAMES.update(pose_map50_95="pose mAP50-95", top1="top-1", top5="top-5")
 
@@ -129,4 +106,4 @@ def metric_name(key: str, task: str = "detect") -> str:
     if key in _NAMES:
         return _NAMES[key]
     base = {"map50": "mAP50", "map50_95": "mAP50-95"}.get(key, key)
-    return _BOX[task] + base
+    return _BOX_PREFIX[task] + base
