@@ -51,6 +51,8 @@ class Build:
             FP32 score beside the artifact's and the paired latency are taken against it (same runtime, same
             preprocessing), so the difference is the quantization alone.
         details: Anything else the backend reports (its quantizer's settings, the runtime's fused graph), JSON-ready.
+        task: The checkpoint's Ultralytics task (``core.loading.model_task``): ``score`` validates the artifact with
+            that task's validator and returns its record keys (``core.tasks.METRICS``).
     """
 
     target: str
@@ -63,6 +65,7 @@ class Build:
     files: list[Path] = field(default_factory=list)
     reference: Path | None = None
     details: dict = field(default_factory=dict)
+    task: str = "detect"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,8 +123,9 @@ class Backend(ABC):
 
     @abstractmethod
     def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
-        """Accuracy of the artifact itself, under the harness's metric keys (``{"map50": ..., "map50_95": ...}``), on
-        the host or in the vendor's simulator, never of the float model it came from."""
+        """Accuracy of the artifact itself, under the record keys of ``build.task`` (``core.tasks.METRICS``: detection's
+        ``{"map50": ..., "map50_95": ...}``, segmentation's mask mAPs beside them, ...), on the host or in the vendor's
+        simulator, never of the float model it came from."""
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
         """A no-argument call that runs one inference of the artifact on the host, for timing; None when the
