@@ -237,6 +237,9 @@ def test_report_has_every_variant_with_finite_ratios(finished):
     for label in ("relu", "prelu", "identity"):
         assert exports[label]["silu_free"] and exports[label]["silu_patterns"] == 0
     assert exports["relu"]["ort"]["fused_into_conv"] == {"Relu": 77}
+    for label, e in exports.items():  # the export computes what the PyTorch network computes (float rounding only)
+        assert max(o["max_rel"] for o in e["agreement"].values()) < 1e-4, (label, e["agreement"])
+    assert "| ONNX vs PyTorch, largest relative difference |" in (run_dir / "report.md").read_text()
 
 
 def test_report_says_what_the_numbers_cannot(finished):

@@ -144,7 +144,7 @@ CASES = [
     (
         "compare-seg-targets",
         ["compare", "model=yolo11n-seg.yaml", "targets=[ort-cpu]", "--quick"],
-        "needs a detection model: the target back ends score detections",
+        "target ort-cpu cannot score a segmentation model",
         None,
     ),
     (

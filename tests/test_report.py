@@ -419,3 +419,27 @@ def test_every_task_reports_its_own_metrics(task):
         assert ("No `distill` rows" in text) == (task in NO_DISTILL)
     if task == "classify":
         assert "mAP" not in accuracy and "mAP" not in int8
+
+
+def test_export_section_shows_each_variants_onnx_agreement_with_pytorch():
+    """The export check's ONNX-vs-PyTorch agreement (speed.json) is rendered: the largest relative difference over
+    a variant's outputs, "n/a" for a variant without the check, and no column at all for a run that never had it."""
+    from yolo_leaky.harness.report import _export_section
+
+    fusion = {"fused_into_conv": {"Relu": 77}, "standalone": {}, "layout_reorders": {}}
+    agreed = {"output0": {"max_abs": 1e-4, "scale": 500.0, "max_rel": 2e-7}, "output1": {"max_rel": 5.2e-7}}
+    speed = {
+        "exports": {
+            "silu": {"silu_patterns": 77, "silu_free": False, "ort": fusion, "agreement": agreed},
+            "relu": {"silu_patterns": 0, "silu_free": True, "ort": fusion},
+        }
+    }
+    section = _export_section(speed)
+    header = next(line for line in section.splitlines() if line.startswith("| variant"))
+    assert header.rstrip(" |").endswith("ONNX vs PyTorch, largest relative difference")
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| ")}
+    assert rows["silu"].rstrip(" |").endswith("5.2e-07") and rows["relu"].rstrip(" |").endswith("n/a")
+    assert "one seeded random input" in section
+    for e in speed["exports"].values():
+        e.pop("agreement", None)
+    assert "ONNX vs PyTorch" not in _export_section(speed) and "seeded random input" not in _export_section(speed)

@@ -36,6 +36,7 @@ from ..measure.bench import benchmark, export_onnx
 from ..measure.diagnostics import prelu_slopes, summarize_slopes, unit_health
 from ..measure.onnx_check import check_export
 from ..measure.quant import measure_int8
+from ..targets.base import backends
 from ..utils import atomic
 from ..utils.console import quiet, say
 from ..utils.errors import UserError
@@ -569,8 +570,8 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
     saying why.
 
     Raises:
-        UserError: ``recovery=[distill]`` alone for such a task; ``targets=`` with a model other than a detector
-            (the target back ends score with a detection scorer).
+        UserError: ``recovery=[distill]`` alone for such a task; a target in ``targets=`` whose back end does not
+            build and score the task's models (``Backend.tasks``).
 
     >>> with_task(CompareConfig(recovery=["finetune"]), "pose").task
     'pose'
@@ -584,11 +585,14 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
             )
         recovery.remove("distill")
         say(f"yolo-leaky compare: no distill cells for {TASK_NAMES[task]} model: {NO_DISTILL[task]}; finetune only")
-    if c.targets and task != "detect":
+    known = backends()
+    unable = [name for name in c.targets if task not in known[name].tasks]
+    if unable:
         source = c.weights if c.protocol == "recover" and c.weights != STANDIN else c.model  # what set the task
+        able = [name for name, cls in known.items() if task in cls.tasks]
         raise UserError(
-            f"targets={c.targets} needs a detection model: the target back ends score detections, and {source} "
-            f"is {TASK_NAMES[task]} model ({task}); leave targets= out"
+            f"target {unable[0]} cannot score {TASK_NAMES[task]} model ({source} is {task}); targets that can: "
+            f"{', '.join(able) or 'none'}"
         )
     return dataclasses.replace(c, task=task, recovery=recovery)
 

@@ -788,21 +788,26 @@ def _export_section(speed) -> str:
         reorders = sum(fusion.get("layout_reorders", {}).values())
         name = _variant(label, speed.get("checkpoints", {}).get(label))
         body.append([name, e.get("silu_patterns"), "yes" if e.get("silu_free") else "no", fused, alone, reorders])
+    header = [
+        "variant",
+        "SiLU patterns (Sigmoid→Mul on a Conv)",
+        "SiLU-free",
+        "activations fused into Conv",
+        "left standalone",
+        "NCHWc layout reorders",
+    ]
+    agreed = any("agreement" in e for e in exports.values())
+    if agreed:  # runs before the agreement check was recorded have no such column
+        header.append("ONNX vs PyTorch, largest relative difference")
+        for row, e in zip(body, exports.values()):
+            found = e.get("agreement")
+            row.append(f"{max(o['max_rel'] for o in found.values()):.1e}" if found else "n/a")
     return (
         "## Export check (ONNX from Ultralytics' exporter; fusion after ONNX Runtime's ORT_ENABLE_ALL optimisation)\n\n"
-        + _table(
-            [
-                "variant",
-                "SiLU patterns (Sigmoid→Mul on a Conv)",
-                "SiLU-free",
-                "activations fused into Conv",
-                "left standalone",
-                "NCHWc layout reorders",
-            ],
-            body,
-        )
+        + _table(header, body)
         + "\n"
         + text("export")
+        + ("\n\n" + text("export.agreement") if agreed else "")
         + "\n"
     )
 

@@ -8,8 +8,9 @@ used), scores the artifact itself, and keeps the vendor compiler's placement and
 toolchain is missing is recorded with its install step, never dropped. A toolchain that rejects one variant's model
 records the rejection for that variant, and the others still run.
 
-``target_tables`` computes, per target, each variant's artifact mAP50-95 over seeds and its difference from the
-baseline's artifact on the same target (Welch, Holm-adjusted within the target: ``summary.verdicts``), the vendor's
+``target_tables`` computes, per target, each variant's artifact score on the task's headline metric
+(``core.tasks.headline``: mAP50-95 for detection, mask mAP50-95, pose mAP50-95, rotated-box mAP50-95, top-1) over
+seeds and its difference from the baseline's artifact on the same target (Welch, Holm-adjusted within the target: ``summary.verdicts``), the vendor's
 estimated time (``estimate["inference_time_ms"]``, a backend convention) and op placement; ``recommendation``
 derives each target's one line from those numbers alone.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..core.tasks import headline
 from ..data.datasets import file_digest
 from ..measure.quant import calibration_images
 from ..targets.base import ToolchainRejected, backends
@@ -90,16 +92,18 @@ def targets_stage(c: CompareConfig, cells: dict, data: str) -> dict:
 
 
 def target_tables(c: CompareConfig, stage: dict | None, n_val: int | None) -> dict | None:
-    """Per target: ``missing``/``install``, or ``rows`` (label -> ``values``, ``mean``, ``std``, ``diff`` (vs the
-    baseline on this target), ``verdict``, ``time_ms``, ``time_ratio``, ``cpu_ops``, ``accelerator_ops``,
-    ``rejected``) and ``line`` (``recommendation``)."""
+    """Per target: ``missing``/``install``, or ``rows`` (label -> ``values`` (the headline metric of ``c.task``),
+    ``mean``, ``std``, ``diff`` (vs the baseline on this target), ``verdict``, ``time_ms``, ``time_ratio``,
+    ``cpu_ops``, ``accelerator_ops``, ``rejected``), ``metric`` (the headline's report name) and ``line``
+    (``recommendation``)."""
     if not stage or not stage.get("targets"):
         return None
     base = c.baseline
+    key, metric = headline(c.task)
     out = {}
     for name, entry in stage["targets"].items():
         if "missing" in entry:
-            t = {"missing": entry["missing"], "install": entry["install"]}
+            t = {"missing": entry["missing"], "install": entry["install"], "metric": metric}
             t["line"] = recommendation(name, t, base, c.speed_band)
             out[name] = t
             continue
@@ -109,7 +113,7 @@ def target_tables(c: CompareConfig, stage: dict | None, n_val: int | None) -> di
                 s[spec.label] for _, s in sorted(entry["seeds"].items(), key=lambda kv: int(kv[0])) if spec.label in s
             ]
             ok = [p for p in per if "metrics" in p]
-            values = [float(p["metrics"]["map50_95"]) for p in ok]
+            values = [float(p["metrics"][key]) for p in ok]
             times = [float(p["estimate"][TIME_KEY]) for p in ok if (p.get("estimate") or {}).get(TIME_KEY) is not None]
             placement = next((p["placement"] for p in ok if p.get("placement")), None)
             row = {
@@ -132,7 +136,7 @@ def target_tables(c: CompareConfig, stage: dict | None, n_val: int | None) -> di
         base_time = rows.get(base, {}).get("time_ms")
         for row in rows.values():
             row["time_ratio"] = row["time_ms"] / base_time if row["time_ms"] is not None and base_time else None
-        t = {"rows": rows, "install": entry["install"], "base": base}
+        t = {"rows": rows, "install": entry["install"], "base": base, "metric": metric}
         t["line"] = recommendation(name, t, base, c.speed_band)
         out[name] = t
     return out
@@ -164,7 +168,7 @@ all ops on the accelerator"
     """
     if "missing" in table:
         return f"{name}: not run here, its toolchain is missing; install it with: {table['install']}"
-    rows = table["rows"]
+    rows, metric = table["rows"], table.get("metric", "mAP50-95")
     if not rows.get(base, {}).get("values"):
         return f"{name}: no result for the {base} control on this target, so no comparison"
     fine = [
@@ -212,10 +216,10 @@ all ops on the accelerator"
         return (
             f"{name}: no activation to recommend yet: {best} is {1 / r['time_ratio']:.2f}x faster by the vendor's "
             f"estimate" + (f" ({where})" if where else "") + f", but its accuracy cost on this target is untested "
-            f"({delta:+.3f} mAP50-95, {r.get('verdict', 'untested')}); run two or more seeds" + unranked
+            f"({delta:+.3f} {metric}, {r.get('verdict', 'untested')}); run two or more seeds" + unranked
         )
     return (
-        f"{name}: {best}, {1 / r['time_ratio']:.2f}x faster by the vendor's estimate, {delta:+.3f} mAP50-95{ci} "
+        f"{name}: {best}, {1 / r['time_ratio']:.2f}x faster by the vendor's estimate, {delta:+.3f} {metric}{ci} "
         f"{r.get('verdict', 'untested')}" + (f", {where}" if where else "") + unranked
     )
 
@@ -256,7 +260,7 @@ def targets_section(tables: dict | None) -> str:
     for name, t in tables.items():
         if "rows" not in t:
             continue
-        header = "| variant | artifact mAP50-95 | vs control [95% CI] | verdict | vendor est. ms | ops on CPU |"
+        header = f"| variant | artifact {t['metric']} | vs control [95% CI] | verdict | vendor est. ms | ops on CPU |"
         lines += ["", f"### {name}", "", header, "|---|---|---|---|---|---|"]
         for label, r in t["rows"].items():
             d = r.get("diff") or {}

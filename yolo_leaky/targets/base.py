@@ -88,6 +88,8 @@ class Backend(ABC):
             cannot run), where it differs from ``name``; None: ``name`` itself, where the table has it.
         stage_options: Constructor arguments for ``compare targets=``, which scores only the artifact (e.g. no FP32
             reference build).
+        tasks: The Ultralytics tasks whose models this backend builds and scores with the task's own validator
+            (``core.tasks.TASKS``); ``compare`` refuses the target for a model of any other task.
     """
 
     name: ClassVar[str]
@@ -96,6 +98,7 @@ class Backend(ABC):
     bench_runtime: ClassVar[str | None] = None
     table_key: ClassVar[str | None] = None
     stage_options: ClassVar[dict] = {}
+    tasks: ClassVar[tuple[str, ...]] = ("detect",)
 
     @classmethod
     def table_entry(cls) -> str | None:
