@@ -131,6 +131,7 @@ class EthosU(Backend):
             placement=first["placement"],
             estimate=first["estimate"],
             files=files,
+            task=source.task,
             details={
                 "scored_model": str(source.artifact),
                 "scored_model_why": "Vela's output runs only on an Ethos-U device; the score is the TFLite INT8 model "
@@ -145,7 +146,7 @@ class EthosU(Backend):
         from ..measure.quant import validate_onnx
 
         details = getattr(build, "details", None) or {}
-        return validate_onnx(Path(details.get("scored_model", build.artifact)), data_yaml, imgsz)
+        return validate_onnx(Path(details.get("scored_model", build.artifact)), data_yaml, imgsz, task=build.task)
 
 
 def vela_compile(

@@ -2,9 +2,11 @@
 
 The artifact is what ``compare``'s INT8 stage measures for OpenVINO (``measure.quant.export_openvino``):
 Ultralytics' OpenVINO exporter with ``quantize=8`` (NNCF post-training quantization, MIXED preset, the Detect
-decoding and every Sigmoid left in float by Ultralytics' ignored scope), calibrated on exactly the calibration
-set's images. The FP32 IR is kept as ``Build.reference``. Scores and timings run the CPU plugin at FP32 inference
-precision (``measure.bench.openvino_config``), so an FP32 IR is not silently run in bf16.
+decoding and every Sigmoid left in float by Ultralytics' ignored scope, which covers the whole head of a segment,
+pose or OBB model and is absent for a classify model: ``IGNORED_SCOPE``), calibrated on exactly the calibration
+set's images. The artifact is scored by its task's validator (``Build.task``). The FP32 IR is kept as
+``Build.reference``. Scores and timings run the CPU plugin at FP32 inference precision
+(``measure.bench.openvino_config``), so an FP32 IR is not silently run in bf16.
 """
 
 from __future__ import annotations
@@ -18,9 +20,22 @@ from .base import Backend, Build, run_tool
 
 SCHEMES = {
     "deploy": "Ultralytics' export as it is: NNCF quantizes the network, its ignored scope keeps the Detect decoding "
-    "and every Sigmoid in float",
+    "and every Sigmoid in float (for segment, pose and OBB heads, Detect subclasses, the whole head module: its "
+    "mask-coefficient, keypoint or angle decoding too; a classify head has no ignored scope, so deploy is naive)",
     "naive": "NNCF on the whole graph (Ultralytics' torch2openvino with int8_detect=False: no ignored scope), the "
     "Detect decoding and its output (box pixels and 0-1 scores) included; not shipped: the contrast",
+}
+# what Ultralytics' ignored scope (``int8_detect``: a Detect head or subclass) leaves in float, per task
+IGNORED_SCOPE = {
+    "detect": "the Detect decoding and every Sigmoid left in float by Ultralytics' ignored scope",
+    "segment": "the Segment head's own ops (box, score and mask-coefficient decoding) and every Sigmoid left in "
+    "float by Ultralytics' ignored scope",
+    "pose": "the Pose head's own ops (box, score and keypoint decoding) and every Sigmoid left in float by "
+    "Ultralytics' ignored scope",
+    "obb": "the OBB head's own ops (rotated-box and angle decoding) and every Sigmoid left in float by Ultralytics' "
+    "ignored scope",
+    "classify": "no ignored scope: Ultralytics keeps one only for Detect heads, so the Classify head's Linear and "
+    "softmax are quantized too",
 }
 
 
@@ -61,7 +76,7 @@ class OpenvinoCpu(Backend):
         import torch
         import ultralytics
 
-        from ..core.loading import load
+        from ..core.loading import load, model_task
         from ..measure.quant import export_openvino, openvino_fusion
 
         out_dir = Path(out_dir)
@@ -94,6 +109,7 @@ class OpenvinoCpu(Backend):
             f"{imgsz}, int8=True, calib=calibration_images(data, n={len(calibration.files)}, imgsz={imgsz}, "
             f"seed={calibration.seed}))",
         ]
+        task = model_task(weights)
         return Build(
             target=self.name,
             artifact=int8,
@@ -106,11 +122,13 @@ class OpenvinoCpu(Backend):
             commands=commands,
             log=log if log.exists() else None,
             reference=fp32,
+            task=task,
             details={
                 "scheme": self.scheme,
                 "scheme_description": SCHEMES[self.scheme],
-                "quantization": "NNCF post-training INT8 through Ultralytics' exporter (MIXED preset; the Detect "
-                "decoding and every Sigmoid left in float by Ultralytics' ignored scope)",
+                "quantization": "NNCF post-training INT8 through Ultralytics' exporter (MIXED preset; "
+                + (IGNORED_SCOPE.get(task, IGNORED_SCOPE["detect"]) if self.scheme == "deploy" else "no ignored scope")
+                + ")",
                 "runtime_graph": {
                     "what": "OpenVINO CPU plugin's runtime graph of the artifact (FP32 inference precision)",
                     **fusion,
@@ -122,7 +140,7 @@ class OpenvinoCpu(Backend):
         """Ultralytics' validator on the INT8 IR itself, the CPU plugin at FP32 inference precision."""
         from ..measure.quant import validate_onnx
 
-        return validate_onnx(build.artifact, data_yaml, imgsz)
+        return validate_onnx(build.artifact, data_yaml, imgsz, task=build.task)
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
         """One OpenVINO inference of the artifact, in the benchmark's compile setup."""

@@ -2,9 +2,11 @@
 
 The artifact is what ``compare``'s INT8 stage measures (``measure.quant``): Ultralytics' ONNX export (static shape,
 batch 1, onnxslim), quantized by ONNX Runtime's ``quantize_static`` in QDQ format on the calibration set, per-channel
-INT8 weights and uint8 activations, with the ``deploy`` scheme by default (the Detect head's decoding left in float:
-quantizing the box pixels and the 0-1 scores into one uint8 tensor is what ruins ``naive``). The float export is
-kept as ``Build.reference``: the FP32 score and the paired latency are taken against it, in the same runtime.
+INT8 weights and uint8 activations, with the ``deploy`` scheme by default (the head's decoding left in float, for
+every task's head: ``measure.quant.head_float_nodes``; quantizing the box pixels and the 0-1 scores into one uint8
+tensor is what ruins ``naive``). The float export is kept as ``Build.reference``: the FP32 score and the paired
+latency are taken against it, in the same runtime. The artifact is scored by its task's validator (``Build.task``:
+segment, pose, OBB and classify models too).
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from pathlib import Path
 
 from ..measure.quant import DEFAULT_METHOD, SCHEMES
 from .base import Backend, Build, run_tool
+
+# what ``measure.quant.head_float_nodes`` leaves in float under ``deploy``, per task (the build command's words)
+DECODING = {
+    "detect": "Detect-decode",
+    "segment": "Segment-head decode (boxes, scores, mask coefficients; prototype activation)",
+    "pose": "Pose-head decode (boxes, scores, keypoints)",
+    "obb": "OBB-head decode (rotated boxes, angle, scores)",
+    "classify": "Classify-head flatten/softmax",
+}
 
 
 class OrtCpu(Backend):
@@ -52,7 +63,7 @@ class OrtCpu(Backend):
         import torch
         import ultralytics
 
-        from ..core.loading import load
+        from ..core.loading import load, model_task
         from ..measure.bench import export_onnx
         from ..measure.onnx_check import optimize_with_ort, summarize_fusion
         from ..measure.quant import quantize
@@ -60,6 +71,7 @@ class OrtCpu(Backend):
         out_dir = Path(out_dir)
         stem = Path(weights).stem
         log = out_dir / "toolchain.log"
+        task = model_task(weights)
         fp32 = run_tool(
             self.name,
             "Ultralytics ONNX export",
@@ -84,7 +96,8 @@ class OrtCpu(Backend):
             f"images listed in deploy.json>, quant_format=QuantFormat.QDQ, per_channel=True, "
             f"reduce_range={settings['reduce_range']}, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, "
             f"calibrate_method={self.method}, op_types_to_quantize={settings['op_types_to_quantize']}, "
-            f"nodes_to_exclude=<the {len(q['excluded'])} Detect-decode nodes listed in deploy.json>, "
+            f"nodes_to_exclude=<the {len(q['excluded'])} {DECODING.get(task, 'head-decode')} nodes listed in "
+            "deploy.json>, "
             f"extra_options={settings['extra_options']})",
             "or, the same in one call: yolo_leaky.measure.quant.quantize(fp32_onnx, int8_onnx, "
             f"calibration_images(data, n={len(calibration.files)}, imgsz={imgsz}, seed={calibration.seed}), "
@@ -103,6 +116,7 @@ class OrtCpu(Backend):
             commands=commands,
             log=log if log.exists() else None,
             reference=fp32,
+            task=task,
             details={
                 "scheme": self.scheme,
                 "scheme_description": SCHEMES[self.scheme],
@@ -119,7 +133,7 @@ class OrtCpu(Backend):
         """Ultralytics' validator on the INT8 ONNX itself (``measure.quant.validate_onnx``)."""
         from ..measure.quant import validate_onnx
 
-        return validate_onnx(build.artifact, data_yaml, imgsz)
+        return validate_onnx(build.artifact, data_yaml, imgsz, task=build.task)
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
         """One ONNX Runtime inference of the artifact, in the benchmark's session setup."""

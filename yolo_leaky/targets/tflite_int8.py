@@ -48,10 +48,13 @@ TOOLCHAIN = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")  # what Ultr
 DISTRIBUTIONS = {m: m.replace("_", "-") for m in TOOLCHAIN}  # module -> distribution name
 RECIPE = "ai_edge_quantizer recipe.static_wi8_ai8(), graph input and output left float (Ultralytics 8.4 torch2litert)"
 SCHEMES = {
-    "deploy": "Ultralytics' export as it is: box coordinates divided by the input size before the output "
-    "(_NormalizeCoords), so boxes and 0-1 scores share one INT8 scale without ruining the scores",
-    "naive": "the Detect output (box pixels and 0-1 scores in one tensor) quantized at one INT8 scale as it leaves "
-    "the head, then multiplied per channel into Ultralytics' normalized coordinates; not shipped: the contrast",
+    "deploy": "Ultralytics' export as it is: box coordinates (and a pose head's keypoint x, y) divided by the input "
+    "size before the output (_NormalizeCoords), so boxes and 0-1 scores share one INT8 scale without ruining the "
+    "scores; a classify model's output (class probabilities) is not wrapped",
+    "naive": "the Detect output (box pixels and 0-1 scores in one tensor; a segment head's mask coefficients, a "
+    "pose head's keypoints, an OBB head's angle beside them) quantized at one INT8 scale as it leaves the head, then "
+    "multiplied per channel into Ultralytics' normalized coordinates; not shipped: the contrast. A classify model "
+    "has no coordinates: Ultralytics does not wrap it, so naive is the same export as deploy",
 }
 
 
@@ -95,6 +98,8 @@ class TFLiteInt8(Backend):
         """
         import torch
         import ultralytics
+
+        from ..core.loading import model_task
 
         if calibration.imgsz != imgsz:
             raise UserError(f"calibration images are {calibration.imgsz} px but imgsz={imgsz}; make them at {imgsz}")
@@ -144,13 +149,14 @@ class TFLiteInt8(Backend):
             files=[calib_yaml],
             reference=reference,
             details=details,
+            task=model_task(weights),
         )
 
     def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
         """Ultralytics' validator on the ``.tflite`` itself, run by the host LiteRT interpreter."""
         from ..measure.quant import validate_onnx
 
-        return validate_onnx(build.artifact, data_yaml, imgsz)
+        return validate_onnx(build.artifact, data_yaml, imgsz, task=build.task)
 
     def runner(self, build: Build, imgsz: int, threads: int, seed: int) -> Callable[[], object] | None:
         """One inference of the artifact in the LiteRT interpreter (XNNPACK delegate applied by default), set up as
@@ -213,18 +219,23 @@ def export_litert(
 
 class _QuantizedDecode(torch.nn.Module):
     """The ``naive`` scheme's stand-in for Ultralytics' ``_NormalizeCoords`` (same arguments): the head's output
-    tensor, box pixels beside 0-1 scores, is left as it is (so the quantizer gives it one scale), then one per-channel
-    multiply turns the boxes into the normalized coordinates Ultralytics' LiteRT backend expects."""
+    tensor, box pixels beside 0-1 scores (and a pose head's keypoint pixels), is left as it is (so the quantizer gives
+    it one scale), then one per-channel multiply turns the boxes (and keypoint x, y) into the normalized coordinates
+    Ultralytics' LiteRT backend expects; every other channel (scores, mask coefficients, OBB angle, keypoint
+    visibility) is multiplied by 1, as ``_NormalizeCoords`` leaves it."""
 
     def __init__(self, model: torch.nn.Module, h: int, w: int, task: str, nc: int, kpt_shape=None) -> None:
         super().__init__()
-        self.model, self.h, self.w = model, h, w
+        self.model, self.h, self.w, self.task, self.nc, self.kpt_shape = model, h, w, task, nc, kpt_shape
 
     def forward(self, x: torch.Tensor):
         y = self.model(x)
         det = y[0] if isinstance(y, (tuple, list)) else y
         scale = torch.ones(1, det.shape[1], 1, dtype=det.dtype, device=det.device)
         scale[:, 0:4:2], scale[:, 1:4:2] = 1 / self.w, 1 / self.h
+        if self.task == "pose" and self.kpt_shape:
+            first, dims = 4 + self.nc, self.kpt_shape[1]
+            scale[:, first::dims], scale[:, first + 1 :: dims] = 1 / self.w, 1 / self.h
         det = det * scale
         return (det, *y[1:]) if isinstance(y, (tuple, list)) else det
 
