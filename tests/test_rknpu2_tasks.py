@@ -11,6 +11,9 @@ OBB stand-in is weak, 0.21, and its rotated boxes move 1.3 px on average against
 simulator's mAP moves too: the sign says nothing); 0.05 for classify's top-1 (2 of 128 images measured). Every
 naive detection-family artifact scores 0; classify's naive artifact, which only adds the softmax to the INT8 part,
 scored exactly as deploy did, so the test asserts that instead of a collapse.
+
+Time: each task's two builds and scores took 70-141 s (classify 70 s, the others 137-141 s) on 2 cores under load
+from other jobs, 8 min 10 s for the four; detection's own module (tests/test_rknpu2.py) is unchanged.
 """
 
 import json
@@ -91,7 +94,8 @@ def test_each_task_is_built_with_its_own_split(task_rknn):
     if task == "classify":  # the Linear is INT8 on the NPU; only the softmax runs on the host
         assert outputs == ["/model.10/linear/Gemm_output_0"]
     else:  # box, class and the task's own convolution (cv4: coefficients, keypoints, angle) per level
-        assert len(outputs) == 9 and sum("/cv4." in o for o in outputs) == 3
+        convs = [o for o in outputs if o.endswith("/Conv_output_0")]
+        assert len(convs) == 9 and sum("/cv4." in o for o in convs) == 3
     # segmentation's prototypes are an output of the NPU part itself; the decode ONNX makes only output0
     assert (outputs[-1] == "output1") == (task == "segment")
     assert meta["decoded"] == ["output0"] and Path(meta["decode"]).is_file()

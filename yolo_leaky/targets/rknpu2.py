@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.errors import UserError
-from .base import Backend, Build
+from .base import Backend, Build, ToolchainRejected
 
 VENV_ENV = "YOLO_LEAKY_RKNN_VENV"
 TOOLKIT_VERSION = "2.5.0"
@@ -110,8 +110,8 @@ class Rknpu2(Backend):
         """Export, cut (``scheme``), quantize on ``calibration`` and write the ``.rknn`` into ``out_dir``.
 
         Raises:
-            UserError: Unknown scheme, calibration at another size, or the toolkit rejected the model (its message
-                and the log's path).
+            UserError: Unknown scheme or calibration at another size.
+            ToolchainRejected: The toolkit rejected the model (its message, the model's task and the log's path).
         """
         from ..core.loading import load, model_task
         from ..measure.bench import export_onnx
@@ -147,7 +147,7 @@ class Rknpu2(Backend):
         }
         artifact = Path(request["rknn"])
         artifact.unlink(missing_ok=True)  # a rejected rebuild must not leave an older artifact looking current
-        resp = _run_worker(request, out_dir)
+        resp = _run_worker(request, out_dir, task)
         meta = {
             "scheme": scheme,
             "task": task,
@@ -229,7 +229,7 @@ class Rknpu2(Backend):
                 "inputs": inputs,
                 "outputs_dir": str(tmp / "out"),
             }
-            resp = _run_worker(request, build.artifact.parent)
+            resp = _run_worker(request, build.artifact.parent, task)
             # Ship what was scored: two builds of one request differ in a few hundred bytes (embedded addresses)
             os.replace(request["rknn"], build.artifact)
             meta["sha256"] = _sha256(build.artifact)
@@ -443,8 +443,9 @@ def _to_uint8_nhwc(im) -> np.ndarray:
     return np.ascontiguousarray(u8.transpose(0, 2, 3, 1))
 
 
-def _run_worker(request: dict, out_dir: Path) -> dict:
-    """Run ``rknn_worker.py`` in the toolkit's venv; a ``UserError`` with its one-line message and the log's path."""
+def _run_worker(request: dict, out_dir: Path, task: str) -> dict:
+    """Run ``rknn_worker.py`` in the toolkit's venv; ``ToolchainRejected`` with its one-line message, the model's
+    task and the log's path."""
     with tempfile.TemporaryDirectory(prefix="yolo-leaky-rknn-io-") as io:
         req, resp = Path(io) / "request.json", Path(io) / "response.json"
         req.write_text(json.dumps(request))
@@ -456,7 +457,7 @@ def _run_worker(request: dict, out_dir: Path) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"bug: the rknn worker exited {proc.returncode} without a response: {tail[0]}")
     if not result["ok"]:
-        raise UserError(f"rknn-toolkit2 rejected the model: {result['error']} (full log: {request['log']})")
+        raise ToolchainRejected("rknpu2", "rknn-toolkit2", f"{result['error']} ({task} model)", Path(request["log"]))
     return result
 
 
