@@ -1,11 +1,14 @@
 """``rknpu2``: Rockchip's rknn-toolkit2, INT8 for the RK3588, scored in the toolkit's own host simulator.
 
 What ships (``scheme="deploy"``, the default) is two files, the split Rockchip's model zoo makes for YOLO:
-``<stem>-rk3588.rknn``, the network up to the Detect head's output convolutions (box distributions and class logits
-per level), INT8; and ``<stem>-decode.onnx``, the head's decoding (DFL, anchors, strides, sigmoid, concat) cut out of
-Ultralytics' own ONNX export, run in float on the CPU. The cut is ``quant.detect_decode_nodes``, the same split as
-the ONNX Runtime ``deploy`` scheme. ``scheme="naive"`` quantizes the whole graph, decoding included: box pixels and
-0-1 scores then share one INT8 scale, which is the broken artifact the tests tell apart from the good one.
+``<stem>-rk3588.rknn``, the network up to the head's output convolutions (box distributions and class logits per
+level, plus the task's own: mask coefficients, keypoints or angle; segmentation's prototypes are an output of it
+too; classify's Linear), INT8; and ``<stem>-decode.onnx``, the head's decoding (DFL, anchors, strides, sigmoid,
+keypoint/angle/rotated-box decode, concat; classify's softmax) cut out of Ultralytics' own ONNX export, run in float
+on the CPU. The cut is ``head_split``, from ``quant.head_float_nodes``' structural rule: the same decoding the ONNX
+Runtime ``deploy`` scheme keeps in float, for every task. ``scheme="naive"`` quantizes the whole graph, decoding
+included: box pixels, 0-1 scores and the task's rows then share one INT8 scale, which is the broken artifact the
+tests tell apart from the good one.
 
 How it is built and scored:
 
@@ -54,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.errors import UserError
-from .base import Backend, Build
+from .base import Backend, Build, ToolchainRejected
 
 VENV_ENV = "YOLO_LEAKY_RKNN_VENV"
 TOOLKIT_VERSION = "2.5.0"
@@ -63,8 +66,8 @@ OPSET = 12
 DISABLE_RULES = ["seperate_conv_rs_split", "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"]  # sic
 WORKER = Path(__file__).with_name("rknn_worker.py")
 SCHEMES = {
-    "deploy": "backbone, neck and head convolutions INT8 on the NPU; the Detect decoding in float on the CPU (ONNX)",
-    "naive": "the whole graph INT8, the Detect decoding and its concatenated output (box pixels, 0-1 scores) included",
+    "deploy": "backbone, neck and head convolutions INT8 on the NPU; the head's decoding in float on the CPU (ONNX)",
+    "naive": "the whole graph INT8, the head's decoding and its concatenated output (box pixels, 0-1 scores) included",
 }
 SCORE_THRESHOLD = 0.25  # agreement: boxes are compared where the float model's best class score reaches this
 
@@ -107,10 +110,10 @@ class Rknpu2(Backend):
         """Export, cut (``scheme``), quantize on ``calibration`` and write the ``.rknn`` into ``out_dir``.
 
         Raises:
-            UserError: Unknown scheme, calibration at another size, or the toolkit rejected the model (its message
-                and the log's path).
+            UserError: Unknown scheme or calibration at another size.
+            ToolchainRejected: The toolkit rejected the model (its message, the model's task and the log's path).
         """
-        from ..core.loading import load
+        from ..core.loading import load, model_task
         from ..measure.bench import export_onnx
 
         if scheme not in SCHEMES:
@@ -119,19 +122,22 @@ class Rknpu2(Backend):
             raise UserError(f"calibration images are {calibration.imgsz} px but imgsz={imgsz}; make them at {imgsz}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        onnx_path = export_onnx(load(str(weights)), out_dir, imgsz, opset=OPSET, name=Path(weights).stem)
+        task = model_task(weights)
+        yolo = load(str(weights))
+        onnx_path = export_onnx(yolo, out_dir, imgsz, opset=OPSET, name=Path(weights).stem)
         stem = onnx_path.stem
-        cuts, decode = None, None
+        outputs, cuts, decoded, decode = None, None, _graph_outputs(onnx_path), None
         if scheme == "deploy":
-            cuts = decode_inputs(onnx_path)
+            cuts, decoded, side = head_split(onnx_path)
+            outputs = cuts + side  # the NPU part ends where the host's decoding starts, and at the prototypes
             decode = out_dir / f"{stem}-decode.onnx"
             import onnx.utils
 
-            onnx.utils.extract_model(str(onnx_path), str(decode), cuts, [_graph_outputs(onnx_path)[0]])
+            onnx.utils.extract_model(str(onnx_path), str(decode), cuts, decoded)
         dataset = _write_dataset(calibration, out_dir / "calibration")
         request = {
             "onnx": str(onnx_path),
-            "outputs": cuts,
+            "outputs": outputs,
             "target": PLATFORM,
             "quantize": True,
             "dataset": str(dataset),
@@ -141,10 +147,15 @@ class Rknpu2(Backend):
         }
         artifact = Path(request["rknn"])
         artifact.unlink(missing_ok=True)  # a rejected rebuild must not leave an older artifact looking current
-        resp = _run_worker(request, out_dir)
+        resp = _run_worker(request, out_dir, task)
         meta = {
             "scheme": scheme,
+            "task": task,
+            "classes": len(yolo.names),
+            "kpt": list(getattr(yolo.model.model[-1], "kpt_shape", None) or []) or None,
             "description": SCHEMES[scheme],
+            "graph_outputs": _graph_outputs(onnx_path),
+            "decoded": decoded,  # graph outputs the host's decode ONNX makes from the first len(cuts) NPU outputs
             "request": request,
             "decode": None if decode is None else str(decode),
             "sha256": _sha256(artifact),
@@ -159,13 +170,13 @@ class Rknpu2(Backend):
             f"yolo export model={weights} format=onnx imgsz={imgsz} opset={OPSET} simplify=True batch=1",
             (
                 f"rknn.config(mean_values=[[0,0,0]], std_values=[[255,255,255]], target_platform={PLATFORM!r}, "
-                f"disable_rules={DISABLE_RULES}); rknn.load_onnx(model={onnx_path.name!r}, outputs={cuts}); "
+                f"disable_rules={DISABLE_RULES}); rknn.load_onnx(model={onnx_path.name!r}, outputs={outputs}); "
                 f"rknn.build(do_quantization=True, dataset='calibration/dataset.txt'); "
                 f"rknn.export_rknn({artifact.name!r})"
             ),
         ]
         if decode is not None:
-            commands.insert(1, f"onnx.utils.extract_model({onnx_path.name!r}, {decode.name!r}, {cuts}, ['output0'])")
+            commands.insert(1, f"onnx.utils.extract_model({onnx_path.name!r}, {decode.name!r}, {cuts}, {decoded})")
         files = [onnx_path, meta_path, dataset] + ([decode] if decode else [])
         return Build(
             target=self.name,
@@ -176,16 +187,18 @@ class Rknpu2(Backend):
             placement=None,  # the toolkit prints no per-layer NPU/CPU placement on a host (fusions: rknpu2.json)
             estimate=None,
             files=files,
+            task=task,
         )
 
     def score(self, build: Build, data_yaml: str, imgsz: int) -> dict[str, float]:
-        """mAP of the simulator's outputs on the val split (method: module docstring), beside the float ONNX's on
-        the same images, and how far the simulator's scores and boxes are from the float model's.
+        """The task's metrics of the simulator's outputs on the val split (method: module docstring), beside the
+        float ONNX's on the same images, and how far the simulator's outputs are from the float model's.
 
         Returns:
-            ``map50`` and ``map50_95`` of the artifact in the simulator, ``fp32_map50`` and ``fp32_map50_95`` of the
-            float ONNX, and the ``agreement`` numbers (see ``agreement``), all floats. The full record is written
-            to ``score.json`` beside the artifact.
+            The record keys of ``build.task`` (``core.tasks.METRICS``: ``map50`` and ``map50_95`` for detection,
+            plus ``mask_*`` / ``pose_*``; ``top1`` and ``top5`` for classify) of the artifact in the simulator, the
+            same keys prefixed ``fp32_`` for the float ONNX, and the ``agreement`` numbers for the task's outputs
+            (see ``agreement``), all floats. The full record is written to ``score.json`` beside the artifact.
 
         The simulator runs only a model built from ONNX in its own process, so scoring rebuilds the artifact from
         the same request and that rebuild replaces ``build.artifact``: the file that ships is the one scored. (Two
@@ -195,11 +208,14 @@ class Rknpu2(Backend):
         from ..measure.quant import validate_onnx
 
         meta = json.loads((build.artifact.parent / "rknpu2.json").read_text())
+        task = meta.get("task", build.task)
+        if task != build.task:
+            raise RuntimeError(f"bug: the build says task {build.task!r} but its record says {task!r}")
         onnx_path = Path(meta["request"]["onnx"])
         with tempfile.TemporaryDirectory(prefix="yolo-leaky-rknn-") as tmp:
             tmp = Path(tmp)
             with _outputs_hook("record") as rec:
-                fp32 = validate_onnx(onnx_path, data_yaml, imgsz)
+                fp32 = validate_onnx(onnx_path, data_yaml, imgsz, task=task)
             inputs = []
             for k, (_, im, _) in enumerate(rec.calls):
                 f = tmp / "in" / f"{k:05d}.npy"
@@ -213,23 +229,26 @@ class Rknpu2(Backend):
                 "inputs": inputs,
                 "outputs_dir": str(tmp / "out"),
             }
-            resp = _run_worker(request, build.artifact.parent)
+            resp = _run_worker(request, build.artifact.parent, task)
             # Ship what was scored: two builds of one request differ in a few hundred bytes (embedded addresses)
             os.replace(request["rknn"], build.artifact)
             meta["sha256"] = _sha256(build.artifact)
             meta["scored_by_simulator"] = True
             (build.artifact.parent / "rknpu2.json").write_text(json.dumps(meta, indent=2))
-            decode = _decoder(meta["decode"])
+            host = _host_side(meta)
             sim = {}
             for (key, _, _), files in zip(rec.calls, resp["outputs"]):
-                sim[key] = decode([np.load(f) for f in files])
-            agree = agreement([y for _, _, y in rec.calls], [sim[key] for key, _, _ in rec.calls])
+                sim[key] = host([np.load(f) for f in files])
+            agree = agreement(
+                [y for _, _, y in rec.calls], [sim[key] for key, _, _ in rec.calls], task, meta["classes"], meta["kpt"]
+            )
             with _outputs_hook("replay", sim):
-                quant = validate_onnx(onnx_path, data_yaml, imgsz)
+                quant = validate_onnx(onnx_path, data_yaml, imgsz, task=task)
         record = {
             "artifact": str(build.artifact),
             "sha256": meta["sha256"],
             "scheme": meta["scheme"],
+            "task": task,
             "images": len(rec.calls),
             "simulator_seconds": resp["seconds"].get("simulate"),
             "fp32_onnx": fp32,
@@ -237,70 +256,140 @@ class Rknpu2(Backend):
             "agreement": agree,
         }
         (build.artifact.parent / "score.json").write_text(json.dumps(record, indent=2))
-        return {
-            "map50": quant["map50"],
-            "map50_95": quant["map50_95"],
-            "fp32_map50": fp32["map50"],
-            "fp32_map50_95": fp32["map50_95"],
-            **agree,
-        }
+        return {**quant, **{f"fp32_{k}": v for k, v in fp32.items()}, **agree}
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
-def decode_inputs(onnx_path: str | Path) -> list[str]:
-    """The tensors where the Detect decoding starts: outputs of non-decode nodes read by decode nodes, in graph order.
+def head_split(onnx_path: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """Where ``deploy`` cuts any Ultralytics head: the INT8 part's outputs, and the graph outputs each side makes.
 
-    >>> decode_inputs("yolo11n.onnx")  # doctest: +SKIP
-    ['/model.23/cv2.0/cv2.0.2/Conv_output_0', '/model.23/cv3.0/cv3.0.2/Conv_output_0', ...]
+    The decoding is ``measure.quant.head_float_nodes``' structural rule (the head module's own ops and its DFL; the
+    same split the ONNX ``deploy`` scheme keeps in float, per task). Only its tail runs on the host: the decode nodes
+    from which every path leads through decode nodes to a graph output. A head op that feeds a convolution or a
+    Linear (classify's flatten before its Linear) stays on the NPU side with what it feeds.
+
+    Returns:
+        ``cuts``: the tensors where the host's decoding starts (outputs of NPU-side nodes read by the tail), in graph
+        order; ``decoded``: graph outputs the tail makes (run on the host from ``cuts``); ``side``: graph outputs
+        the NPU side makes itself (segmentation's prototypes), which the ``.rknn`` outputs after ``cuts``.
+
+    >>> head_split("yolo11n-seg.onnx")  # doctest: +SKIP
+    (['/model.23/cv2.0/cv2.0.2/Conv_output_0', ...], ['output0'], ['output1'])
     """
     import onnx
 
-    from ..measure.quant import detect_decode_nodes
+    from ..measure.quant import head_float_nodes
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    decode = set(detect_decode_nodes(model))
+    decode = set(head_float_nodes(model, float_tensors=False))
+    graph_outputs = [o.name for o in model.graph.output]
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+    by_name = {n.name: n for n in model.graph.node}
+    tail: set[str] = set()
+    changed = True
+    while changed:  # grow the tail backwards from the outputs: a decode node all of whose readers are in it
+        changed = False
+        for name in decode - tail:
+            readers = [r for out in by_name[name].output for r in consumers.get(out, [])]
+            if all(r in tail for r in readers) and any(
+                out in graph_outputs or out in consumers for out in by_name[name].output
+            ):
+                tail.add(name)
+                changed = True
     producers = {o: n.name for n in model.graph.node for o in n.output}
     cuts = []
     for node in model.graph.node:
-        if node.name in decode:
+        if node.name in tail:
             for name in node.input:
-                if name in producers and producers[name] not in decode and name not in cuts:
+                if name in producers and producers[name] not in tail and name not in cuts:
                     cuts.append(name)
-    return cuts
+    decoded = [o for o in graph_outputs if producers.get(o) in tail]
+    side = [o for o in graph_outputs if producers.get(o) not in tail]
+    if not decoded:
+        raise ValueError("no graph output is made by the head's decoding: unexpected head")
+    return cuts, decoded, side
 
 
-def agreement(reference: list[np.ndarray], other: list[np.ndarray], nc: int | None = None) -> dict[str, float]:
-    """How far ``other`` is from ``reference``: raw Ultralytics detect outputs ``(1, 4 + nc, anchors)`` per image.
+def agreement(
+    reference: list, other: list, task: str = "detect", nc: int | None = None, kpt_shape: list[int] | None = None
+) -> dict[str, float]:
+    """How far ``other`` is from ``reference``: Ultralytics' raw outputs per image, for the model's ``task``.
+
+    Each item is one image's graph outputs (an array, or a list of arrays). The first output of detect, segment,
+    pose and OBB is ``(1, 4 + nc + extra, anchors)``: box (xywh, pixels), class scores, then the task's own rows
+    (segment: mask coefficients, its second output the prototypes; pose: keypoints ``x, y[, visibility]`` each;
+    OBB: the angle in radians). Classify's is ``(1, nc)`` probabilities. ``nc`` defaults to detection's
+    ``rows - 4``.
 
     Returns:
-        ``score_max_abs``: the largest class-score difference over all anchors and classes; ``score_mean_abs``: the
-        mean one; ``box_mean_abs_px``: mean box (xywh, pixels) difference over anchors whose best float class score
-        is at least ``SCORE_THRESHOLD``; ``top_class_match``: fraction of those anchors whose best class is the same.
+        ``score_max_abs`` and ``score_mean_abs``: the largest and the mean class-score (classify: probability)
+        difference over all anchors (images) and classes; ``top_class_match``: fraction of confident anchors
+        (float best class score at least ``SCORE_THRESHOLD``; classify: every image) whose best class is the same.
+        Not classify: ``box_mean_abs_px``, the mean box difference on confident anchors. Segment:
+        ``coef_mean_abs`` (mask coefficients, confident anchors), ``proto_mean_abs`` (prototypes, all). Pose:
+        ``kpt_mean_abs_px`` (keypoint x and y, confident anchors) and ``kpt_vis_mean_abs`` (visibility). OBB:
+        ``angle_mean_abs_rad`` (confident anchors).
 
     >>> a = np.zeros((1, 5, 3), np.float32); a[0, 4] = [0.9, 0.1, 0.3]
     >>> b = a.copy(); b[0, 4, 0] = 0.8; b[0, 0, 0] = 2.0
     >>> {k: round(v, 3) for k, v in agreement([a], [b]).items()}
-    {'score_max_abs': 0.1, 'score_mean_abs': 0.033, 'box_mean_abs_px': 0.25, 'top_class_match': 1.0}
+    {'score_max_abs': 0.1, 'score_mean_abs': 0.033, 'top_class_match': 1.0, 'box_mean_abs_px': 0.25}
+    >>> o = np.concatenate([a, np.full((1, 1, 3), 0.5, np.float32)], 1); p = o.copy(); p[0, 5] = 0.4
+    >>> round(agreement([o], [p], "obb", nc=1)["angle_mean_abs_rad"], 3)
+    0.1
     """
-    ref = np.concatenate([np.asarray(r, np.float64).reshape(r.shape[-2], -1) for r in reference], axis=1)
-    oth = np.concatenate([np.asarray(o, np.float64).reshape(o.shape[-2], -1) for o in other], axis=1)
-    if ref.shape != oth.shape:
-        raise ValueError(f"outputs differ in shape: {ref.shape} vs {oth.shape}")
-    score_ref, score_oth = ref[4:], oth[4:]
+    ref_items = [r if isinstance(r, (list, tuple)) else [r] for r in reference]
+    oth_items = [o if isinstance(o, (list, tuple)) else [o] for o in other]
+    for r, o in zip(ref_items, oth_items):
+        if [np.shape(x) for x in r] != [np.shape(x) for x in o]:
+            raise ValueError(f"outputs differ in shape: {[np.shape(x) for x in r]} vs {[np.shape(x) for x in o]}")
+    if task == "classify":
+        ref = np.concatenate([np.asarray(r[0], np.float64).reshape(-1, r[0].shape[-1]) for r in ref_items])
+        oth = np.concatenate([np.asarray(o[0], np.float64).reshape(-1, o[0].shape[-1]) for o in oth_items])
+        diff = np.abs(ref - oth)
+        return {
+            "score_max_abs": float(diff.max()),
+            "score_mean_abs": float(diff.mean()),
+            "top_class_match": float((ref.argmax(1) == oth.argmax(1)).mean()),
+        }
+    ref = np.concatenate([np.asarray(r[0], np.float64).reshape(r[0].shape[-2], -1) for r in ref_items], axis=1)
+    oth = np.concatenate([np.asarray(o[0], np.float64).reshape(o[0].shape[-2], -1) for o in oth_items], axis=1)
+    nc = ref.shape[0] - 4 if nc is None else nc
+    score_ref, score_oth = ref[4 : 4 + nc], oth[4 : 4 + nc]
     confident = score_ref.max(axis=0) >= SCORE_THRESHOLD
     diff = np.abs(score_ref - score_oth)
-    return {
+
+    def on_confident(rows) -> float:  # mean |difference| of these rows over the anchors the float model is sure of
+        return float(np.abs(ref[rows][:, confident] - oth[rows][:, confident]).mean()) if confident.any() else 0.0
+
+    out = {
         "score_max_abs": float(diff.max()),
         "score_mean_abs": float(diff.mean()),
-        "box_mean_abs_px": float(np.abs(ref[:4, confident] - oth[:4, confident]).mean()) if confident.any() else 0.0,
         "top_class_match": (
             float((score_ref[:, confident].argmax(0) == score_oth[:, confident].argmax(0)).mean())
             if confident.any()
             else 1.0
         ),
+        "box_mean_abs_px": on_confident(slice(0, 4)),
     }
+    extra = list(range(4 + nc, ref.shape[0]))
+    if task == "segment":
+        out["coef_mean_abs"] = on_confident(extra)
+        protos = [(np.asarray(r[1], np.float64), np.asarray(o[1], np.float64)) for r, o in zip(ref_items, oth_items)]
+        out["proto_mean_abs"] = float(np.mean([np.abs(r - o).mean() for r, o in protos]))
+    elif task == "pose":
+        dims = (kpt_shape or [len(extra) // 3, 3])[1]
+        out["kpt_mean_abs_px"] = on_confident([r for r in extra if (r - extra[0]) % dims < 2])
+        if dims == 3:
+            out["kpt_vis_mean_abs"] = on_confident([r for r in extra if (r - extra[0]) % dims == 2])
+    elif task == "obb":
+        out["angle_mean_abs_rad"] = on_confident(extra)
+    return out
 
 
 def fusions_from_log(log: Path) -> dict[str, int]:
@@ -354,8 +443,9 @@ def _to_uint8_nhwc(im) -> np.ndarray:
     return np.ascontiguousarray(u8.transpose(0, 2, 3, 1))
 
 
-def _run_worker(request: dict, out_dir: Path) -> dict:
-    """Run ``rknn_worker.py`` in the toolkit's venv; a ``UserError`` with its one-line message and the log's path."""
+def _run_worker(request: dict, out_dir: Path, task: str) -> dict:
+    """Run ``rknn_worker.py`` in the toolkit's venv; ``ToolchainRejected`` with its one-line message, the model's
+    task and the log's path."""
     with tempfile.TemporaryDirectory(prefix="yolo-leaky-rknn-io-") as io:
         req, resp = Path(io) / "request.json", Path(io) / "response.json"
         req.write_text(json.dumps(request))
@@ -367,30 +457,52 @@ def _run_worker(request: dict, out_dir: Path) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"bug: the rknn worker exited {proc.returncode} without a response: {tail[0]}")
     if not result["ok"]:
-        raise UserError(f"rknn-toolkit2 rejected the model: {result['error']} (full log: {request['log']})")
+        raise ToolchainRejected("rknpu2", "rknn-toolkit2", f"{result['error']} ({task} model)", Path(request["log"]))
     return result
 
 
-def _decoder(decode_onnx: str | None):
-    """The host side of the artifact: the float decode ONNX in ONNX Runtime, or the identity (``naive``)."""
-    if decode_onnx is None:
-        return lambda outs: outs[0]
+def _host_side(meta: dict):
+    """The host side of the artifact: the simulator's outputs in, the model's graph outputs out (in graph order).
+
+    ``deploy``: the first ``len(cuts)`` outputs go through the float decode ONNX in ONNX Runtime, the rest (the
+    prototypes) are graph outputs already; ``naive``: the simulator's outputs are the graph outputs.
+    """
+    import onnx
+
+    model = onnx.load(meta["request"]["onnx"], load_external_data=False)
+    shapes = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    names = meta["graph_outputs"]
+    if meta["decode"] is None:
+        return lambda outs: [_as_shape(y, shapes[n]) for n, y in zip(names, outs, strict=True)]
     import onnxruntime as ort
 
-    session = ort.InferenceSession(decode_onnx, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    shapes = [i.shape for i in session.get_inputs()]
+    session = ort.InferenceSession(meta["decode"], providers=["CPUExecutionProvider"])
+    inputs = [(i.name, i.shape) for i in session.get_inputs()]
+    made = [o.name for o in session.get_outputs()]
+    side = [n for n in names if n not in made]
 
-    def run(outs: list[np.ndarray]) -> np.ndarray:
-        feed = {n: o.reshape(s).astype(np.float32) for n, o, s in zip(names, outs, shapes)}
-        return session.run(None, feed)[0]
+    def run(outs: list[np.ndarray]) -> list[np.ndarray]:
+        if len(outs) != len(inputs) + len(side):
+            raise RuntimeError(f"bug: the simulator gave {len(outs)} outputs, expected {len(inputs)} + {len(side)}")
+        feed = {n: _as_shape(o, s).astype(np.float32) for (n, s), o in zip(inputs, outs)}
+        got = dict(zip(made, session.run(None, feed)))
+        got.update({n: _as_shape(o, shapes[n]) for n, o in zip(side, outs[len(inputs) :])})
+        return [got[n] for n in names]
 
     return run
 
 
+def _as_shape(y: np.ndarray, shape: list[int]) -> np.ndarray:
+    """The simulator's output in the ONNX tensor's shape: a reshape only where it adds or drops unit axes."""
+    y = np.asarray(y, np.float32)
+    if [d for d in y.shape if d != 1] != [d for d in shape if d != 1]:
+        raise RuntimeError(f"bug: the simulator's output is {list(y.shape)}, the ONNX tensor {shape}")
+    return y.reshape(shape)
+
+
 class _Calls:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, object, np.ndarray]] = []
+        self.calls: list[tuple[str, object, list[np.ndarray]]] = []
 
 
 @contextlib.contextmanager
@@ -406,14 +518,19 @@ def _outputs_hook(mode: str, replay: dict[str, np.ndarray] | None = None):
     def forward(self, im, *args, **kwargs):
         y = original(self, im, *args, **kwargs)
         key = hashlib.sha256(im.detach().cpu().numpy().tobytes()).hexdigest()
-        tensor = y[0] if isinstance(y, (list, tuple)) else y
+        tensors = list(y) if isinstance(y, (list, tuple)) else [y]
         if mode == "record":
-            calls.calls.append((key, im.detach().cpu().clone(), tensor.detach().cpu().numpy()))
+            calls.calls.append((key, im.detach().cpu().clone(), [t.detach().cpu().numpy() for t in tensors]))
             return y
         if key not in replay:
             raise RuntimeError("bug: the validator fed an image the simulator did not run")
-        new = torch.from_numpy(np.asarray(replay[key], np.float32).reshape(tensor.shape)).to(tensor.device)
-        return [new, *y[1:]] if isinstance(y, (list, tuple)) else new
+        if len(replay[key]) != len(tensors):
+            raise RuntimeError(f"bug: {len(replay[key])} replayed outputs for the model's {len(tensors)}")
+        new = [
+            torch.from_numpy(np.asarray(r, np.float32).reshape(t.shape)).to(t.device)
+            for r, t in zip(replay[key], tensors)
+        ]
+        return new if isinstance(y, (list, tuple)) else new[0]
 
     AutoBackend.forward = forward
     try:
