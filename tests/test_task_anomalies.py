@@ -33,7 +33,7 @@ def _validator(task: str, data):
         "classify": ClassificationValidator,
     }[task]
     args = dict(task=task, data=str(data), imgsz=IMGSZ[task], batch=4, rect=False, split="train", mode="val")
-    v = cls(args={**args, "workers": 0, "plots": False, "verbose": False, "device": "cpu", "half": False})
+    v = cls(args={**args, "workers": 0, "plots": False, "verbose": False, "device": "cpu"})
     v.data = check_cls_dataset(str(data), split="train") if task == "classify" else check_det_dataset(str(data))
     v.device, v.stride = torch.device("cpu"), 32
     return v, v.get_dataloader(v.data["train"], 4)
