@@ -142,12 +142,6 @@ CASES = [
         None,
     ),
     (
-        "compare-seg-targets",
-        ["compare", "model=yolo11n-seg.yaml", "targets=[ort-cpu]", "--quick"],
-        "target ort-cpu cannot score a segmentation model",
-        None,
-    ),
-    (
         "compare-pose-mixed",
         ["compare", "model=yolo11n-pose.yaml", "variants=[silu,relu@keep1]", "--quick"],
         "needs a detection model: the ranking",

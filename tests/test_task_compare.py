@@ -25,6 +25,7 @@ QUICK = [
     "bench_blocks=2",
     "int8=true",
 ]
+TARGETS = {"pose": ["targets=[ort-cpu]"], "classify": ["targets=[ort-cpu]"]}  # the cheapest back end, two tasks
 
 
 def test_the_task_comes_from_the_checkpoint_and_a_model_of_another_task_is_one_line(tmp_path):
@@ -46,11 +47,13 @@ def test_the_task_comes_from_the_checkpoint_and_a_model_of_another_task_is_one_l
         compare_task(CompareConfig(model="yolo11n-seg.yaml", weights=str(tmp_path / "p.pt")))
 
 
-def test_distill_targets_and_the_task_per_task(capsys):
+def test_distill_targets_and_the_task_per_task(capsys, monkeypatch):
     """A task distillation cannot recover drops distill from the recovery methods and says why; distill alone is one
-    line; targets= needs a detector; other tasks keep distill."""
+    line; a target whose back end lacks the task is one line naming those that have it; other tasks keep distill."""
+    from yolo_leaky.harness import compare
     from yolo_leaky.harness.compare import with_task
     from yolo_leaky.harness.config import CompareConfig
+    from yolo_leaky.targets.base import backends
     from yolo_leaky.utils.errors import UserError
 
     c = with_task(CompareConfig(weights="standin"), "classify")
@@ -59,9 +62,18 @@ def test_distill_targets_and_the_task_per_task(capsys):
     assert with_task(CompareConfig(weights="standin"), "segment").recovery == ["finetune", "distill"]
     with pytest.raises(UserError, match=r"recovery=\[distill\] cannot recover a classification model"):
         with_task(CompareConfig(weights="standin", recovery=["distill"]), "classify")
-    with pytest.raises(UserError, match="needs a detection model"):
-        with_task(CompareConfig(weights="standin", targets=["ort-cpu"]), "obb")
-    assert with_task(CompareConfig(weights="standin", targets=["ort-cpu"]), "detect").targets == ["ort-cpu"]
+    assert all(set(cls.tasks) == set(METRICS) for cls in backends().values())  # every back end, every task
+    for task in METRICS:
+        assert with_task(CompareConfig(weights="standin", targets=["ort-cpu"]), task).targets == ["ort-cpu"]
+
+    class DetectOnly(backends()["ort-cpu"]):  # a back end whose scorer knows detections only
+        name, tasks = "detect-only", ("detect",)
+
+    monkeypatch.setattr(compare, "backends", lambda: {"ort-cpu": backends()["ort-cpu"], "detect-only": DetectOnly})
+    refused = r"^target detect-only cannot score an oriented-box \(OBB\) model .*targets that can: ort-cpu$"
+    with pytest.raises(UserError, match=refused):
+        with_task(CompareConfig(weights="standin", targets=["ort-cpu", "detect-only"]), "obb")
+    assert with_task(CompareConfig(weights="standin", targets=["detect-only"]), "detect").targets == ["detect-only"]
 
 
 def test_data_shapes_resolves_to_each_tasks_own_data(tmp_path):
@@ -99,7 +111,11 @@ def runs(tmp_path_factory, request):
         standin_checkpoint(model=model, log=lambda line: None)
     start = time.perf_counter()
     jobs = {
-        task: (["compare", *QUICK, f"model={model}", f"project={project}", f"name={task}"], project, None)
+        task: (
+            ["compare", *QUICK, f"model={model}", f"project={project}", f"name={task}", *TARGETS.get(task, [])],
+            project,
+            None,
+        )
         for task, model in MODELS.items()
     }
     results = run_clis(jobs, workers=2)
@@ -138,6 +154,10 @@ def test_compare_quick_measures_each_task_with_its_own_metrics(runs, task):
         assert 0 <= health["dead_or_negative_only"] < 0.5 and 0 <= health["near_zero_grad"] < 1, health
     report = (run / "report.md").read_text()
     assert name in report and "stand-in" in report
+    if task in TARGETS:  # each variant's INT8 artifact built and scored by the target with the task's own validator
+        built = json.loads((run / "targets.json").read_text())["targets"]["ort-cpu"]["seeds"]["0"]
+        assert set(built) == {"silu", "relu"} and all(set(b["metrics"]) == set(METRICS[task]) for b in built.values())
+        assert f"| variant | artifact {name} |" in report
     assert f"{name}" in result.stdout  # the terminal's cell lines and final table name the task's headline metric
     assert ("top-5 is 1 by construction" in report) == (task == "classify")  # the stand-in has 4 classes
     if task in NO_DISTILL:

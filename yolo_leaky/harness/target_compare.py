@@ -10,9 +10,9 @@ records the rejection for that variant, and the others still run.
 
 ``target_tables`` computes, per target, each variant's artifact score on the task's headline metric
 (``core.tasks.headline``: mAP50-95 for detection, mask mAP50-95, pose mAP50-95, rotated-box mAP50-95, top-1) over
-seeds and its difference from the baseline's artifact on the same target (Welch, Holm-adjusted within the target: ``summary.verdicts``), the vendor's
-estimated time (``estimate["inference_time_ms"]``, a backend convention) and op placement; ``recommendation``
-derives each target's one line from those numbers alone.
+seeds and its difference from the baseline's artifact on the same target (Welch, Holm-adjusted within the target:
+``summary.verdicts``), the vendor's estimated time (``estimate["inference_time_ms"]``, a backend convention) and op
+placement; ``recommendation`` derives each target's one line from those numbers alone.
 """
 
 from __future__ import annotations

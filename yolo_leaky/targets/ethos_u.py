@@ -36,6 +36,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from ..core.tasks import TASKS
 from .base import Backend, Build, ToolchainRejected
 from .tflite_int8 import TFLiteInt8, _version, tflite_ops
 
@@ -88,6 +89,7 @@ class EthosU(Backend):
     """
 
     name = "ethos-u"
+    tasks = TASKS
     install = "pip install 'yolo-leaky[ethos-u]'"
     runs_on_host = False
 

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core.tasks import TASKS
 from ..utils.errors import UserError
 from .base import Backend, Build, run_tool
 
@@ -51,6 +52,7 @@ class OpenvinoCpu(Backend):
     """
 
     name = "openvino-cpu"
+    tasks = TASKS
     install = "pip install yolo-leaky[openvino]"
     runs_on_host = True
     bench_runtime = "openvino-cpu"

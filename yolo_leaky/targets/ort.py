@@ -15,6 +15,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core.tasks import TASKS
 from ..measure.quant import DEFAULT_METHOD, SCHEMES
 from .base import Backend, Build, run_tool
 
@@ -41,6 +42,7 @@ class OrtCpu(Backend):
     """
 
     name = "ort-cpu"
+    tasks = TASKS
     install = "pip install onnxruntime (a dependency of yolo-leaky: pip install yolo-leaky)"
     runs_on_host = True
     bench_runtime = "ort-cpu"

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.tasks import TASKS
 from ..utils.errors import UserError
 from .base import Backend, Build, ToolchainRejected
 
@@ -90,6 +91,7 @@ class Rknpu2(Backend):
     """Rockchip RK3588 NPU through rknn-toolkit2 (INT8), accuracy from the toolkit's host simulator."""
 
     name = "rknpu2"
+    tasks = TASKS
     install = "bash scripts/setup_rknn.sh"
     runs_on_host = False  # the simulator is a numerical model of the NPU, not a runtime to time
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.tasks import TASKS
 from ..data.datasets import file_digest
 from ..utils.errors import UserError
 from .base import Backend, Build, ToolchainRejected
@@ -73,6 +74,7 @@ class TFLiteInt8(Backend):
     """
 
     name = "tflite-int8"
+    tasks = TASKS
     install = "pip install 'yolo-leaky[tflite]'"
     runs_on_host = True
     bench_runtime = "litert-cpu"
