@@ -13,7 +13,8 @@ naive detection-family artifact scores 0; classify's naive artifact, which only 
 scored exactly as deploy did, so the test asserts that instead of a collapse.
 
 Time: each task's two builds and scores took 70-141 s (classify 70 s, the others 137-141 s) on 2 cores under load
-from other jobs, 8 min 10 s for the four; detection's own module (tests/test_rknpu2.py) is unchanged.
+from other jobs, 8 min 10 s for the four; detection's own module (tests/test_rknpu2.py) is unchanged. OBB is
+left out of the builds (``MODELS``) for the suite's time.
 """
 
 import json
@@ -29,9 +30,10 @@ from yolo_leaky.targets import rknpu2
 MODELS = {
     "segment": "yolo11n-seg.yaml",
     "pose": "yolo11n-pose.yaml",
-    "obb": "yolo11n-obb.yaml",
     "classify": "yolo11n-cls.yaml",
 }
+# OBB is measured (docs/rknpu2.md) but not built here, to keep the suite's time: its split is pose's (the head's
+# convolutions, cv4 included, on the NPU; the decoding on the host), and the fast agreement test covers its angle rows
 N_CALIB = 32
 TOLERANCE = {"segment": 0.02, "pose": 0.02, "obb": 0.12, "classify": 0.05}
 # agreement keys per task, beside score_max_abs, score_mean_abs and top_class_match

@@ -35,7 +35,8 @@ CALIB = 64  # compare's calib_images
 KILLED = "model.2.cv1"  # a Conv of every yolo11n variant: its BN bias driven far negative kills its ReLU
 # Where one epoch of finetune lifts the bn-repaired relu start (measured, seed 0; docs/tasks.md): pose 0.474 -> 0.559,
 # obb 0.081 -> 0.181. Segment moved 0.365 -> 0.367 (0.372 after 2 epochs: within noise); classify fell 0.844 -> 0.789,
-# from a bn start that scores above the SiLU stand-in itself (0.812; why was not measured).
+# from a bn start that scores above the SiLU stand-in itself (0.812): seed 0's calibration draw is the classifier's
+# best of five, and the epoch's augmented batches move its BatchNorm statistics (docs/tasks.md, the anomalies).
 FINETUNE_LIFTS_START = ("pose", "obb")
 
 
