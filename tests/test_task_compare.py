@@ -118,7 +118,7 @@ def runs(tmp_path_factory, request):
         )
         for task, model in MODELS.items()
     }
-    results = run_clis(jobs, workers=2)
+    results = run_clis(jobs, workers=2, timeout=3600)  # a hang guard: 4 runs took 9-12 min on 2 loaded cores
     return project, results, time.perf_counter() - start
 
 
