@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,9 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 os.environ.setdefault("YOLO_LEAKY_CACHE", tempfile.mkdtemp(prefix="yolo-leaky-cache-"))
 
 import pytest  # noqa: E402
+
+from yolo_leaky.utils.testhold import ENV as HOLD_ENV  # noqa: E402
+from yolo_leaky.utils.testhold import marker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_COCO8 = REPO.parent / "shared/datasets/coco8"
@@ -136,6 +140,54 @@ for job in jobs:
 while running:
     reap()
 """
+
+
+def _sigint_default() -> None:
+    """In the child, before exec: SIGINT back to its default. A shell's background job (``pytest ... &``) starts with
+    SIGINT ignored and every child inherits that, so the child's Python would never raise KeyboardInterrupt and a
+    SIGINT kill test would wait forever (seen in fresh-clone runs started in the background, 2026-11/12)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def kill_at(cmd, cwd, hold, sig, while_held=None, timeout: float = 300):
+    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.utils.testhold``): the run stops inside the
+    stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
+    ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU. The child
+    starts with SIGINT at its default whatever the test process inherited (``_sigint_default``).
+
+    Returns:
+        The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
+    # faulthandler: a run that outlives its signal is sent SIGABRT below and dumps every thread's stack
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", HOLD_ENV: hold}
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=_sigint_default,
+    )
+    seen, held, during, out = [], False, None, ""
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker(hold) in line:
+                held = True
+                during = while_held(proc.pid) if while_held else None
+                proc.send_signal(sig)
+                break
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, _ = proc.communicate(timeout=60)
+            stuck = f"the run did not exit within {timeout} s of {sig!r} at {hold}; stacks:\n{out[-6000:]}"
+            raise AssertionError(stuck) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(seen) + (out or ""), held, during
 
 
 def run_clis(jobs: dict, workers: int = 2, timeout: float = 1200) -> dict:

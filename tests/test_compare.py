@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_leaky.utils.testhold import ENV as HOLD_ENV
-from yolo_leaky.utils.testhold import marker
+from conftest import kill_at
 
 pytestmark = pytest.mark.slow
 SMALL = [
@@ -34,38 +33,6 @@ def compare_cmd(project, name, *extra):
 
 def run(cmd, cwd, timeout=900):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
-
-
-def _kill_at(cmd, cwd, hold, sig, while_held=None):
-    """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.utils.testhold``): the run stops inside the
-    stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
-    ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU.
-
-    Returns:
-        The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
-    # faulthandler: a run that outlives its signal is sent SIGABRT below and dumps every thread's stack
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", HOLD_ENV: hold}
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    seen, held, during = [], False, None
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if marker(hold) in line:
-                held = True
-                during = while_held(proc.pid) if while_held else None
-                proc.send_signal(sig)
-                break
-        try:
-            out, _ = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:  # seen once under load (2026-12-01); say where it was stuck
-            proc.send_signal(signal.SIGABRT)
-            out, _ = proc.communicate(timeout=60)
-            stuck = f"the run did not exit within 300 s of {sig!r} at {hold}; stacks:\n{out[-6000:]}"
-            raise AssertionError(stuck) from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, "".join(seen) + (out or ""), held, during
 
 
 def _json_files_parse(run_dir: Path) -> int:
@@ -122,7 +89,7 @@ def finished(tmp_path_factory):
     for k, (name, hold, sig, mid) in enumerate(KILL_POINTS):
         before = _done_cells(run_dir)
         cmd = compare_cmd(project, "small")
-        code, out, held, rivals = _kill_at(cmd, project, hold, sig, while_held=_rivals(project) if k == 0 else None)
+        code, out, held, rivals = kill_at(cmd, project, hold, sig, while_held=_rivals(project) if k == 0 else None)
         stages.append(
             {
                 "name": name,
