@@ -142,7 +142,7 @@ while running:
 """
 
 
-def _sigint_default() -> None:
+def sigint_default() -> None:
     """In the child, before exec: SIGINT back to its default. A shell's background job (``pytest ... &``) starts with
     SIGINT ignored and every child inherits that, so the child's Python would never raise KeyboardInterrupt and a
     SIGINT kill test would wait forever (seen in fresh-clone runs started in the background, 2026-11/12)."""
@@ -153,7 +153,7 @@ def kill_at(cmd, cwd, hold, sig, while_held=None, timeout: float = 300):
     """Start ``cmd`` with the test-only hold point ``hold`` (``yolo_leaky.utils.testhold``): the run stops inside the
     stage, part of its work done, prints the hold's marker and blocks. Once the marker is seen, call
     ``while_held(pid)``, then send ``sig``. The run waits for the signal, so it lands mid-stage on any CPU. The child
-    starts with SIGINT at its default whatever the test process inherited (``_sigint_default``).
+    starts with SIGINT at its default whatever the test process inherited (``sigint_default``).
 
     Returns:
         The exit code, the output, whether the hold was reached, and what ``while_held`` returned."""
@@ -166,7 +166,7 @@ def kill_at(cmd, cwd, hold, sig, while_held=None, timeout: float = 300):
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
     seen, held, during, out = [], False, None, ""
     try:
