@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import shutil
 import sys
 import time
@@ -29,7 +30,7 @@ from ..utils.console import interactive, say
 from ..utils.errors import UserError
 from ..utils.testhold import hold_point, requested
 from .config import CompareConfig, MixedSpec, parse_variant, variant_act, variant_sites
-from .executor import Job, execute
+from .executor import Job, default_workers, execute
 
 
 def cached_stage(path: Path, compute, reuse=lambda cached: True) -> dict:
@@ -111,8 +112,9 @@ def input_digests(job: dict) -> dict:
 
 
 def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, teacher: str | None = None) -> dict:
-    """Train and validate every cell, here or as Ray tasks (``c.executor``); a failing cell is recorded and the
-    others go on. A completed cell is reused when it started from the same files (``input_digests``)."""
+    """Train and validate every cell, on this machine (``c.cell_workers`` at once, ``default_workers`` when 0) or as
+    Ray tasks (``c.executor``); a failing cell is recorded and the others go on. A completed cell is reused when it
+    started from the same files (``input_digests``)."""
     if c.executor == "ray" and c.device in (None, "", "auto"):
         device = 0 if c.cell_gpus else "cpu"  # the worker's device: Ray shows a task its reserved GPU as device 0
     cells, jobs, todo, number = {}, cell_jobs(c, data, device, swap, teacher), [], {}
@@ -128,10 +130,12 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
         todo.append(Job(key, run_cell, job, folder, failure={**failure, "recovery": job["recovery"]}))
         number[key] = k
     clock = {"spent": 0.0, "trained": 0}
+    workers = (c.cell_workers or default_workers(device)) if c.executor == "local" else 1
 
     def started(job: Job) -> None:
         k, spent, trained = number[job.key], clock["spent"], clock["trained"]
-        left = (spent / trained) * (len(jobs) - k + 1) if trained else None
+        # the cells not finished yet (this one and any in flight included), a round of `workers` at a time
+        left = (spent / trained) * math.ceil((len(todo) - trained) / workers) if trained else None
         eta = (
             "" if left is None else f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
         )
@@ -157,6 +161,7 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
         ray_address=c.ray_address,
         cell_cpus=c.cell_cpus,
         cell_gpus=c.cell_gpus,
+        workers=workers,
         verbose=c.verbose,
         on_start=started,
         on_done=finished,

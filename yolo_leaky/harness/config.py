@@ -178,7 +178,8 @@ class CompareConfig:
     name: str = "coco8"
     project: str = "runs/compare"
     verbose: bool = False  # show Ultralytics' own output on the terminal instead of the run folder's log files
-    executor: str = "local"  # local: cells run here, one after another | ray: each cell is a Ray task
+    executor: str = "local"  # local: cells run on this machine, cell_workers at once | ray: each cell is a Ray task
+    cell_workers: int = 0  # executor=local: cells at once (0: as many as the cores hold, executor.default_workers)
     ray_address: str | None = None  # executor=ray: a running cluster ("auto", "ray://head:10001"); None starts one
     cell_cpus: int = 1  # executor=ray: CPUs each cell (and the timing task) reserves
     cell_gpus: float = 0  # executor=ray: GPUs each cell (and the timing task) reserves; 0.5 packs two per GPU
@@ -194,6 +195,7 @@ class CompareConfig:
         "verbose",
         "path_note",
         "executor",
+        "cell_workers",
         "ray_address",
         "cell_cpus",
         "cell_gpus",
@@ -466,6 +468,10 @@ def _check_executor(c: CompareConfig) -> None:
         raise UserError(f"executor={c.executor!r} is not one of {', '.join(EXECUTORS)}")
     if c.ray_address is not None and (c.executor != "ray" or not isinstance(c.ray_address, str)):
         raise UserError(f"ray_address={c.ray_address!r} needs executor=ray and an address such as ray://head:10001")
+    if isinstance(c.cell_workers, bool) or not isinstance(c.cell_workers, int) or c.cell_workers < 0:
+        raise UserError(
+            f"cell_workers={c.cell_workers!r} must be an integer >= 0 (cells trained at once; 0 fits the cores)"
+        )
     if isinstance(c.cell_cpus, bool) or not isinstance(c.cell_cpus, int) or c.cell_cpus < 1:
         raise UserError(f"cell_cpus={c.cell_cpus!r} must be a positive integer (CPUs each cell reserves on Ray)")
     if isinstance(c.cell_gpus, bool) or not isinstance(c.cell_gpus, (int, float)) or not 0 <= c.cell_gpus:

@@ -1,4 +1,4 @@
-"""Where a comparison's jobs run: here, one after another (``local``), or as Ray tasks on a cluster (``ray``).
+"""Where a comparison's jobs run: on this machine (``local``), or as Ray tasks on a cluster (``ray``).
 
 A job is a module-level function ``fn(args, folder) -> result`` that writes files only under ``folder`` and returns
 a JSON-able result. Both executors end the same way: the job's files in its folder on this machine, then its result
@@ -10,26 +10,43 @@ folder on the worker, where ``args["inputs"]`` is rewritten to point at them. Th
 there and returns its result with the bytes of every file it wrote; the driver writes them into the job's folder.
 A worker that dies mid-job is retried by Ray (``max_retries``); a job's own exception is not retried.
 
+Locally, ``workers=1`` runs the jobs in this process, one after another. ``workers>1`` runs up to that many at once,
+each in a worker process of its own (``spawn``: a fresh interpreter, no state forked from this one), kept for the
+next job. A worker starts each job with this process's torch thread count, as the in-process path would, writes the
+job's files into its folder and sends its result back; this process writes the result file. A worker ignores SIGINT
+(this process handles it, and terminates its workers) and dies with this process (SIGKILL included: Linux's
+``PR_SET_PDEATHSIG``, elsewhere a thread watching its parent), so no job outlives an interrupted run. A worker that
+dies mid-job (killed, out of memory) loses that job only: it is recorded with ``Job.failure``.
+
 Threads: a CPU-trained cell depends on the number of threads that trained it (measured: the same cell trained with
 1 and with 2 threads on one machine ends with different weights; with the same count, bit-identical ones). Ray gives
 a worker ``OMP_NUM_THREADS`` (its ``num_cpus``, unless the driver's environment already set it), but Ultralytics'
 ``select_device`` sets torch's threads to ``min(8, cores - 1)`` for every CPU training and validation, in any
-process; so on one machine both executors train with the same count, and each result records it
-(``executor.torch_threads``).
+process; so on one machine both executors, and any number of local workers, train with the same count, and each
+result records it (``executor.torch_threads``). ``default_workers`` fits as many cells at that count as the cores
+hold: 2 on 2 cores (1 thread each) and on 16 (8 each), 1 on 4.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import io
+import multiprocessing
 import os
+import pickle
 import re
 import shutil
+import signal
 import socket
+import sys
 import tarfile
 import tempfile
+import threading
 import time
+import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +97,7 @@ def execute(
     cell_cpus: int = 1,
     cell_gpus: float = 0,
     max_retries: int = 3,
+    workers: int = 1,
     verbose: bool = False,
     on_start: Callable[[Job], None] | None = None,
     on_done: Callable[[Job, dict, dict], None] | None = None,
@@ -87,13 +105,15 @@ def execute(
     """Run every job and return ``{key: result}``; each result is on disk (``folder/result_file``) when it returns.
 
     Args:
-        jobs: The jobs, in the order the local executor runs them (and Ray submits them).
-        executor: ``local`` (in this process, in order; Ray is not imported) or ``ray``.
+        jobs: The jobs, in the order the local executor starts them (and Ray submits them).
+        executor: ``local`` (on this machine, started in order; Ray is not imported) or ``ray``.
         ray_address: A running Ray cluster to use (``auto``, ``ray://head:10001``); None starts a local instance.
             A connection this process already holds is used as it is.
         cell_cpus: CPUs each Ray task reserves.
         cell_gpus: GPUs each Ray task reserves (fractions pack several tasks on one GPU).
         max_retries: Times Ray reruns a task whose worker process died.
+        workers: ``local``: jobs at once. 1 runs them in this process; more run each in a worker process
+            (``default_workers`` gives the count the cores hold).
         verbose: Let the jobs' output reach the terminal instead of their log files.
         on_start: Called as a job starts (local) or is submitted (Ray).
         on_done: Called as each job finishes, in completion order, with the job, its result and
@@ -101,12 +121,19 @@ def execute(
 
     Raises:
         UserError: Ray is missing, or a job raised one.
+        RuntimeError: A local worker died mid-job and the job has no ``failure`` to record.
+
+    >>> from yolo_leaky.harness.executor import execute
+    >>> execute([], "local", workers=2)
+    {}
     """
     jobs = list(jobs)
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"job keys repeat: {keys}")
     if executor == "local":
+        if workers > 1 and len(jobs) > 1:
+            return _execute_workers(jobs, workers, verbose, on_start, on_done)
         return _execute_local(jobs, verbose, on_start, on_done)
     if executor == "ray":
         return _execute_ray(jobs, ray_address, cell_cpus, cell_gpus, max_retries, verbose, on_start, on_done)
@@ -128,6 +155,178 @@ def _execute_local(jobs, verbose, on_start, on_done) -> dict[str, dict]:
         if on_done:
             on_done(job, results[job.key], results[job.key]["executor"])
     return results
+
+
+def default_workers(device) -> int:
+    """How many cells train at once on this machine with the local executor.
+
+    Ultralytics gives every CPU training ``min(8, cores - 1)`` torch threads (``NUM_THREADS``), whatever else runs,
+    so one cell at a time leaves cores idle: 1 of 2 on a 2-core machine. This is as many cells as the cores hold at
+    that count (at least 1). A GPU (any device but ``cpu``) trains one cell at a time.
+
+    Args:
+        device: The cells' training device (``cells.pick_device``).
+
+    >>> default_workers(0)
+    1
+    >>> default_workers("cpu") >= 1
+    True
+    """
+    if str(device).strip().lower() != "cpu":
+        return 1
+    from ultralytics.utils import NUM_THREADS
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // NUM_THREADS)
+
+
+class _Worker:
+    """A local worker process and the driver's end of its pipe."""
+
+    def __init__(self, context):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, os.getpid()), name="yolo-leaky worker")
+        self.process.start()
+        child.close()
+        self.job: Job | None = None
+        self.start = 0.0
+
+    def stop(self, now: bool) -> None:
+        self.conn.close()  # an idle worker reads EOF and returns
+        if now:
+            self.process.terminate()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _execute_workers(jobs, workers, verbose, on_start, on_done) -> dict[str, dict]:
+    from multiprocessing.connection import wait
+
+    import torch
+
+    context = multiprocessing.get_context("spawn")
+    queue, idle, busy, everyone, results = deque(jobs), [], [], [], {}
+    clean = False
+    try:
+        while queue or busy:
+            while queue and len(busy) < workers:
+                worker = idle.pop() if idle else _Worker(context)
+                if worker not in everyone:
+                    everyone.append(worker)
+                worker.job, worker.start = queue.popleft(), time.perf_counter()
+                threads = torch.get_num_threads()  # what the in-process path would start the job with
+                worker.conn.send((worker.job.fn, worker.job.args, worker.job.folder, worker.job.log, verbose, threads))
+                busy.append(worker)
+                if on_start:
+                    on_start(worker.job)
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                job, message = worker.job, _receive(worker)
+                busy.remove(worker)
+                if message is None:  # the worker died mid-job
+                    everyone.remove(worker)
+                    worker.stop(now=True)
+                    result, info = _lost(job, worker.process.exitcode)
+                elif message[0] == "raised":
+                    _reraise(job, *message[1:])
+                else:
+                    result, info = message[1], message[2]
+                    idle.append(worker)
+                results[job.key] = _finish(job, result, info)
+                if on_done:
+                    on_done(job, results[job.key], info)
+        clean = True
+    finally:
+        for worker in everyone:  # done: idle workers exit; interrupted or failed: every worker is stopped now
+            worker.stop(now=not clean)
+    return {job.key: results[job.key] for job in jobs}
+
+
+def _receive(worker: _Worker):
+    """The worker's message, or None when it died without sending one."""
+    try:
+        return worker.conn.recv() if worker.conn.poll() else None
+    except (EOFError, OSError):
+        return None
+
+
+def _lost(job: Job, exitcode: int | None) -> tuple[dict, dict]:
+    """The result of a job whose worker process died: ``job.failure`` marked failed, or a one-line error."""
+    if exitcode is not None and exitcode < 0:
+        how = f"killed by {signal.Signals(-exitcode).name}"
+        how += " (out of memory? try cell_workers=1)" if exitcode == -signal.SIGKILL else ""
+    else:
+        how = f"exit code {exitcode}"
+    error = f"WorkerDied: the worker process running {job.key} died ({how})"
+    if job.failure is None:
+        raise RuntimeError(f"{error}; its log: {job.folder / job.log}")
+    info = {"executor": "local", "seconds": None, "node": socket.gethostname(), "torch_threads": None}
+    return {**job.failure, "status": "failed", "error": error}, info
+
+
+def _reraise(job: Job, error: bytes | None, text: str, formatted: str):
+    """A job's own exception, raised here as the in-process path would raise it (the worker's traceback chained)."""
+    try:
+        e = pickle.loads(error) if error is not None else None
+    except Exception:  # an exception type that does not unpickle
+        e = None
+    if isinstance(e, UserError):
+        raise UserError(str(e)) from None
+    if e is None:
+        e = RuntimeError(text)
+    raise e from _RemoteTraceback(f"in the worker process running {job.key}:\n{formatted}")
+
+
+class _RemoteTraceback(Exception):
+    pass
+
+
+def _worker_main(conn, parent: int) -> None:
+    """A worker process: run the jobs the driver sends, one at a time, until it closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops its workers
+    _die_with(parent)
+    import torch
+
+    while True:
+        try:
+            fn, args, folder, log, verbose, threads = conn.recv()
+        except (EOFError, OSError):
+            return
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        try:
+            with quiet(folder / log, verbose):
+                result = fn(args, folder)
+        except Exception as e:
+            try:
+                error = pickle.dumps(e)
+            except Exception:
+                error = None
+            conn.send(("raised", error, f"{type(e).__name__}: {e}", traceback.format_exc()))
+            continue
+        conn.send(("ok", result, _info("local", start)))
+
+
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` dies, however it dies: no orphan keeps training into a run folder."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, int(signal.SIGKILL)) == 0:  # PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # it died before the call
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _info(executor: str, start: float) -> dict:
