@@ -23,6 +23,9 @@ SMALL = [
     "bench_imgsz=64",
     "bench_seconds=1",
     "bench_blocks=2",  # each block starts a worker process: two keep the runs short
+    # one cell at a time: the kill points name the order of cells (the second killed while the first is complete);
+    # interrupting cells trained two at once is tested in test_executor_parallel.py
+    "cell_workers=1",
 ]
 
 

@@ -2,6 +2,9 @@
 really overlap, results land as in-process ones do, a job's exception and a dead worker are reported, an interrupted
 or killed driver takes its workers with it, and real cells train bit-identically to the in-process path."""
 
+import contextlib
+import csv
+import io
 import json
 import os
 import signal
@@ -224,3 +227,105 @@ def test_a_signalled_driver_stops_its_workers_and_leaves_whole_files(tmp_path, s
     assert json.loads((tmp_path / "run/cells/a/cell.json").read_text())["status"] == "ok"
     assert (tmp_path / "run/cells/b/partial.txt").exists() and not (tmp_path / "run/cells/b/cell.json").exists()
     assert [p.name for p in (tmp_path / "run/cells").rglob(".*")] == []  # no temp file left from a write
+
+
+# ---------------------------------------------------------------- real cells: one at a time vs two at once
+
+SMALL = [
+    "protocol=scratch",
+    "variants=[silu,relu]",
+    "seeds=[0]",
+    "epochs=1",
+    "imgsz=64",
+    "batch=4",
+    "diagnostics=False",
+]
+
+
+@pytest.fixture(scope="module")
+def grids(tmp_path_factory):
+    """The same two real cells (yolo11n, COCO8, 1 epoch at imgsz 64) trained one after another in this process, and
+    two at once through the CLI: interrupted (SIGINT) while ``relu-s0`` holds after its first batch, then resumed
+    with two workers."""
+    from test_compare import _kill_at
+
+    from yolo_leaky.data.datasets import resolve_data
+    from yolo_leaky.harness.cells import run_cells
+    from yolo_leaky.harness.compare import prepare_run_dir
+    from yolo_leaky.harness.config import load_config
+
+    project = tmp_path_factory.mktemp("parallel")
+    seq = load_config([f"project={project}", "name=seq", *SMALL, "cell_workers=1"])
+    prepare_run_dir(seq, force=False)
+    run_cells(seq, resolve_data(seq.data, out_dir=seq.run_dir), "cpu")
+    cmd = [
+        sys.executable,
+        "-m",
+        "yolo_leaky.cli",
+        "compare",
+        f"project={project}",
+        "name=par",
+        *SMALL,
+        "cell_workers=2",
+    ]
+
+    def workers(pid: int) -> list[int]:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+    code, out, held, pids = _kill_at(cmd, project, "cell:relu-s0", signal.SIGINT, while_held=workers)
+    killed = {
+        "code": code,
+        "out": out,
+        "held": held,
+        "pids": pids,
+        "cells": {p.parent.name: p.stat().st_mtime_ns for p in (project / "par").glob("cells/*/cell.json")},
+        "relu_train": (project / "par/cells/relu-s0/train").exists(),
+    }
+    for path in (project / "par").rglob("*.json"):
+        json.loads(path.read_text())  # every JSON whole
+    par = load_config([f"project={project}", "name=par", *SMALL, "cell_workers=2"])
+    lines = io.StringIO()
+    with contextlib.redirect_stdout(lines):
+        run_cells(par, resolve_data(par.data, out_dir=par.run_dir), "cpu")
+    return project, killed, lines.getvalue()
+
+
+@pytest.mark.slow
+def test_an_interrupted_parallel_run_stops_its_workers_and_resumes(grids):
+    project, killed, resumed = grids
+    assert killed["held"] and killed["code"] == 130, killed["out"][-3000:]
+    assert "interrupted" in killed["out"] and "Traceback" not in killed["out"], killed["out"][-3000:]
+    assert len(killed["pids"]) >= 2  # the two cell workers (and multiprocessing's resource tracker)
+    for pid in killed["pids"]:
+        _gone(pid)
+    assert "relu-s0" not in killed["cells"] and killed["relu_train"]  # stopped mid-training, no result file
+    assert resumed.count("reusing completed result") == len(killed["cells"]), resumed
+    for key, stamp in killed["cells"].items():  # a cell that had landed was reused, not rewritten
+        assert (project / "par/cells" / key / "cell.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_cells_trained_two_at_once_equal_cells_trained_one_at_a_time(grids):
+    """Same seeds, same thread count: the metrics, every results.csv value but the time, and every weight tensor
+    are identical."""
+    import torch
+
+    project = grids[0]
+    for key in ("silu-s0", "relu-s0"):
+        one, two = (json.loads((project / name / "cells" / key / "cell.json").read_text()) for name in ("seq", "par"))
+        assert one["status"] == two["status"] == "ok"
+        assert one["metrics"] == two["metrics"]
+        assert one["executor"]["torch_threads"] == two["executor"]["torch_threads"]
+        rows = [
+            [{k.strip(): v for k, v in r.items() if k.strip() != "time"} for r in csv.DictReader(open(path))]
+            for path in (project / name / "cells" / key / c["results_csv"] for name, c in (("seq", one), ("par", two)))
+        ]
+        assert rows[0] == rows[1]
+        nets = [
+            torch.load(project / name / "cells" / key / c["weights"], weights_only=False)
+            for name, c in (("seq", one), ("par", two))
+        ]
+        sd = [(n["ema"] or n["model"]).state_dict() for n in nets]
+        assert sd[0].keys() == sd[1].keys()
+        for name in sd[0]:
+            assert torch.equal(sd[0][name], sd[1][name]), (key, name)
