@@ -329,3 +329,22 @@ def test_cells_trained_two_at_once_equal_cells_trained_one_at_a_time(grids):
         assert sd[0].keys() == sd[1].keys()
         for name in sd[0]:
             assert torch.equal(sd[0][name], sd[1][name]), (key, name)
+
+
+def test_busy_seconds_count_overlapping_cells_once():
+    """The report's "cells' own training and validation" share of the wall time: cells one after another add up,
+    cells at once count once (else the harness overhead, the rest of the wall time, would shrink or vanish)."""
+    from yolo_leaky.harness.cells import busy_seconds
+
+    one_by_one = [
+        {"train_seconds": 10, "validate_seconds": 2, "train_span": [0, 10], "validate_span": [10.5, 12.5]},
+        {"train_seconds": 10, "validate_seconds": 2, "train_span": [13, 23], "validate_span": [23, 25]},
+    ]
+    assert busy_seconds(one_by_one) == pytest.approx(24.0)
+    at_once = [
+        {"train_seconds": 10, "validate_seconds": 2, "train_span": [0, 10], "validate_span": [10, 12]},
+        {"train_seconds": 11, "validate_seconds": 2, "train_span": [1, 12], "validate_span": [12, 14]},
+    ]
+    assert busy_seconds(at_once) == pytest.approx(14.0)
+    assert busy_seconds([{"train_seconds": 10, "validate_seconds": 2}, at_once[0]]) == pytest.approx(24.0)  # no spans
+    assert busy_seconds([]) == 0.0

@@ -170,6 +170,28 @@ def run_cells(c: CompareConfig, data: str, device, swap: dict | None = None, tea
     return {job["key"]: cells[job["key"]] for job in jobs}  # in cell order, whichever finished first
 
 
+def busy_seconds(cells: list[dict]) -> float:
+    """Wall seconds in which at least one of ``cells`` was training or validating: their seconds summed when they ran
+    one at a time, less when some ran at once (the union of their ``train_span`` and ``validate_span``). A cell
+    without spans (written by an older version) counts its ``train_seconds`` and ``validate_seconds`` in full.
+
+    >>> busy_seconds([{"train_span": [0, 10], "validate_span": [10, 12]}, {"train_span": [5, 15]}])
+    15.0
+    """
+    spans, alone = [], 0.0
+    for cell in cells:
+        if "train_span" in cell:
+            spans += [cell["train_span"]] + ([cell["validate_span"]] if "validate_span" in cell else [])
+        else:
+            alone += cell.get("train_seconds", 0.0) + cell.get("validate_seconds", 0.0)
+    busy, end = 0.0, float("-inf")
+    for start, stop in sorted(spans):
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return float(busy + alone)
+
+
 CELL_FILES = ("weights", "results_csv")  # a cell's file entries, stored relative to its folder
 
 
@@ -234,9 +256,10 @@ def run_cell(job: dict, folder: Path) -> dict:
         result.update(_train(yolo, c, data, device, train_dir, seed, extra))
         _check_census(result, spec, c.mixes.get(spec.label))
         final = load(folder / result["weights"])
-        start_s = time.perf_counter()
+        start_s, started = time.perf_counter(), time.time()
         result["metrics"] = validate_metrics(final, c, data, device)  # the final epoch, scored like before/after swap
         result["validate_seconds"] = time.perf_counter() - start_s
+        result["validate_span"] = [started, time.time()]
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -316,7 +339,7 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
         torch.cuda.reset_peak_memory_stats()
     timer = EpochTimer()
     timer.attach(yolo)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     yolo.train(
         **{
             "workers": 0,
@@ -344,6 +367,7 @@ def _train(yolo, c: CompareConfig, data: str, device, train_dir: Path, seed: int
             k: float(yolo.trainer.metrics.get(v, float("nan"))) for k, v in METRICS[yolo.task].items()
         },
         "train_seconds": wall,
+        "train_span": [started, time.time()],  # wall clock: cells trained at once overlap (busy_seconds)
         "epoch_train_seconds": timer.seconds,
         "epoch_seconds": timer.typical(),
         "weights": f"{train_dir.name}/weights/last.pt",

@@ -43,6 +43,7 @@ from ..utils.errors import UserError
 from ..version import __version__
 from .cells import (
     Models,
+    busy_seconds,
     cached_stage,
     cell_key,
     model_keys,
@@ -678,7 +679,7 @@ def _run_compare(c: CompareConfig, force: bool) -> Path:
             targets = targets_stage(c, cells, data)
         say("[report] writing report.md, results.csv, results.json and plots")
         fresh = [v for k, v in cells.items() if k not in before and v.get("status") == "ok"]
-        clock.work = sum(v["train_seconds"] + v.get("validate_seconds", 0.0) for v in fresh)
+        clock.work = busy_seconds(fresh)  # wall seconds: cells trained at once count once
         timed = sum(t["timing_s"] for t in speed.get("timings", {}).values())
         timed += sum(r["benchmark"]["timing_s"] for r in int8.get("latency", {}).values()) if int8.get("fresh") else 0
         clock.timed = timed if clock.seconds["speed"] >= timed else 0.0  # a reused speed.json took no timing now
