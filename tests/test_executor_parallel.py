@@ -348,3 +348,20 @@ def test_busy_seconds_count_overlapping_cells_once():
     assert busy_seconds(at_once) == pytest.approx(14.0)
     assert busy_seconds([{"train_seconds": 10, "validate_seconds": 2}, at_once[0]]) == pytest.approx(24.0)  # no spans
     assert busy_seconds([]) == 0.0
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "two"])
+def test_cell_workers_must_be_a_count_and_does_not_change_the_fingerprint(value):
+    """A bad count is one line naming the key; a good one only says how cells run, so a rerun with another count
+    reuses the completed cells (it is not part of the run folder's fingerprint)."""
+    from yolo_leaky.harness.config import load_config
+
+    with pytest.raises(UserError) as raised:
+        load_config(["protocol=scratch", f"cell_workers={value}"])
+    assert str(raised.value).startswith(f"cell_workers={value!r}" if value == "two" else f"cell_workers={value}")
+    assert "must be an integer >= 0" in str(raised.value) and "\n" not in str(raised.value)
+    here = load_config(["protocol=scratch"])
+    assert (
+        here.cell_workers == 0
+        and here.fingerprint() == load_config(["protocol=scratch", "cell_workers=3"]).fingerprint()
+    )

@@ -272,7 +272,7 @@ def cell_files(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def grids(tmp_path_factory, ray_cluster):
-    """The small grid three times: locally (in this process), on Ray with a driver that dies mid-grid, and on Ray
+    """The small grid three times: locally (the local executor), on Ray with a driver that dies mid-grid, and on Ray
     again, resuming; the Ray drivers connect to this module's cluster as to an existing one."""
     from yolo_leaky.data.datasets import resolve_data
     from yolo_leaky.harness.cells import run_cells
