@@ -365,3 +365,13 @@ def test_cell_workers_must_be_a_count_and_does_not_change_the_fingerprint(value)
         here.cell_workers == 0
         and here.fingerprint() == load_config(["protocol=scratch", "cell_workers=3"]).fingerprint()
     )
+
+
+def test_cell_workers_with_ray_is_refused_in_one_line():
+    from yolo_leaky.harness.config import load_config
+
+    with pytest.raises(UserError) as raised:
+        load_config(["protocol=scratch", "executor=ray", "cell_workers=2"])
+    assert str(raised.value) == (
+        "cell_workers=2 is for executor=local; on Ray, cell_cpus and cell_gpus decide how many cells run at once"
+    )

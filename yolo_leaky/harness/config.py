@@ -472,6 +472,11 @@ def _check_executor(c: CompareConfig) -> None:
         raise UserError(
             f"cell_workers={c.cell_workers!r} must be an integer >= 0 (cells trained at once; 0 fits the cores)"
         )
+    if c.executor == "ray" and c.cell_workers:
+        raise UserError(
+            f"cell_workers={c.cell_workers} is for executor=local; on Ray, cell_cpus and cell_gpus decide how many "
+            "cells run at once"
+        )
     if isinstance(c.cell_cpus, bool) or not isinstance(c.cell_cpus, int) or c.cell_cpus < 1:
         raise UserError(f"cell_cpus={c.cell_cpus!r} must be a positive integer (CPUs each cell reserves on Ray)")
     if isinstance(c.cell_gpus, bool) or not isinstance(c.cell_gpus, (int, float)) or not 0 <= c.cell_gpus:
