@@ -101,6 +101,7 @@ def test_default_workers_fit_the_cores_at_ultralytics_thread_count(monkeypatch):
             assert default_workers("cpu") == workers, (cores, threads)
 
 
+@pytest.mark.slow  # worker processes (each imports torch and Ultralytics)
 def test_two_jobs_run_at_once_and_land_like_in_process_ones(tmp_path):
     """Each job returns only once the other has started, so the run completes only if both ran at the same time
     (one after another, the first would wait for good); ``a`` also waits for ``b``'s result, so ``b`` is reported
@@ -124,6 +125,7 @@ def test_two_jobs_run_at_once_and_land_like_in_process_ones(tmp_path):
         assert not psutil.pid_exists(int(pid))  # the workers exited with the run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, error", [("user", UserError), ("bug", ValueError)])
 def test_a_job_that_raises_is_reported_as_in_process(tmp_path, kind, error):
     """The same exception, message and files as the in-process path: a UserError stays one line, a bug keeps its
@@ -145,6 +147,7 @@ def test_a_job_that_raises_is_reported_as_in_process(tmp_path, kind, error):
     assert raised[1] == raised[2]
 
 
+@pytest.mark.slow  # worker processes (each imports torch and Ultralytics)
 def test_a_worker_that_dies_mid_job_is_recorded_failed_and_the_rest_go_on(tmp_path):
     """A worker SIGKILLed mid-job (as by the OOM killer): its job is recorded failed (``Job.failure``) with the
     cause, a fresh worker takes the next job, and the run does not hang."""
@@ -192,6 +195,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_a_signalled_driver_stops_its_workers_and_leaves_whole_files(tmp_path, sig):
     """The driver signalled while job ``b`` holds inside its worker (after ``a`` landed): SIGINT stops the workers

@@ -189,7 +189,6 @@ class _Worker:
         self.process.start()
         child.close()
         self.job: Job | None = None
-        self.start = 0.0
 
     def stop(self, now: bool) -> None:
         self.conn.close()  # an idle worker reads EOF and returns
@@ -215,7 +214,7 @@ def _execute_workers(jobs, workers, verbose, on_start, on_done) -> dict[str, dic
                 worker = idle.pop() if idle else _Worker(context)
                 if worker not in everyone:
                     everyone.append(worker)
-                worker.job, worker.start = queue.popleft(), time.perf_counter()
+                worker.job = queue.popleft()
                 threads = torch.get_num_threads()  # what the in-process path would start the job with
                 worker.conn.send((worker.job.fn, worker.job.args, worker.job.folder, worker.job.log, verbose, threads))
                 busy.append(worker)
