@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import kill_at, sigint_default
 
 from yolo_leaky.harness.executor import Job, default_workers, execute
 from yolo_leaky.utils.errors import UserError
@@ -209,6 +210,7 @@ def test_a_signalled_driver_stops_its_workers_and_leaves_whole_files(tmp_path, s
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=sigint_default,  # the session may have SIGINT ignored (a background job)
     )
     seen = []
     try:
@@ -251,8 +253,6 @@ def grids(tmp_path_factory):
     """The same two real cells (yolo11n, COCO8, 1 epoch at imgsz 64) trained one after another in this process, and
     two at once through the CLI: interrupted (SIGINT) while ``relu-s0`` holds after its first batch, then resumed
     with two workers."""
-    from test_compare import _kill_at
-
     from yolo_leaky.data.datasets import resolve_data
     from yolo_leaky.harness.cells import run_cells
     from yolo_leaky.harness.compare import prepare_run_dir
@@ -276,7 +276,7 @@ def grids(tmp_path_factory):
     def workers(pid: int) -> list[int]:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
 
-    code, out, held, pids = _kill_at(cmd, project, "cell:relu-s0", signal.SIGINT, while_held=workers)
+    code, out, held, pids = kill_at(cmd, project, "cell:relu-s0", signal.SIGINT, while_held=workers)
     killed = {
         "code": code,
         "out": out,
