@@ -12,7 +12,7 @@ def test_offline_takes_the_standin_and_says_why(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c = load_config([])
     assert (c.weights, c.data, c.name, c.imgsz, c.protocol) == ("standin", "shapes", "standin-shapes", 64, "recover")
-    assert c.train_args["lr0"] == 0.0001 and c.recovery == ["finetune", "distill"] and c.repair == "fit+bn"
+    assert c.train_args["lr0"] == 0.0001 and c.recovery == "auto" and c.repair == "fit+bn"
     assert "YOLO_OFFLINE is set" in c.path_note and "not COCO" in c.path_note
 
 

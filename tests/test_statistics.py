@@ -238,7 +238,12 @@ MAPS = {  # relu: clearly lower; leaky: CLOSE (p ~ 0.037 alone); prelu: no diffe
 
 
 def test_recovery_and_accuracy_tables_adjust_per_family_and_agree():
-    c = CompareConfig(variants=["silu", "relu", "leaky_relu:0.1", "prelu"], seeds=[0, 1, 2], weights="standin")
+    c = CompareConfig(
+        variants=["silu", "relu", "leaky_relu:0.1", "prelu"],
+        seeds=[0, 1, 2],
+        weights="standin",
+        recovery=["finetune", "distill"],
+    )
     assert [s.label for s in c.specs] == list(MAPS)
     cells = _cells(MAPS, c.recovery)
     metric = {"map50": 0.7, "map50_95": 0.5}

@@ -24,6 +24,8 @@ QUICK = [
     "bench_seconds=1",
     "bench_blocks=2",
     "int8=true",
+    "cell_workers=1",  # run_clis trains two runs at once: the two cores are already busy
+    "recovery=[finetune,distill]",  # both wherever Ultralytics can distill (auto drops segment's distill)
 ]
 TARGETS = {"pose": ["targets=[ort-cpu]"], "classify": ["targets=[ort-cpu]"]}  # the cheapest back end, two tasks
 
@@ -56,10 +58,13 @@ def test_distill_targets_and_the_task_per_task(capsys, monkeypatch):
     from yolo_leaky.targets.base import backends
     from yolo_leaky.utils.errors import UserError
 
-    c = with_task(CompareConfig(weights="standin"), "classify")
+    c = with_task(CompareConfig(weights="standin", recovery=["finetune", "distill"]), "classify")
     assert (c.task, c.recovery) == ("classify", ["finetune"])
     assert f"no distill cells for a classification model: {NO_DISTILL['classify']}" in capsys.readouterr().out
-    assert with_task(CompareConfig(weights="standin"), "segment").recovery == ["finetune", "distill"]
+    assert with_task(CompareConfig(weights="standin", recovery=["finetune", "distill"]), "segment").recovery == [
+        "finetune",
+        "distill",
+    ]
     with pytest.raises(UserError, match=r"recovery=\[distill\] cannot recover a classification model"):
         with_task(CompareConfig(weights="standin", recovery=["distill"]), "classify")
     assert all(set(cls.tasks) == set(METRICS) for cls in backends().values())  # every back end, every task
@@ -74,6 +79,39 @@ def test_distill_targets_and_the_task_per_task(capsys, monkeypatch):
     with pytest.raises(UserError, match=refused):
         with_task(CompareConfig(weights="standin", targets=["ort-cpu", "detect-only"]), "obb")
     assert with_task(CompareConfig(weights="standin", targets=["detect-only"]), "detect").targets == ["detect-only"]
+
+
+def test_recovery_auto_is_each_tasks_methods_and_a_listed_recovery_is_kept(tmp_path, capsys):
+    """The default recovery=auto becomes the task's methods (segment and classify: finetune only, silently; the
+    others: finetune and distill); a list from the user's cfg YAML is kept for every task, and recovery=auto on the
+    command line overrides that YAML. A stage that meets an unresolved auto is a bug, said so."""
+    from yolo_leaky.harness.compare import with_task
+    from yolo_leaky.harness.config import AUTO_RECOVERY, load_config, recovery_methods
+    from yolo_leaky.utils.errors import UserError
+
+    default = load_config(["weights=standin"])
+    assert default.recovery == "auto"
+    assert {task: with_task(default, task).recovery for task in METRICS} == {
+        "detect": ["finetune", "distill"],
+        "segment": ["finetune"],
+        "pose": ["finetune", "distill"],
+        "obb": ["finetune", "distill"],
+        "classify": ["finetune"],
+    }
+    assert set(AUTO_RECOVERY) == set(METRICS)
+    assert "no distill cells" not in capsys.readouterr().out  # auto never asks a classifier for distill
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("recovery: [finetune, distill]\n")
+    assert with_task(load_config([f"cfg={mine}", "weights=standin"]), "segment").recovery == ["finetune", "distill"]
+    cli = load_config([f"cfg={mine}", "weights=standin", "recovery=auto"])
+    assert with_task(cli, "segment").recovery == ["finetune"] and with_task(cli, "obb").recovery == [
+        "finetune",
+        "distill",
+    ]
+    with pytest.raises(RuntimeError, match="bug: recovery=auto was not resolved"):
+        recovery_methods(default)
+    with pytest.raises(UserError, match=r"must be auto or list each of finetune, distill"):
+        load_config(["weights=standin", "recovery=[auto,distill]"])
 
 
 def test_data_shapes_resolves_to_each_tasks_own_data(tmp_path):

@@ -29,7 +29,7 @@ from ..utils import atomic
 from ..utils.console import interactive, say
 from ..utils.errors import UserError
 from ..utils.testhold import hold_point, requested
-from .config import CompareConfig, MixedSpec, parse_variant, variant_act, variant_sites
+from .config import CompareConfig, MixedSpec, parse_variant, recovery_methods, variant_act, variant_sites
 from .executor import Job, default_workers, execute
 
 
@@ -58,7 +58,7 @@ def cell_order(c: CompareConfig) -> list[tuple[ActSpec, int, str | None]]:
     """Every (variant, seed, recovery) cell, seed by seed; the variant order rotates by one per seed, so no variant
     always runs first (the first cell of a process pays for cold caches)."""
     specs = c.specs
-    methods = list(c.recovery) if c.protocol == "recover" else [None]
+    methods = recovery_methods(c) if c.protocol == "recover" else [None]
     return [
         (specs[(i + k) % len(specs)], seed, method)
         for i, seed in enumerate(c.seeds)

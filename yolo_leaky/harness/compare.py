@@ -53,7 +53,7 @@ from .cells import (
     swap_stage,
     variant_models,
 )
-from .config import CompareConfig, load_config
+from .config import AUTO, AUTO_RECOVERY, CompareConfig, load_config
 from .executor import Job, execute
 from .mixed import check_mixed, mixed_specs, rank_stage
 from .report import write_report
@@ -566,9 +566,9 @@ def compare_task(c: CompareConfig) -> str:
 
 
 def with_task(c: CompareConfig, task: str) -> CompareConfig:
-    """``c`` for a model of ``task``: what compare cannot measure per task yet is refused in one line, and a task
-    that distillation cannot recover (``core.tasks.NO_DISTILL``) drops ``distill`` from the recovery methods,
-    saying why.
+    """``c`` for a model of ``task``: ``recovery=auto`` becomes the task's methods (``config.AUTO_RECOVERY``); what
+    compare cannot measure per task yet is refused in one line, and a task that distillation cannot recover
+    (``core.tasks.NO_DISTILL``) drops a requested ``distill`` from the recovery methods, saying why.
 
     Raises:
         UserError: ``recovery=[distill]`` alone for such a task; a target in ``targets=`` whose back end does not
@@ -576,8 +576,10 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
 
     >>> with_task(CompareConfig(recovery=["finetune"]), "pose").task
     'pose'
+    >>> with_task(CompareConfig(recovery="auto"), "segment").recovery
+    ['finetune']
     """
-    recovery = list(c.recovery)
+    recovery = list(AUTO_RECOVERY[task] if c.recovery == AUTO else c.recovery)
     if c.protocol == "recover" and task in NO_DISTILL and "distill" in recovery:
         if recovery == ["distill"]:
             raise UserError(

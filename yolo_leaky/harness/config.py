@@ -147,6 +147,28 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "cfg/compare.yaml"
 PROTOCOLS = ("recover", "scratch")
 RECOVERIES = ("finetune", "distill")
 AUTO = "auto"  # weights=auto: yolo11n.pt on COCO8 where it can be had, else the offline stand-in
+# recovery=auto (the default): the methods each task's default run trains. Segmentation trains finetune only: its
+# cells take twice a pose cell's time, and with distill its default run took about 20 min on 2 cores, over the 15 min
+# the default runs aim for; distill and finetune did not differ significantly on any segmentation variant (stand-in,
+# docs/tasks.md). recovery=[finetune,distill] adds distill. Ultralytics 8.4 cannot distill a classifier (NO_DISTILL).
+AUTO_RECOVERY: dict[str, tuple[str, ...]] = {
+    "detect": ("finetune", "distill"),
+    "segment": ("finetune",),
+    "pose": ("finetune", "distill"),
+    "obb": ("finetune", "distill"),
+    "classify": ("finetune",),
+}
+
+
+def recovery_methods(c: CompareConfig) -> list[str]:
+    """The recovery methods of a run whose task is known (``recovery=auto`` resolved by ``compare.with_task``).
+
+    Raises:
+        RuntimeError: ``recovery`` is still ``auto``: a bug in the caller, which skipped ``with_task``.
+    """
+    if c.recovery == AUTO:
+        raise RuntimeError("bug: recovery=auto was not resolved to the task's methods (harness.compare.with_task)")
+    return list(c.recovery)
 
 
 @dataclass
@@ -157,7 +179,7 @@ class CompareConfig:
     data: str = "coco8.yaml"
     protocol: str = "recover"  # recover: pretrained SiLU -> swap -> repair -> recover | scratch: train from the YAML
     weights: str | None = None  # recover: the SiLU checkpoint (a .pt, "standin", or "auto")
-    recovery: list = field(default_factory=lambda: ["finetune", "distill"])
+    recovery: list | str = AUTO  # recovery methods; "auto": the task's (AUTO_RECOVERY), chosen once the task is known
     repair: str = "fit+bn"  # the training-free repair recovery starts from (repair.REPAIRS)
     calib_images: int = 64  # training images that calibrate the repairs
     variants: list = field(default_factory=lambda: ["silu", "relu", "leaky_relu:0.1", "prelu"])
@@ -404,13 +426,17 @@ def _validated(c: CompareConfig) -> CompareConfig:
     if c.protocol not in PROTOCOLS:
         raise UserError(f"protocol={c.protocol!r} is not one of {', '.join(PROTOCOLS)}")
     c.recovery = [str(r) for r in (c.recovery if isinstance(c.recovery, list) else str(c.recovery).split(","))]
+    if c.recovery == [AUTO]:
+        c.recovery = AUTO  # the task's methods: harness.compare.with_task picks them once the task is known
     if c.protocol == "recover":
         if not c.weights or c.weights == AUTO:
             raise UserError("protocol=recover needs weights=<SiLU .pt>, weights=standin or weights=auto")
-        bad = [r for r in c.recovery if r not in RECOVERIES] or ([] if c.recovery else ["(none)"])
-        if bad or len(set(c.recovery)) != len(c.recovery):
+        listed = [] if c.recovery == AUTO else c.recovery
+        bad = [r for r in listed if r not in RECOVERIES] or ([] if c.recovery else ["(none)"])
+        if bad or len(set(listed)) != len(listed):
             raise UserError(
-                f"recovery={c.recovery} must list each of {', '.join(RECOVERIES)} at most once, e.g. [finetune]"
+                f"recovery={c.recovery} must be auto or list each of {', '.join(RECOVERIES)} at most once, "
+                "e.g. [finetune]"
             )
         if c.repair not in REPAIRS:
             raise UserError(f"repair={c.repair!r} is not one of {', '.join(REPAIRS)}")

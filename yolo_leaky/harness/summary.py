@@ -19,7 +19,7 @@ from ..core.tasks import headline, second
 from ..data.datasets import dataset_info
 from ..measure.bench import machine
 from ..version import __version__
-from .config import CompareConfig
+from .config import CompareConfig, recovery_methods
 
 SMALL_VAL = 50  # below this many validation images no accuracy difference is called significant
 NO_SIGNAL = 0.01  # mAP below this for every cell of a pair: there is nothing to compare
@@ -348,7 +348,7 @@ def _accuracy_verdicts(c: CompareConfig, cells: dict, rows: dict, base_maps: lis
 
 def headline_recovery(c: CompareConfig) -> str | None:
     """The recovery method whose results fill the per-variant rows (the first listed); None from scratch."""
-    return c.recovery[0] if c.protocol == "recover" else None
+    return recovery_methods(c)[0] if c.protocol == "recover" else None
 
 
 def _ok(cells: dict, label: str, method: str | None) -> list[dict]:
