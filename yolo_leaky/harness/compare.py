@@ -576,7 +576,7 @@ def with_task(c: CompareConfig, task: str) -> CompareConfig:
 
     >>> with_task(CompareConfig(recovery=["finetune"]), "pose").task
     'pose'
-    >>> with_task(CompareConfig(recovery="auto"), "segment").recovery
+    >>> with_task(CompareConfig(recovery="auto"), "classify").recovery
     ['finetune']
     """
     recovery = list(AUTO_RECOVERY[task] if c.recovery == AUTO else c.recovery)

@@ -147,13 +147,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "cfg/compare.yaml"
 PROTOCOLS = ("recover", "scratch")
 RECOVERIES = ("finetune", "distill")
 AUTO = "auto"  # weights=auto: yolo11n.pt on COCO8 where it can be had, else the offline stand-in
-# recovery=auto (the default): the methods each task's default run trains. Segmentation trains finetune only: its
-# cells take twice a pose cell's time, and with distill its default run took about 20 min on 2 cores, over the 15 min
-# the default runs aim for; distill and finetune did not differ significantly on any segmentation variant (stand-in,
-# docs/tasks.md). recovery=[finetune,distill] adds distill. Ultralytics 8.4 cannot distill a classifier (NO_DISTILL).
+# recovery=auto (the default): the methods a task's default run trains, finetune and distill wherever Ultralytics 8.4
+# can distill the task's head (every task but classify, core.tasks.NO_DISTILL). recovery=[finetune] halves the cells.
 AUTO_RECOVERY: dict[str, tuple[str, ...]] = {
     "detect": ("finetune", "distill"),
-    "segment": ("finetune",),
+    "segment": ("finetune", "distill"),
     "pose": ("finetune", "distill"),
     "obb": ("finetune", "distill"),
     "classify": ("finetune",),
