@@ -101,13 +101,11 @@ def test_recovery_auto_is_each_tasks_methods_and_a_listed_recovery_is_kept(tmp_p
     assert set(AUTO_RECOVERY) == set(METRICS)
     assert "no distill cells" not in capsys.readouterr().out  # auto never asks a classifier for distill
     mine = tmp_path / "mine.yaml"
-    mine.write_text("recovery: [finetune, distill]\n")
-    assert with_task(load_config([f"cfg={mine}", "weights=standin"]), "segment").recovery == ["finetune", "distill"]
+    mine.write_text("recovery: [finetune]\n")
+    assert with_task(load_config([f"cfg={mine}", "weights=standin"]), "segment").recovery == ["finetune"]
     cli = load_config([f"cfg={mine}", "weights=standin", "recovery=auto"])
-    assert with_task(cli, "segment").recovery == ["finetune"] and with_task(cli, "obb").recovery == [
-        "finetune",
-        "distill",
-    ]
+    assert with_task(cli, "segment").recovery == ["finetune", "distill"]
+    assert with_task(cli, "classify").recovery == ["finetune"]
     with pytest.raises(RuntimeError, match="bug: recovery=auto was not resolved"):
         recovery_methods(default)
     with pytest.raises(UserError, match=r"must be auto or list each of finetune, distill"):
