@@ -230,10 +230,10 @@ def test_cfg_refuses_to_overwrite_a_different_file(tmp_path):
 
 def test_compare_refuses_to_mix_settings(tmp_path):
     from yolo_leaky.data.datasets import locate_data
-    from yolo_leaky.harness.compare import content_fingerprint, prepare_run_dir
+    from yolo_leaky.harness.compare import content_fingerprint, prepare_run_dir, with_task
     from yolo_leaky.harness.config import load_config
 
-    earlier = load_config([f"project={tmp_path}", "name=exp", "epochs=3"])
+    earlier = with_task(load_config([f"project={tmp_path}", "name=exp", "epochs=3"]), "detect")  # as compare does
     prepare_run_dir(earlier, force=False, contents=content_fingerprint(earlier, locate_data(earlier.data)))
     (tmp_path / "exp/cells").mkdir()
     before = snapshot(tmp_path)
@@ -282,10 +282,10 @@ def test_disk_full_keeps_existing_files(small_tmpfs):
 
 def test_read_only_output_dir_keeps_earlier_results(small_tmpfs, tmp_path):
     from yolo_leaky.data.datasets import locate_data
-    from yolo_leaky.harness.compare import content_fingerprint, prepare_run_dir
+    from yolo_leaky.harness.compare import content_fingerprint, prepare_run_dir, with_task
     from yolo_leaky.harness.config import load_config
 
-    config = load_config([f"project={small_tmpfs}", "name=exp", "epochs=1"])
+    config = with_task(load_config([f"project={small_tmpfs}", "name=exp", "epochs=1"]), "detect")  # as compare does
     prepare_run_dir(config, force=False, contents=content_fingerprint(config, locate_data(config.data)))
     before = snapshot(small_tmpfs)
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)

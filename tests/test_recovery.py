@@ -319,6 +319,7 @@ def test_identity_floor_is_the_same_network(recover_run):
         protocol="recover",
         weights="unused.pt",
         data="shapes",
+        recovery=["finetune", "distill"],  # the run's methods: the speed stage timed finetune's cells
         variants=["silu", "relu"],
         seeds=[0, 1],
         project=str(run_dir.parent),

@@ -85,7 +85,7 @@ def test_recovery_auto_is_each_tasks_methods_and_a_listed_recovery_is_kept(tmp_p
     """The default recovery=auto becomes the task's methods (a classifier: finetune only, without the warning an
     explicit distill gets; the others: finetune and distill); a list from the user's cfg YAML is kept for every task,
     and recovery=auto on the command line overrides that YAML. A stage that meets an unresolved auto is a bug."""
-    from yolo_leaky.harness.compare import with_task
+    from yolo_leaky.harness.compare import prepare_run_dir, with_task
     from yolo_leaky.harness.config import AUTO_RECOVERY, load_config, recovery_methods
     from yolo_leaky.utils.errors import UserError
 
@@ -108,6 +108,9 @@ def test_recovery_auto_is_each_tasks_methods_and_a_listed_recovery_is_kept(tmp_p
     assert with_task(cli, "classify").recovery == ["finetune"]
     with pytest.raises(RuntimeError, match="bug: recovery=auto was not resolved"):
         recovery_methods(default)
+    with pytest.raises(RuntimeError, match="bug: recovery=auto was not resolved"):  # never recorded in settings.json
+        prepare_run_dir(load_config(["weights=standin", f"project={tmp_path}"]), force=False)
+    assert not (tmp_path / "coco8").exists()
     with pytest.raises(UserError, match=r"must be auto or list each of finetune, distill"):
         load_config(["weights=standin", "recovery=[auto,distill]"])
 

@@ -178,7 +178,7 @@ def test_changed_file_contents_at_the_same_path_are_not_reused(tmp_path, coco8):
 
     model = tmp_path / "m.yaml"
     model.write_text((REPO / "cfg/yolo11n-relu.yaml").read_text())
-    c = CompareConfig(model=str(model), project=str(tmp_path), name="exp")
+    c = CompareConfig(model=str(model), project=str(tmp_path), name="exp", recovery=["finetune"])
     first = content_fingerprint(c, locate_data(c.data))
     assert set(first["versions"]) == {"yolo_leaky", "ultralytics", "torch"} and first["data_digest"]
     prepare_run_dir(c, force=False, contents=first)

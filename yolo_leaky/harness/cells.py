@@ -618,7 +618,7 @@ def variant_models(c: CompareConfig, cells: dict) -> Models:
     """
     models, trained, sources = {}, {}, {}
     untrained = c.weights if c.protocol == "recover" else c.model
-    method = c.recovery[0] if c.protocol == "recover" else None
+    method = recovery_methods(c)[0] if c.protocol == "recover" else None
     for spec in c.specs:
         key = cell_key(spec, c.seeds[0], method)
         cell = cells.get(key, {})

@@ -53,7 +53,7 @@ from .cells import (
     swap_stage,
     variant_models,
 )
-from .config import AUTO, AUTO_RECOVERY, CompareConfig, load_config
+from .config import AUTO, AUTO_RECOVERY, CompareConfig, load_config, recovery_methods
 from .executor import Job, execute
 from .mixed import check_mixed, mixed_specs, rank_stage
 from .report import write_report
@@ -93,6 +93,8 @@ def content_fingerprint(c: CompareConfig, located) -> dict:
 
 def prepare_run_dir(c: CompareConfig, force: bool, contents: dict | None = None) -> Path:
     """Create or reopen the run folder; refuse to mix results from different settings or file contents."""
+    if c.protocol == "recover":
+        recovery_methods(c)  # settings.json records the task's methods, never an unresolved recovery=auto
     run = c.run_dir
     saved = atomic.read_json(run / "settings.json")
     wanted = c.fingerprint(contents)
