@@ -19,6 +19,7 @@ import yaml as pyyaml
 from ..core.partial import Selection
 from ..core.repair import REPAIRS
 from ..core.spec import ActSpec, parse_act
+from ..core.tasks import NO_DISTILL, TASKS
 from ..utils.errors import UserError
 
 RUNTIMES = ("torch-cpu", "ort-cpu", "torch-cuda-fp16")
@@ -148,13 +149,9 @@ PROTOCOLS = ("recover", "scratch")
 RECOVERIES = ("finetune", "distill")
 AUTO = "auto"  # weights=auto: yolo11n.pt on COCO8 where it can be had, else the offline stand-in
 # recovery=auto (the default): the methods a task's default run trains, finetune and distill wherever Ultralytics 8.4
-# can distill the task's head (every task but classify, core.tasks.NO_DISTILL). recovery=[finetune] halves the cells.
+# can distill the task's head (every task but those in core.tasks.NO_DISTILL). recovery=[finetune] halves the cells.
 AUTO_RECOVERY: dict[str, tuple[str, ...]] = {
-    "detect": ("finetune", "distill"),
-    "segment": ("finetune", "distill"),
-    "pose": ("finetune", "distill"),
-    "obb": ("finetune", "distill"),
-    "classify": ("finetune",),
+    task: ("finetune",) if task in NO_DISTILL else RECOVERIES for task in TASKS
 }
 
 
